@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { ConfigError, DEFAULTS, envName, NODE_FLAGS, parseConfig, type RawFlags } from './config';
+import { runDevCluster } from './dev-cluster';
+import { runNode } from './main';
+
+const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
+  host: `address to listen on (default ${DEFAULTS.host})`,
+  port: `port to listen on (default ${DEFAULTS.port})`,
+  'data-dir': `this node's own directory: SQLite metadata and blobs (default ${DEFAULTS.dataDir})`,
+  'node-id': 'stable identity, kept in the data dir after first start (default: the host name)',
+  'advertise-url': 'base URL at which peers and clients reach this node (default http://<host>:<port>)',
+  seeds: 'comma-separated base URLs of nodes already running',
+  'discovery-dns': 'host name whose A/AAAA records are peers (a Kubernetes headless Service)',
+  replicas: `copies kept of every file, N (default ${DEFAULTS.replicas})`,
+  'write-quorum': `copies durable before an upload is acknowledged, W (default ${DEFAULTS.writeQuorum})`,
+  'cluster-secret': 'shared secret that authenticates node-to-node traffic',
+  insecure: 'allow running without --cluster-secret (throwaway clusters only)',
+  'api-keys': 'comma-separated API keys; when set, requests need Authorization: Bearer <key>',
+  'max-file-size': `largest accepted upload in bytes (default ${DEFAULTS.maxFileSize})`,
+  'failure-timeout-ms': `how long a silent peer stays before it is declared dead (default ${DEFAULTS.failureTimeoutMs})`,
+  'gossip-interval-ms': `how often membership is exchanged (default ${DEFAULTS.gossipIntervalMs})`,
+  'scrub-interval-ms': `how often blobs are re-read and verified (default ${DEFAULTS.scrubIntervalMs})`,
+  'log-level': `fatal, error, warn, info, debug, trace or silent (default ${DEFAULTS.logLevel})`,
+};
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+export function buildProgram(): Command {
+  const program = new Command('shoal')
+    .description('Shoal: shared-nothing file storage')
+    .showHelpAfterError()
+    .exitOverride();
+
+  const node = program.command('node').description('run one storage node');
+  for (const flag of NODE_FLAGS) {
+    const option =
+      flag === 'insecure'
+        ? new Option(`--${flag}`, FLAG_HELP[flag])
+        : new Option(`--${flag} <value>`, `${FLAG_HELP[flag]} [env ${envName(flag)}]`);
+    node.addOption(option);
+  }
+  node.action(async (opts: Record<string, string | boolean | undefined>) => {
+    const raw: RawFlags = {};
+    for (const flag of NODE_FLAGS) {
+      const value = opts[camel(flag)];
+      if (value !== undefined) raw[flag] = value;
+    }
+    await runNode(parseConfig(raw));
+  });
+
+  program
+    .command('dev')
+    .description('run a local cluster of N nodes on 127.0.0.1 (what npm start runs)')
+    .option('--nodes <n>', 'number of nodes', '3')
+    .option('--base-port <port>', 'port of the first node; the others follow', '7001')
+    .option('--data-dir <dir>', 'parent directory of the nodes\' data dirs', './data')
+    .action(async (opts: { nodes: string; basePort: string; dataDir: string }) => {
+      const nodes = Number(opts.nodes);
+      const basePort = Number(opts.basePort);
+      if (!Number.isInteger(nodes) || nodes < 1 || nodes > 50) throw new ConfigError('--nodes must be from 1 to 50');
+      if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65536) throw new ConfigError('--base-port is out of range');
+      await runDevCluster({ nodes, basePort, dataDir: opts.dataDir });
+    });
+
+  return program;
+}
+
+async function main(): Promise<void> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number; message?: string };
+    if (e.code?.startsWith('commander.')) process.exit(e.exitCode ?? 2);
+    if (err instanceof ConfigError) {
+      process.stderr.write(`shoal: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`shoal: ${e.message ?? String(err)}\n`);
+    process.exit(1);
+  }
+}
+
+if (require.main === module) void main();

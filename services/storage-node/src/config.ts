@@ -1,0 +1,191 @@
+import { hostname } from 'node:os';
+
+/**
+ * Flags of `shoal node`, parsed once into a frozen, typed Config. Every flag can also come from
+ * `SHOAL_<FLAG_IN_UPPER_SNAKE_CASE>`; a flag wins over its variable. Invalid values throw here,
+ * at start, never later at the first request that happens to use them.
+ */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  /** From the flag or variable; the data dir may hold a stored one (see node-identity). */
+  readonly nodeId: string | undefined;
+  readonly advertiseUrl: string;
+  readonly seeds: readonly string[];
+  readonly discoveryDns: string | undefined;
+  readonly replicas: number;
+  readonly writeQuorum: number;
+  readonly clusterSecret: string | undefined;
+  readonly insecure: boolean;
+  readonly apiKeys: readonly string[];
+  readonly maxFileSize: number;
+  readonly failureTimeoutMs: number;
+  readonly gossipIntervalMs: number;
+  readonly scrubIntervalMs: number;
+  readonly logLevel: string;
+}
+
+export const NODE_FLAGS = [
+  'host',
+  'port',
+  'data-dir',
+  'node-id',
+  'advertise-url',
+  'seeds',
+  'discovery-dns',
+  'replicas',
+  'write-quorum',
+  'cluster-secret',
+  'insecure',
+  'api-keys',
+  'max-file-size',
+  'failure-timeout-ms',
+  'gossip-interval-ms',
+  'scrub-interval-ms',
+  'log-level',
+] as const;
+
+export type NodeFlag = (typeof NODE_FLAGS)[number];
+export type RawFlags = Partial<Record<NodeFlag, string | boolean>>;
+
+export const DEFAULTS = Object.freeze({
+  host: '0.0.0.0',
+  port: 7000,
+  dataDir: './data',
+  replicas: 3,
+  writeQuorum: 2,
+  maxFileSize: 10 * 1024 ** 3,
+  failureTimeoutMs: 30_000,
+  gossipIntervalMs: 1_000,
+  scrubIntervalMs: 24 * 60 * 60 * 1000,
+  logLevel: 'info',
+});
+
+const MIN_SECRET_LENGTH = 16;
+const NODE_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function envName(flag: NodeFlag): string {
+  return 'SHOAL_' + flag.toUpperCase().replace(/-/g, '_');
+}
+
+export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.env): Config {
+  const raw = (flag: NodeFlag): string | undefined => {
+    const fromFlag = flags[flag];
+    if (fromFlag !== undefined) return String(fromFlag);
+    const fromEnv = env[envName(flag)];
+    return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
+  };
+
+  const host = raw('host') ?? DEFAULTS.host;
+  const port = integer('port', raw('port'), DEFAULTS.port, 0, 65535);
+  const nodeId = raw('node-id');
+  if (nodeId !== undefined && !NODE_ID_PATTERN.test(nodeId)) {
+    throw new ConfigError(`--node-id must be 1-64 characters of letters, digits, ".", "-" and "_"`);
+  }
+  const replicas = integer('replicas', raw('replicas'), DEFAULTS.replicas, 1, 16);
+  const writeQuorum = integer('write-quorum', raw('write-quorum'), DEFAULTS.writeQuorum, 1, 16);
+  if (writeQuorum > replicas) {
+    throw new ConfigError(`--write-quorum (${writeQuorum}) cannot exceed --replicas (${replicas})`);
+  }
+  const insecure = bool('insecure', raw('insecure'));
+  const clusterSecret = raw('cluster-secret');
+  if (clusterSecret === undefined && !insecure) {
+    throw new ConfigError('--cluster-secret is required (or pass --insecure for a throwaway cluster)');
+  }
+  if (clusterSecret !== undefined && clusterSecret.length < MIN_SECRET_LENGTH) {
+    throw new ConfigError(`--cluster-secret must be at least ${MIN_SECRET_LENGTH} characters`);
+  }
+  const failureTimeoutMs = integer('failure-timeout-ms', raw('failure-timeout-ms'), DEFAULTS.failureTimeoutMs, 100);
+  const gossipIntervalMs = integer('gossip-interval-ms', raw('gossip-interval-ms'), DEFAULTS.gossipIntervalMs, 10);
+  if (failureTimeoutMs < 2 * gossipIntervalMs) {
+    throw new ConfigError('--failure-timeout-ms must be at least twice --gossip-interval-ms');
+  }
+  const advertiseUrl = baseUrl(
+    'advertise-url',
+    raw('advertise-url') ?? `http://${host === '0.0.0.0' || host === '::' ? hostname() : host}:${port}`,
+  );
+  const logLevel = raw('log-level') ?? DEFAULTS.logLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+
+  return Object.freeze({
+    host,
+    port,
+    dataDir: raw('data-dir') ?? DEFAULTS.dataDir,
+    nodeId,
+    advertiseUrl,
+    seeds: Object.freeze(list(raw('seeds')).map((s) => baseUrl('seeds', s))),
+    discoveryDns: raw('discovery-dns'),
+    replicas,
+    writeQuorum,
+    clusterSecret,
+    insecure,
+    apiKeys: Object.freeze(list(raw('api-keys'))),
+    maxFileSize: integer('max-file-size', raw('max-file-size'), DEFAULTS.maxFileSize, 1),
+    failureTimeoutMs,
+    gossipIntervalMs,
+    scrubIntervalMs: integer('scrub-interval-ms', raw('scrub-interval-ms'), DEFAULTS.scrubIntervalMs, 1000),
+    logLevel,
+  });
+}
+
+/** The identity this node runs under: the flag, else the one kept in the data dir, else the host name. */
+export function resolveNodeId(fromConfig: string | undefined, stored: string | undefined): string {
+  if (fromConfig !== undefined && stored !== undefined && fromConfig !== stored) {
+    throw new ConfigError(
+      `--node-id ${fromConfig} differs from ${stored}, the id this data dir already belongs to; ` +
+        'a data dir keeps one identity for life',
+    );
+  }
+  const id = fromConfig ?? stored ?? hostname();
+  if (!NODE_ID_PATTERN.test(id)) throw new ConfigError(`node id ${JSON.stringify(id)} is not a valid node id`);
+  return id;
+}
+
+function integer(flag: NodeFlag, value: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value.trim())) throw new ConfigError(`--${flag} must be a whole number, got ${JSON.stringify(value)}`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`--${flag} must be between ${min} and ${max}, got ${value}`);
+  }
+  return n;
+}
+
+function bool(flag: NodeFlag, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  if (['true', '1', 'yes'].includes(value)) return true;
+  if (['false', '0', 'no'].includes(value)) return false;
+  throw new ConfigError(`--${flag} must be true or false, got ${JSON.stringify(value)}`);
+}
+
+function list(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function baseUrl(flag: NodeFlag, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`--${flag} must be an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`--${flag} must be an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '');
+}

@@ -1,0 +1,165 @@
+import { Readable } from 'node:stream';
+import { ShoalError } from '../../../../shared/errors';
+import { etagMatches, parseRange } from '../../../../shared/http-range';
+import type { Logger } from '../../../../shared/logging';
+import type { FileRecord } from '../../../../shared/protocol';
+import type { Membership } from '../membership/membership';
+import { PeerError, type PeerClient } from '../peers/peer-client';
+import type { BlobStore } from '../store/blob-store';
+import { errorText } from '../replication/quorum-write';
+
+export interface ReadRequest {
+  method: 'GET' | 'HEAD';
+  range?: string;
+  ifNoneMatch?: string;
+  reqId?: string;
+}
+
+export interface ReadDecision {
+  status: 200 | 206 | 304 | 416;
+  /** First and last byte sent (inclusive); for an empty body start = 0, end = -1. */
+  start: number;
+  end: number;
+}
+
+/** What to answer for a file, from its record and the request's conditional and range headers. */
+export function decideRead(record: FileRecord, request: Pick<ReadRequest, 'range' | 'ifNoneMatch'>): ReadDecision {
+  const full: ReadDecision = { status: 200, start: 0, end: record.size - 1 };
+  if (etagMatches(request.ifNoneMatch, `"${record.sha256}"`)) return { ...full, status: 304 };
+  const range = parseRange(request.range, record.size);
+  if (range.kind === 'unsatisfiable') return { ...full, status: 416 };
+  if (range.kind === 'range') return { status: 206, start: range.start, end: range.end };
+  return full;
+}
+
+export interface FileRead extends ReadDecision {
+  record: FileRecord;
+  /** The bytes to send, for a GET answered 200 or 206. */
+  body: Readable | undefined;
+  servedBy: string;
+}
+
+/**
+ * Serves a file from whichever copy survives: this node's own first, then the file's home
+ * replicas in placement order, then every other live member. A copy that cannot be opened is
+ * skipped before any byte is sent. If a copy fails part-way through, the rest of the bytes are
+ * fetched from the next copy with a range request, so the client still gets one whole, correct
+ * body; only when no copy can finish is the response cut off.
+ */
+export class FileReader {
+  constructor(
+    private readonly selfId: string,
+    private readonly membership: Membership,
+    private readonly blobs: BlobStore,
+    private readonly peers: PeerClient,
+    private readonly log: Logger,
+  ) {}
+
+  /** Nodes to try for a file, best first, this node excluded. */
+  candidates(fileId: string): string[] {
+    return this.membership
+      .placement()
+      .place(fileId)
+      .order.filter((id) => id !== this.selfId);
+  }
+
+  async open(fileId: string, request: ReadRequest): Promise<FileRead> {
+    const own = this.blobs.metadataOf(fileId);
+    if (own?.state === 'deleted') throw notFound();
+    const local = await this.blobs.openLocal(fileId);
+    const candidates = this.candidates(fileId);
+    if (local) {
+      const decision = decideRead(local.record, request);
+      const body = request.method === 'GET' && decision.status !== 304 && decision.status !== 416 && decision.end >= decision.start
+        ? this.resumable(fileId, local.record, local.read(decision.start, decision.end), this.selfId, decision, candidates, request.reqId)
+        : undefined;
+      return { ...decision, record: local.record, body, servedBy: this.selfId };
+    }
+
+    let answered = 0;
+    for (let i = 0; i < candidates.length; i++) {
+      const nodeId = candidates[i]!;
+      const url = this.membership.urlOf(nodeId);
+      if (!url) continue;
+      try {
+        const res = await this.peers.openBlob(url, fileId, request);
+        answered++;
+        if (!res) continue;
+        const decision = decideRead(res.record, request);
+        if (res.status !== decision.status) {
+          res.body.destroy();
+          throw new Error(`peer answered ${res.status}, expected ${decision.status}`);
+        }
+        const streams = request.method === 'GET' && (decision.status === 200 || decision.status === 206) && decision.end >= decision.start;
+        if (!streams) res.body.resume();
+        const body = streams
+          ? this.resumable(fileId, res.record, res.body, nodeId, decision, candidates.slice(i + 1), request.reqId)
+          : undefined;
+        return { ...decision, record: res.record, body, servedBy: nodeId };
+      } catch (err) {
+        if (err instanceof PeerError && err.code === 'deleted') throw notFound();
+        this.log.debug({ fileId, peer: nodeId, err: errorText(err) }, 'skipping a copy that could not be opened');
+      }
+    }
+    if (answered === 0 && candidates.length > 0) {
+      throw new ShoalError('replica_unavailable', 'no node holding a copy of this file could be reached');
+    }
+    throw notFound();
+  }
+
+  private resumable(
+    fileId: string,
+    record: FileRecord,
+    first: Readable,
+    firstNode: string,
+    decision: ReadDecision,
+    fallbacks: string[],
+    reqId?: string,
+  ): Readable {
+    const remaining = [...fallbacks];
+    const { end } = decision;
+    const openSlice = async (nodeId: string, from: number): Promise<Readable | undefined> => {
+      const url = this.membership.urlOf(nodeId);
+      if (!url) return undefined;
+      const res = await this.peers.openBlob(url, fileId, { method: 'GET', range: `bytes=${from}-${end}`, reqId });
+      if (!res) return undefined;
+      if (res.status !== 206 || res.record.sha256 !== record.sha256) {
+        res.body.destroy();
+        return undefined;
+      }
+      return res.body;
+    };
+    const log = this.log;
+    async function* bytes(): AsyncGenerator<Buffer> {
+      let position = decision.start;
+      let body: Readable | undefined = first;
+      let node = firstNode;
+      for (;;) {
+        if (body) {
+          try {
+            for await (const chunk of body as AsyncIterable<Buffer>) {
+              position += chunk.length;
+              yield chunk;
+            }
+            if (position > end) return;
+            throw new Error(`the copy ended early at byte ${position}`);
+          } catch (err) {
+            body.destroy();
+            log.warn({ fileId, peer: node, reqId, bytes: position, err: errorText(err) }, 'copy failed mid-download; resuming from another');
+          }
+        }
+        body = undefined;
+        while (!body && remaining.length > 0) {
+          node = remaining.shift()!;
+          body = await openSlice(node, position).catch(() => undefined);
+        }
+        if (!body) throw new Error(`no copy could finish the download of ${fileId} at byte ${position}`);
+      }
+    }
+    return Readable.from(bytes(), { objectMode: false });
+  }
+}
+
+function notFound(): ShoalError {
+  return new ShoalError('not_found', 'no such file');
+}

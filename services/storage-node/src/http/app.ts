@@ -1,0 +1,72 @@
+import express, { type Express, type RequestHandler } from 'express';
+import { ShoalError } from '../../../../shared/errors';
+import { constantTimeEqual } from '../../../../shared/hashing';
+import { INTERNAL_PREFIX } from '../../../../shared/protocol';
+import type { NodeContext } from './context';
+import { errorHandler, sendError } from './error-handler';
+import { internalRoutes } from './internal-routes';
+import { publicRoutes } from './public-routes';
+import { requestId } from './request-context';
+
+/** Routes that answer without an API key (probes and scraping) and before the node is ready. */
+const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+export function buildApp(ctx: NodeContext): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  app.use(requestId());
+  app.use(measure(ctx));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', node: ctx.selfId });
+  });
+  app.get('/readyz', (_req, res) => {
+    res.status(ctx.lifecycle.ready ? 200 : 503).json({ ready: ctx.lifecycle.ready, node: ctx.selfId });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+
+  app.use(INTERNAL_PREFIX, internalRoutes(ctx));
+  app.use(requireApiKey(ctx));
+  app.use((req, res, next) => {
+    if (ctx.lifecycle.ready) return next();
+    res.setHeader('Connection', 'close');
+    res.setHeader('Retry-After', '1');
+    sendError(res, new ShoalError('not_ready', 'this node is starting or shutting down'));
+  });
+  app.use(publicRoutes(ctx));
+
+  app.use((_req, _res, next) => next(new ShoalError('not_found', 'no such route')));
+  app.use(errorHandler(ctx.log));
+  return app;
+}
+
+function requireApiKey(ctx: NodeContext): RequestHandler {
+  const keys = ctx.config.apiKeys;
+  return (req, _res, next) => {
+    if (keys.length === 0 || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/')) return next();
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
+    const given = match?.[1];
+    // Compare against every key so the time taken does not reveal which one was close.
+    let ok = false;
+    for (const key of keys) ok = (given !== undefined && constantTimeEqual(given, key)) || ok;
+    if (!ok) return next(new ShoalError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>'));
+    next();
+  };
+}
+
+function measure(ctx: NodeContext): RequestHandler {
+  return (req, res, next) => {
+    const end = ctx.metrics.requests.startTimer();
+    res.on('finish', () => {
+      const pattern = req.route?.path as string | undefined;
+      const route = pattern ? `${req.baseUrl}${pattern}` : 'unmatched';
+      end({ method: req.method, route, status: String(res.statusCode) });
+    });
+    next();
+  };
+}

@@ -1,0 +1,111 @@
+import express, { Router, type Request } from 'express';
+import { ShoalError } from '../../../../shared/errors';
+import { assertValidId, isValidId } from '../../../../shared/ids';
+import { HEADER_AUTH, HEADER_META, type CommitRequest, type FileMeta, type GossipMessage } from '../../../../shared/protocol';
+import { decideRead } from '../files/download';
+import { encodeMeta } from '../peers/peer-client';
+import { verifyRequest } from '../peers/auth';
+import { MAX_PAGE } from '../files/catalog';
+import type { NodeContext } from './context';
+import { sendFile } from './file-response';
+
+/**
+ * Routes only other nodes may call. Each request must carry a fresh HMAC signature made with the
+ * cluster secret over its method and path; clients cannot read or write replicas directly.
+ */
+export function internalRoutes(ctx: NodeContext): Router {
+  const router = Router();
+
+  router.use((req, _res, next) => {
+    const secret = ctx.config.clusterSecret;
+    if (!secret) return next(); // --insecure
+    const verdict = verifyRequest(secret, req.get(HEADER_AUTH), req.method, req.originalUrl);
+    if (!verdict.ok) return next(new ShoalError('unauthorized', verdict.reason));
+    next();
+  });
+  router.use(express.json({ limit: '4mb' }));
+
+  router.post('/gossip', (req, res) => {
+    const message = req.body as GossipMessage;
+    if (!message || !Array.isArray(message.members)) throw new ShoalError('bad_request', 'gossip needs members');
+    res.json(ctx.membership.receive(message));
+  });
+
+  router.get('/status', (_req, res) => {
+    const counts = ctx.metadata.counts();
+    res.json({ id: ctx.selfId, url: ctx.selfUrl, ready: ctx.lifecycle.ready, files: counts.files, bytes: counts.bytes });
+  });
+
+  router.put('/blobs/:id', async (req, res) => {
+    assertValidId(req.params.id);
+    if (!ctx.lifecycle.ready) throw new ShoalError('not_ready', 'this node is not taking writes');
+    res.json(await ctx.blobs.receive(req));
+  });
+
+  router.post('/blobs/:id/commit', async (req, res) => {
+    const id = assertValidId(req.params.id);
+    const body = req.body as CommitRequest;
+    if (!body || typeof body.token !== 'string' || !validMeta(body.meta, id)) {
+      throw new ShoalError('bad_request', 'commit needs a token and the file metadata');
+    }
+    const heldFor = typeof body.heldFor === 'string' ? body.heldFor : null;
+    res.json({ result: await ctx.blobs.commit(body.token, body.meta, heldFor) });
+  });
+
+  router.delete('/uploads/:token', async (req, res) => {
+    await ctx.blobs.abort(String(req.params.token));
+    res.status(204).end();
+  });
+
+  router.post('/blobs/:id/delete', async (req, res) => {
+    const id = assertValidId(req.params.id);
+    const deletedAt = typeof req.body?.deletedAt === 'string' ? req.body.deletedAt : new Date().toISOString();
+    res.json(await ctx.blobs.delete(id, deletedAt));
+  });
+
+  router.get('/records/:id', (req, res) => {
+    const record = ctx.metadata.get(assertValidId(req.params.id));
+    if (!record) throw new ShoalError('not_found', 'no record of that file here');
+    res.json(record);
+  });
+
+  router.get('/records', (req, res) => {
+    const after = typeof req.query.after === 'string' ? req.query.after : '';
+    const limit = Number(req.query.limit ?? 100);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new ShoalError('bad_request', 'bad limit');
+    res.json(ctx.catalog.localListing(after, limit));
+  });
+
+  /** This node's own copy, answered like a public GET plus the record in a header. */
+  router.get('/blobs/:id', async (req: Request, res) => {
+    const id = assertValidId(req.params.id);
+    const record = ctx.metadata.get(id);
+    if (record?.state === 'deleted') {
+      res.status(410).json({ error: { code: 'deleted', message: 'this file was deleted' } });
+      return;
+    }
+    const local = await ctx.blobs.openLocal(id);
+    if (!local) throw new ShoalError('not_found', 'no copy of that file here');
+    const decision = decideRead(local.record, { range: req.get('range'), ifNoneMatch: req.get('if-none-match') });
+    res.setHeader(HEADER_META, encodeMeta(local.record));
+    const streams = req.method === 'GET' && (decision.status === 200 || decision.status === 206) && decision.end >= decision.start;
+    await sendFile(res, local.record, decision, streams ? local.read(decision.start, decision.end) : undefined);
+  });
+
+  return router;
+}
+
+function validMeta(meta: FileMeta | undefined, id: string): meta is FileMeta {
+  return (
+    meta !== undefined &&
+    meta.id === id &&
+    isValidId(meta.id) &&
+    typeof meta.name === 'string' &&
+    Number.isSafeInteger(meta.size) &&
+    meta.size >= 0 &&
+    typeof meta.sha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(meta.sha256) &&
+    typeof meta.contentType === 'string' &&
+    typeof meta.createdAt === 'string'
+  );
+}

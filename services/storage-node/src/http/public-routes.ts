@@ -1,0 +1,93 @@
+import { Router, type Request } from 'express';
+import multer from 'multer';
+import { ShoalError } from '../../../../shared/errors';
+import { assertValidId, isValidId } from '../../../../shared/ids';
+import { MAX_PAGE } from '../files/catalog';
+import { ReplicatingStorage, type PreparedFile } from '../files/upload';
+import type { NodeContext } from './context';
+import { sendFile } from './file-response';
+import { consoleHtml } from './console-page';
+
+const DEFAULT_PAGE = 100;
+
+export function publicRoutes(ctx: NodeContext): Router {
+  const router = Router();
+  const upload = multer({
+    storage: new ReplicatingStorage(ctx.writer, (req) => req.reqId),
+    limits: { files: 1, fields: 32, parts: 40, fieldSize: 64 * 1024, fieldNameSize: 256, headerPairs: 64 },
+  }).single('file');
+
+  router.get('/', (_req, res) => {
+    res.type('html').send(consoleHtml(ctx.selfId));
+  });
+
+  router.post(
+    '/files',
+    (req, _res, next) => {
+      if (!req.is('multipart/form-data')) {
+        return next(new ShoalError('bad_request', 'send multipart/form-data with one file part named "file"'));
+      }
+      next();
+    },
+    upload,
+    async (req, res) => {
+      const file = req.file as (Express.Multer.File & { prepared?: PreparedFile }) | undefined;
+      const prepared = file?.prepared;
+      if (!prepared) throw new ShoalError('missing_file_part', 'the form has no file part named "file"');
+      let replicas: string[];
+      try {
+        replicas = await ctx.writer.commit(prepared.write, prepared.meta, req.reqId);
+      } catch (err) {
+        ctx.metrics.uploads.inc({ outcome: 'failed' });
+        throw err;
+      }
+      ctx.metrics.uploads.inc({ outcome: 'stored' });
+      ctx.metrics.bytesIn.inc(prepared.meta.size);
+      ctx.log.info({ reqId: req.reqId, fileId: prepared.meta.id, bytes: prepared.meta.size, replicas }, 'file stored');
+      res.status(201).location(`/files/${prepared.meta.id}`).json({ ...prepared.meta, replicas });
+    },
+  );
+
+  router.get('/files', async (req, res) => {
+    const after = req.query.after === undefined ? '' : String(req.query.after);
+    if (after !== '' && !isValidId(after)) throw new ShoalError('invalid_id', '"after" must be a file id');
+    const limit = req.query.limit === undefined ? DEFAULT_PAGE : Number(req.query.limit);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+      throw new ShoalError('bad_request', `"limit" must be a whole number from 1 to ${MAX_PAGE}`);
+    }
+    res.json(await ctx.catalog.list(after, limit, req.reqId));
+  });
+
+  router.get('/files/:id/info', async (req, res) => {
+    res.json(await ctx.catalog.info(assertValidId(req.params.id), req.reqId));
+  });
+
+  router.get('/files/:id', async (req: Request, res) => {
+    const id = assertValidId(req.params.id);
+    const read = await ctx.reader.open(id, {
+      method: req.method === 'HEAD' ? 'HEAD' : 'GET',
+      range: req.get('range'),
+      ifNoneMatch: req.get('if-none-match'),
+      reqId: req.reqId,
+    });
+    await sendFile(res, read.record, read, read.body, (n) => ctx.metrics.bytesOut.inc(n));
+  });
+
+  router.delete('/files/:id', async (req, res) => {
+    const id = assertValidId(req.params.id);
+    await ctx.catalog.delete(id, req.reqId);
+    ctx.log.info({ reqId: req.reqId, fileId: id }, 'file deleted');
+    res.status(204).end();
+  });
+
+  router.get('/cluster', (_req, res) => {
+    res.json({
+      self: ctx.selfId,
+      replicas: ctx.config.replicas,
+      writeQuorum: ctx.config.writeQuorum,
+      nodes: ctx.membership.view(),
+    });
+  });
+
+  return router;
+}

@@ -1,0 +1,157 @@
+import { createServer, type Server } from 'node:http';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { createLogger, type Logger } from '../../../shared/logging';
+import { resolveNodeId, type Config } from './config';
+import { Catalog } from './files/catalog';
+import { FileReader } from './files/download';
+import { buildApp } from './http/app';
+import type { NodeContext } from './http/context';
+import { NodeMetrics } from './http/metrics';
+import { Membership } from './membership/membership';
+import { PeerClient } from './peers/peer-client';
+import { QuorumWriter } from './replication/quorum-write';
+import { BlobStore } from './store/blob-store';
+import { MetadataStore } from './store/metadata';
+
+export interface RunningNode {
+  ctx: NodeContext;
+  server: Server;
+  /** Stops taking requests, lets in-flight ones finish, closes the database. */
+  stop(): Promise<void>;
+}
+
+const SHUTDOWN_GRACE_MS = 25_000;
+const PENDING_UPLOAD_TTL_MS = 10 * 60_000;
+
+/** Composition root: config -> parts -> listen. Nothing else builds parts. */
+export async function startNode(config: Config): Promise<RunningNode> {
+  const dataDir = resolve(config.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const selfId = resolveNodeId(config.nodeId, await readStoredId(dataDir));
+  await writeFile(join(dataDir, 'node-id'), selfId + '\n');
+  const log = createLogger({ nodeId: selfId, level: config.logLevel });
+  const lifecycle = { ready: false };
+
+  const metadata = new MetadataStore(join(dataDir, 'metadata.sqlite'));
+  const blobs = new BlobStore(dataDir, metadata);
+  await blobs.init();
+  const peers = new PeerClient({ nodeId: selfId, secret: config.clusterSecret });
+  const membership = new Membership(
+    {
+      selfId,
+      selfUrl: config.advertiseUrl,
+      seeds: config.seeds,
+      discoveryDns: config.discoveryDns,
+      port: config.port,
+      replicas: config.replicas,
+      gossipIntervalMs: config.gossipIntervalMs,
+      failureTimeoutMs: config.failureTimeoutMs,
+    },
+    peers,
+    log,
+  );
+  const writer = new QuorumWriter(
+    { replicas: config.replicas, writeQuorum: config.writeQuorum, maxFileSize: config.maxFileSize },
+    selfId,
+    membership,
+    blobs,
+    peers,
+    log,
+  );
+  const ctx: NodeContext = {
+    config,
+    selfId,
+    selfUrl: config.advertiseUrl,
+    log,
+    metrics: new NodeMetrics(selfId),
+    membership,
+    metadata,
+    blobs,
+    peers,
+    writer,
+    reader: new FileReader(selfId, membership, blobs, peers, log),
+    catalog: new Catalog(selfId, config.writeQuorum, membership, metadata, blobs, peers, log),
+    lifecycle,
+  };
+
+  const server = createServer(buildApp(ctx));
+  // Uploads of many GiB take longer than any fixed whole-request limit; stalls are caught by the
+  // socket inactivity timeout instead. Headers must still arrive promptly.
+  server.requestTimeout = 0;
+  server.headersTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+  server.setTimeout(120_000);
+
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(config.port, config.host, () => {
+      server.off('error', rej);
+      res();
+    });
+  });
+  membership.start();
+  const housekeeping = setInterval(() => {
+    blobs.expirePending(PENDING_UPLOAD_TTL_MS).catch((err: unknown) => log.warn({ err }, 'expiring temp uploads failed'));
+    updateGauges(ctx);
+  }, 5_000);
+  housekeeping.unref();
+  lifecycle.ready = true;
+  log.info({ url: config.advertiseUrl, dataDir, replicas: config.replicas, writeQuorum: config.writeQuorum }, 'node ready');
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      lifecycle.ready = false;
+      log.info('shutting down: finishing in-flight requests');
+      membership.stop();
+      clearInterval(housekeeping);
+      const closed = new Promise<void>((res) => server.close(() => res()));
+      server.closeIdleConnections();
+      const forced = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      await closed;
+      clearTimeout(forced);
+      await peers.close();
+      metadata.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+  return { ctx, server, stop };
+}
+
+/** Runs a node until SIGTERM or SIGINT, then stops it cleanly and exits 0. */
+export async function runNode(config: Config): Promise<void> {
+  const node = await startNode(config);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    node.ctx.log.info({ signal }, 'signal received');
+    node.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        node.ctx.log.error({ err }, 'unclean shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
+
+async function readStoredId(dataDir: string): Promise<string | undefined> {
+  try {
+    return (await readFile(join(dataDir, 'node-id'), 'utf8')).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function updateGauges(ctx: NodeContext): void {
+  const counts = ctx.metadata.counts();
+  ctx.metrics.files.set(counts.files);
+  ctx.metrics.fileBytes.set(counts.bytes);
+  const states = { alive: 0, suspect: 0, dead: 0 };
+  for (const m of ctx.membership.view()) states[m.state]++;
+  for (const [state, n] of Object.entries(states)) ctx.metrics.members.set({ state }, n);
+}
+
+export type { Logger };

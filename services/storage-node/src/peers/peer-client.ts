@@ -1,0 +1,229 @@
+import type { Readable } from 'node:stream';
+import { Agent, request, errors as undiciErrors, type Dispatcher } from 'undici';
+import {
+  HEADER_AUTH,
+  HEADER_META,
+  HEADER_NODE,
+  HEADER_REQUEST_ID,
+  INTERNAL_PREFIX,
+  type CommitRequest,
+  type FileRecord,
+  type GossipMessage,
+  type LocalListing,
+  type NodeStatus,
+  type PreparedUpload,
+} from '../../../../shared/protocol';
+import { signRequest } from './auth';
+
+/** Why a call to a peer failed: it could not be reached, or it answered with an error. */
+export class PeerError extends Error {
+  constructor(
+    readonly peer: string,
+    readonly kind: 'unreachable' | 'timeout' | 'status',
+    message: string,
+    readonly status?: number,
+    readonly code?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'PeerError';
+  }
+}
+
+export interface PeerClientOptions {
+  nodeId: string;
+  secret: string | undefined;
+  connectTimeoutMs?: number;
+  /** Longest silence allowed on an open request (no headers, or no body bytes). */
+  idleTimeoutMs?: number;
+}
+
+export interface BlobResponse {
+  status: number;
+  record: FileRecord;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable;
+}
+
+export function encodeMeta(record: FileRecord): string {
+  return Buffer.from(JSON.stringify(record)).toString('base64url');
+}
+
+export function decodeMeta(header: string | string[] | undefined): FileRecord | undefined {
+  if (typeof header !== 'string') return undefined;
+  try {
+    return JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as FileRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The only way one node talks to another. Every call is signed with the cluster secret, has a
+ * connect timeout and an idle timeout, and always consumes or destroys the response body so a
+ * pooled connection is never left stuck.
+ */
+export class PeerClient {
+  private readonly agent: Agent;
+
+  constructor(private readonly options: PeerClientOptions) {
+    const idle = options.idleTimeoutMs ?? 30_000;
+    this.agent = new Agent({
+      connect: { timeout: options.connectTimeoutMs ?? 2_000 },
+      headersTimeout: idle,
+      bodyTimeout: idle,
+      keepAliveTimeout: 10_000,
+      connections: 64,
+    });
+  }
+
+  async gossip(baseUrl: string, message: GossipMessage, timeoutMs: number): Promise<GossipMessage> {
+    return this.json(baseUrl, 'POST', '/gossip', { body: message, timeoutMs });
+  }
+
+  async status(baseUrl: string, timeoutMs: number): Promise<NodeStatus> {
+    return this.json(baseUrl, 'GET', '/status', { timeoutMs });
+  }
+
+  /** Streams `body` to the peer, which keeps it as an fsync'd temp file until commit or abort. */
+  async prepareUpload(baseUrl: string, fileId: string, body: Readable, reqId?: string): Promise<PreparedUpload> {
+    return this.json(baseUrl, 'PUT', `/blobs/${fileId}`, { stream: body, reqId });
+  }
+
+  async commitUpload(baseUrl: string, fileId: string, commit: CommitRequest, reqId?: string): Promise<void> {
+    await this.json(baseUrl, 'POST', `/blobs/${fileId}/commit`, { body: commit, reqId });
+  }
+
+  async abortUpload(baseUrl: string, token: string, reqId?: string): Promise<void> {
+    await this.json(baseUrl, 'DELETE', `/uploads/${token}`, { reqId, timeoutMs: 5_000 });
+  }
+
+  async deleteFile(baseUrl: string, fileId: string, deletedAt: string, reqId?: string): Promise<{ wasLive: boolean; known: boolean }> {
+    return this.json(baseUrl, 'POST', `/blobs/${fileId}/delete`, { body: { deletedAt }, reqId, timeoutMs: 10_000 });
+  }
+
+  async record(baseUrl: string, fileId: string, timeoutMs: number, reqId?: string): Promise<FileRecord | undefined> {
+    try {
+      return await this.json<FileRecord>(baseUrl, 'GET', `/records/${fileId}`, { timeoutMs, reqId });
+    } catch (err) {
+      if (err instanceof PeerError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async listRecords(baseUrl: string, after: string, limit: number, reqId?: string): Promise<LocalListing> {
+    const query = `?after=${encodeURIComponent(after)}&limit=${limit}`;
+    return this.json(baseUrl, 'GET', `/records${query}`, { timeoutMs: 10_000, reqId });
+  }
+
+  /**
+   * Opens a peer's copy for reading. `range` and `ifNoneMatch` are passed through as HTTP
+   * headers so the peer answers 200, 206, 304 or 416 exactly as a public GET would.
+   * Returns undefined when the peer has no live copy (404 not_found); throws PeerError when the
+   * peer knows the file was deleted (code "not_found" with status 410) or cannot be reached.
+   */
+  async openBlob(
+    baseUrl: string,
+    fileId: string,
+    opts: { method: 'GET' | 'HEAD'; range?: string; ifNoneMatch?: string; reqId?: string },
+  ): Promise<BlobResponse | undefined> {
+    const path = `${INTERNAL_PREFIX}/blobs/${fileId}`;
+    const headers: Record<string, string> = this.headers(opts.method, path, opts.reqId);
+    if (opts.range) headers.range = opts.range;
+    if (opts.ifNoneMatch) headers['if-none-match'] = opts.ifNoneMatch;
+    const res = await this.send(baseUrl, path, { method: opts.method, headers });
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return undefined;
+    }
+    if (res.statusCode === 410) {
+      await res.body.dump();
+      throw new PeerError(baseUrl, 'status', 'peer holds a tombstone', 410, 'deleted');
+    }
+    const record = decodeMeta(res.headers[HEADER_META]);
+    if (!record || ![200, 206, 304, 416].includes(res.statusCode)) {
+      const text = await res.body.text().catch(() => '');
+      throw new PeerError(baseUrl, 'status', `peer answered ${res.statusCode}: ${text.slice(0, 200)}`, res.statusCode);
+    }
+    return { status: res.statusCode, record, headers: res.headers, body: res.body };
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => undefined);
+  }
+
+  private headers(method: string, path: string, reqId?: string): Record<string, string> {
+    const headers: Record<string, string> = { [HEADER_NODE]: this.options.nodeId };
+    if (this.options.secret) headers[HEADER_AUTH] = signRequest(this.options.secret, method, path);
+    if (reqId) headers[HEADER_REQUEST_ID] = reqId;
+    return headers;
+  }
+
+  private async send(
+    baseUrl: string,
+    path: string,
+    opts: { method: Dispatcher.HttpMethod; headers: Record<string, string>; body?: string | Readable; timeoutMs?: number },
+  ): Promise<Dispatcher.ResponseData> {
+    try {
+      return await request(baseUrl + path, {
+        dispatcher: this.agent,
+        method: opts.method,
+        headers: opts.headers,
+        body: opts.body,
+        signal: opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined,
+      });
+    } catch (err) {
+      throw toPeerError(baseUrl, err);
+    }
+  }
+
+  private async json<T>(
+    baseUrl: string,
+    method: Dispatcher.HttpMethod,
+    route: string,
+    opts: { body?: unknown; stream?: Readable; timeoutMs?: number; reqId?: string },
+  ): Promise<T> {
+    const path = INTERNAL_PREFIX + route;
+    const headers = this.headers(method, path, opts.reqId);
+    let body: string | Readable | undefined = opts.stream;
+    if (opts.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(opts.body);
+    } else if (opts.stream) {
+      headers['content-type'] = 'application/octet-stream';
+    }
+    const res = await this.send(baseUrl, path, { method, headers, body, timeoutMs: opts.timeoutMs });
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      throw toPeerError(baseUrl, err);
+    }
+    if (res.statusCode >= 400) {
+      let code: string | undefined;
+      let message = text.slice(0, 300);
+      try {
+        const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
+        code = parsed.error?.code;
+        message = parsed.error?.message ?? message;
+      } catch {
+        // not JSON: keep the raw text
+      }
+      throw new PeerError(baseUrl, 'status', `peer answered ${res.statusCode}: ${message}`, res.statusCode, code);
+    }
+    return (text.length > 0 ? JSON.parse(text) : undefined) as T;
+  }
+}
+
+function toPeerError(peer: string, err: unknown): PeerError {
+  if (err instanceof PeerError) return err;
+  const e = err as Error & { code?: string };
+  const timedOut =
+    e?.name === 'TimeoutError' ||
+    e instanceof undiciErrors.HeadersTimeoutError ||
+    e instanceof undiciErrors.BodyTimeoutError ||
+    e instanceof undiciErrors.ConnectTimeoutError;
+  return new PeerError(peer, timedOut ? 'timeout' : 'unreachable', `${peer}: ${e?.message ?? String(err)}`, undefined, e?.code, {
+    cause: err,
+  });
+}

@@ -1,0 +1,171 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ShoalError, isNoSpaceError } from '../../../../shared/errors';
+import { sha256Hex } from '../../../../shared/hashing';
+import { assertValidId } from '../../../../shared/ids';
+import { HashingCounter } from '../../../../shared/streams';
+import type { FileMeta, FileRecord, PreparedUpload } from '../../../../shared/protocol';
+import { partitionOf } from '../placement/placement';
+import type { MetadataStore } from './metadata';
+
+interface PendingUpload {
+  sha256: string;
+  size: number;
+  path: string;
+  preparedAt: number;
+}
+
+const TOKEN_PATTERN = /^[0-9a-f]{32}$/;
+
+/**
+ * Blobs on this node's own disk. A copy becomes visible in two steps, so that no reader ever sees
+ * a half-written file and an upload that misses its quorum leaves nothing behind:
+ *
+ *   receive: stream into tmp/<token>, hashing as it goes; fsync before answering (flush: true).
+ *   commit:  check size and sha256, rename into blobs/<shard>/<id>, fsync the directory, then
+ *            record the row in SQLite in one transaction. Only then is the copy acknowledged.
+ *   abort:   delete the temp file.
+ *
+ * A crash between rename and the row leaves a blob without a row; a crash before rename leaves a
+ * temp file. Both are cleaned up at start (temp files) or reconciled by repair.
+ */
+export class BlobStore {
+  private readonly blobsDir: string;
+  private readonly tmpDir: string;
+  private readonly pending = new Map<string, PendingUpload>();
+
+  constructor(
+    dataDir: string,
+    private readonly metadata: MetadataStore,
+  ) {
+    this.blobsDir = join(dataDir, 'blobs');
+    this.tmpDir = join(dataDir, 'tmp');
+  }
+
+  /** Creates the directory layout and removes temp files a previous process left behind. */
+  async init(): Promise<void> {
+    await mkdir(this.blobsDir, { recursive: true });
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
+    await Promise.all(
+      Array.from({ length: 256 }, (_v, i) => mkdir(join(this.blobsDir, i.toString(16).padStart(2, '0')), { recursive: true })),
+    );
+  }
+
+  blobPath(id: string): string {
+    assertValidId(id);
+    return join(this.blobsDir, sha256Hex(id).slice(0, 2), id);
+  }
+
+  /** Streams `source` into a fsync'd temp file. Nothing is visible until commit(). */
+  async receive(source: Readable): Promise<PreparedUpload> {
+    const token = randomBytes(16).toString('hex');
+    const path = join(this.tmpDir, token);
+    const hasher = new HashingCounter();
+    try {
+      await pipeline(source, hasher, createWriteStream(path, { flush: true }));
+    } catch (err) {
+      await unlink(path).catch(() => undefined);
+      if (isNoSpaceError(err)) throw new ShoalError('insufficient_storage', 'no space left on this node', { cause: err });
+      throw err;
+    }
+    this.pending.set(token, { sha256: hasher.sha256, size: hasher.bytes, path, preparedAt: Date.now() });
+    return { token, sha256: hasher.sha256, size: hasher.bytes };
+  }
+
+  async commit(token: string, meta: FileMeta, heldFor: string | null): Promise<'stored' | 'already-stored'> {
+    const upload = this.takePending(token);
+    try {
+      if (upload.sha256 !== meta.sha256 || upload.size !== meta.size) {
+        throw new ShoalError('checksum_mismatch', `received bytes do not match sha256 ${meta.sha256}`);
+      }
+      const existing = this.metadata.get(meta.id);
+      if (existing?.state === 'deleted') throw new ShoalError('conflict', 'the file was deleted');
+      if (existing?.state === 'live') return 'already-stored';
+      const finalPath = this.blobPath(meta.id);
+      await rename(upload.path, finalPath);
+      await fsyncDir(join(finalPath, '..'));
+      const result = this.metadata.putLive(meta, partitionOf(meta.id), heldFor);
+      if (result === 'deleted') {
+        // A delete landed between our check and the insert: deletes win, drop the bytes.
+        await unlink(finalPath).catch(() => undefined);
+        throw new ShoalError('conflict', 'the file was deleted');
+      }
+      return result;
+    } finally {
+      await unlink(upload.path).catch(() => undefined);
+    }
+  }
+
+  async abort(token: string): Promise<void> {
+    if (!TOKEN_PATTERN.test(token)) return;
+    const upload = this.pending.get(token);
+    this.pending.delete(token);
+    if (upload) await unlink(upload.path).catch(() => undefined);
+  }
+
+  /** Drops temp files whose upload was never committed nor aborted (the coordinator vanished). */
+  async expirePending(maxAgeMs: number): Promise<number> {
+    const cutoff = Date.now() - maxAgeMs;
+    let expired = 0;
+    for (const [token, upload] of this.pending) {
+      if (upload.preparedAt < cutoff) {
+        this.pending.delete(token);
+        await unlink(upload.path).catch(() => undefined);
+        expired++;
+      }
+    }
+    return expired;
+  }
+
+  metadataOf(id: string): FileRecord | undefined {
+    return this.metadata.get(id);
+  }
+
+  /** The live record and a way to read its bytes, or undefined when this node has no live copy. */
+  async openLocal(id: string): Promise<{ record: FileRecord; read: (start?: number, end?: number) => Readable } | undefined> {
+    const record = this.metadata.get(id);
+    if (!record || record.state !== 'live') return undefined;
+    const path = this.blobPath(id);
+    try {
+      const info = await stat(path);
+      if (info.size !== record.size) return undefined;
+    } catch {
+      return undefined;
+    }
+    return { record, read: (start?: number, end?: number) => createReadStream(path, { start, end }) };
+  }
+
+  /** Leaves a tombstone and frees the bytes. */
+  async delete(id: string, deletedAt: string): Promise<{ wasLive: boolean; known: boolean }> {
+    const result = this.metadata.markDeleted(id, deletedAt);
+    await unlink(this.blobPath(id)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    return result;
+  }
+
+  async tempFileCount(): Promise<number> {
+    return (await readdir(this.tmpDir)).length;
+  }
+
+  private takePending(token: string): PendingUpload {
+    const upload = TOKEN_PATTERN.test(token) ? this.pending.get(token) : undefined;
+    if (!upload) throw new ShoalError('not_found', 'no prepared upload with that token');
+    this.pending.delete(token);
+    return upload;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

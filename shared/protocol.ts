@@ -1,0 +1,72 @@
+/**
+ * The node-to-node protocol: paths, headers and message shapes every node speaks. Kept in one
+ * place so the client (peers/) and the server (http/) cannot drift apart.
+ */
+
+export const INTERNAL_PREFIX = '/internal/v1';
+
+export const HEADER_AUTH = 'x-shoal-auth';
+export const HEADER_NODE = 'x-shoal-node';
+export const HEADER_REQUEST_ID = 'x-request-id';
+export const HEADER_META = 'x-shoal-meta';
+
+/** What every node stores about a file besides its bytes. Immutable once written. */
+export interface FileMeta {
+  id: string;
+  name: string;
+  size: number;
+  sha256: string;
+  contentType: string;
+  createdAt: string;
+}
+
+/** A file as a node's metadata knows it: live, or a tombstone left by a delete. */
+export interface FileRecord extends FileMeta {
+  state: 'live' | 'deleted';
+  deletedAt: string | null;
+  /** Set when this node holds the copy on behalf of a home node that was down (hinted handoff). */
+  heldFor: string | null;
+}
+
+export type MemberState = 'alive' | 'suspect' | 'dead';
+
+/** One member as gossip carries it. (generation, heartbeat) only ever grows for a live node. */
+export interface MemberDigest {
+  id: string;
+  url: string;
+  /** Start time of the member's current process: a restart begins a new generation. */
+  generation: number;
+  heartbeat: number;
+}
+
+export interface GossipMessage {
+  from: string;
+  members: MemberDigest[];
+}
+
+/** The answer of a replica that has received and fsync'd a temp copy, before it becomes visible. */
+export interface PreparedUpload {
+  token: string;
+  sha256: string;
+  size: number;
+}
+
+export interface CommitRequest {
+  token: string;
+  meta: FileMeta;
+  heldFor: string | null;
+}
+
+export interface LocalListing {
+  records: FileRecord[];
+  /** True when the node had more records past the last one returned. */
+  truncated: boolean;
+}
+
+export interface NodeStatus {
+  id: string;
+  url: string;
+  ready: boolean;
+  files: number;
+  bytes: number;
+}

@@ -1,0 +1,153 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type Readable, type Writable, type TransformCallback } from 'node:stream';
+
+/** Passes bytes through unchanged while computing their sha256 and counting them. */
+export class HashingCounter extends Transform {
+  private readonly hash: Hash = createHash('sha256');
+  private count = 0;
+  private digestHex: string | undefined;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.count += chunk.length;
+    cb(null, chunk);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.digestHex = this.hash.digest('hex');
+    cb();
+  }
+
+  get bytes(): number {
+    return this.count;
+  }
+
+  /** The sha256 of everything that passed, available once the stream has flushed. */
+  get sha256(): string {
+    if (this.digestHex === undefined) throw new Error('sha256 read before the stream ended');
+    return this.digestHex;
+  }
+}
+
+/** Fails the stream with `onExceeded()` as soon as more than `maxBytes` have passed. */
+export class ByteLimiter extends Transform {
+  private count = 0;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly onExceeded: () => Error,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.count += chunk.length;
+    if (this.count > this.maxBytes) {
+      cb(this.onExceeded());
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+export interface FanOutResult {
+  /** Indexes of sinks that received every byte and ended cleanly. */
+  completed: number[];
+  /** Sinks that failed part-way, with the reason. */
+  failed: Array<{ index: number; error: Error }>;
+}
+
+/**
+ * Copies one source to several sinks at once, at the pace of the slowest healthy sink
+ * (backpressure: the source is paused whenever any sink's buffer is full).
+ *
+ * A sink that errors is dropped and the copy carries on with the others, as long as at least
+ * `minHealthy` remain; below that the whole copy fails, the source is destroyed and the remaining
+ * sinks are destroyed too. The promise resolves once every surviving sink has finished.
+ */
+export function fanOut(source: Readable, sinks: Writable[], minHealthy: number): Promise<FanOutResult> {
+  return new Promise((resolve, reject) => {
+    const healthy = new Set<number>(sinks.map((_s, i) => i));
+    const failed: FanOutResult['failed'] = [];
+    const finished = new Set<number>();
+    const waitingForDrain = new Set<number>();
+    let sourceEnded = false;
+    let settled = false;
+
+    const settle = (error?: Error): void => {
+      if (settled) return;
+      settled = true;
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', onSourceError);
+      if (error) {
+        for (const i of healthy) sinks[i]?.destroy(error);
+        source.destroy();
+        reject(error);
+      } else {
+        resolve({ completed: [...finished].sort((a, b) => a - b), failed });
+      }
+    };
+
+    const maybeDone = (): void => {
+      if (sourceEnded && [...healthy].every((i) => finished.has(i))) settle();
+    };
+
+    const dropSink = (index: number, error: Error): void => {
+      if (!healthy.has(index) || settled) return;
+      healthy.delete(index);
+      waitingForDrain.delete(index);
+      failed.push({ index, error });
+      if (healthy.size < minHealthy) {
+        settle(error);
+        return;
+      }
+      if (waitingForDrain.size === 0 && source.isPaused()) source.resume();
+      maybeDone();
+    };
+
+    function onData(chunk: Buffer): void {
+      for (const i of healthy) {
+        const sink = sinks[i];
+        if (sink && !sink.write(chunk)) {
+          waitingForDrain.add(i);
+        }
+      }
+      if (waitingForDrain.size > 0) source.pause();
+    }
+
+    function onEnd(): void {
+      sourceEnded = true;
+      for (const i of healthy) sinks[i]?.end();
+      maybeDone();
+    }
+
+    function onSourceError(error: Error): void {
+      settle(error);
+    }
+
+    sinks.forEach((sink, i) => {
+      sink.on('drain', () => {
+        waitingForDrain.delete(i);
+        if (waitingForDrain.size === 0 && !settled && !sourceEnded) source.resume();
+      });
+      sink.on('error', (error: Error) => dropSink(i, error));
+      sink.on('finish', () => {
+        if (!healthy.has(i)) return;
+        finished.add(i);
+        maybeDone();
+      });
+      sink.on('close', () => {
+        if (!finished.has(i) && healthy.has(i)) dropSink(i, new Error('sink closed before finishing'));
+      });
+    });
+
+    if (healthy.size < minHealthy) {
+      settle(new Error(`only ${healthy.size} sinks for a quorum of ${minHealthy}`));
+      return;
+    }
+    source.on('data', onData);
+    source.on('end', onEnd);
+    source.on('error', onSourceError);
+  });
+}

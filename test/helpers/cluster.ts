@@ -1,0 +1,237 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, closeSync, rmSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+
+/**
+ * A real Shoal cluster for tests: every node is its own `node dist/.../cli.js node` process with
+ * its own data dir, port and log file on 127.0.0.1. Tests kill them for real.
+ */
+
+export function repoRoot(): string {
+  let dir = __dirname;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('package.json not found above ' + __dirname);
+    dir = parent;
+  }
+  return dir;
+}
+
+export const CLI = join(repoRoot(), 'dist/services/storage-node/src/cli.js');
+export const SECRET = 'test-cluster-secret-0123456789';
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? res(addr.port) : rej(new Error('no port'))));
+    });
+  });
+}
+
+export interface NodeHandle {
+  id: string;
+  port: number;
+  url: string;
+  dataDir: string;
+  logFile: string;
+  proc: ChildProcess | undefined;
+  exit: Promise<number | null> | undefined;
+}
+
+export interface ClusterOptions {
+  nodes: number;
+  replicas?: number;
+  writeQuorum?: number;
+  failureTimeoutMs?: number;
+  gossipIntervalMs?: number;
+  apiKeys?: string[];
+  maxFileSize?: number;
+  /** Extra flags for every node. */
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+export class TestCluster {
+  readonly nodes: NodeHandle[] = [];
+  readonly root: string;
+
+  private constructor(private readonly options: ClusterOptions) {
+    this.root = mkdtempSync(join(tmpdir(), 'shoal-test-'));
+  }
+
+  static async start(options: ClusterOptions): Promise<TestCluster> {
+    const cluster = new TestCluster(options);
+    for (let i = 0; i < options.nodes; i++) await cluster.createNode();
+    await Promise.all(cluster.nodes.map((n) => cluster.launch(n)));
+    await cluster.waitForConvergence();
+    return cluster;
+  }
+
+  url(i: number): string {
+    return this.node(i).url;
+  }
+
+  node(i: number): NodeHandle {
+    const n = this.nodes[i];
+    if (!n) throw new Error(`no node ${i}`);
+    return n;
+  }
+
+  /** Adds and starts a new node that joins through the first running node. */
+  async addNode(): Promise<NodeHandle> {
+    const n = await this.createNode();
+    await this.launch(n);
+    return n;
+  }
+
+  async kill(i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    const n = this.node(i);
+    if (!n.proc || !n.exit) return null;
+    n.proc.kill(signal);
+    const code = await n.exit;
+    n.proc = undefined;
+    n.exit = undefined;
+    return code;
+  }
+
+  async restart(i: number): Promise<void> {
+    const n = this.node(i);
+    if (n.proc) await this.kill(i, 'SIGKILL');
+    await this.launch(n);
+  }
+
+  running(): NodeHandle[] {
+    return this.nodes.filter((n) => n.proc !== undefined);
+  }
+
+  /** Waits until every running node sees every running node as alive. */
+  async waitForConvergence(timeoutMs = 20_000): Promise<void> {
+    const running = this.running();
+    await waitFor(async () => {
+      for (const n of running) {
+        const view = await getJson<{ nodes: Array<{ id: string; state: string }> }>(`${n.url}/cluster`, this.authHeaders());
+        if (!view) return false;
+        for (const other of running) {
+          if (!view.nodes.some((m) => m.id === other.id && m.state === 'alive')) return false;
+        }
+      }
+      return true;
+    }, timeoutMs, 'cluster views to converge');
+  }
+
+  /** Waits until `viewer` sees node `id` in `state`. */
+  async waitForState(viewer: number, id: string, state: string, timeoutMs = 20_000): Promise<void> {
+    await waitFor(async () => {
+      const view = await getJson<{ nodes: Array<{ id: string; state: string }> }>(`${this.url(viewer)}/cluster`, this.authHeaders());
+      return view?.nodes.some((m) => m.id === id && m.state === state) ?? false;
+    }, timeoutMs, `node ${id} to be ${state}`);
+  }
+
+  authHeaders(): Record<string, string> {
+    const key = this.options.apiKeys?.[0];
+    return key ? { authorization: `Bearer ${key}` } : {};
+  }
+
+  log(i: number): string {
+    try {
+      return readFileSync(this.node(i).logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.nodes.map((n, i) => (n.proc ? this.kill(i, 'SIGKILL') : null)));
+    rmSync(this.root, { recursive: true, force: true });
+  }
+
+  private async createNode(): Promise<NodeHandle> {
+    const index = this.nodes.length + 1;
+    const port = await freePort();
+    const dataDir = join(this.root, `node-${index}`);
+    const n: NodeHandle = {
+      id: `node-${index}`,
+      port,
+      url: `http://127.0.0.1:${port}`,
+      dataDir,
+      logFile: join(this.root, `node-${index}.log`),
+      proc: undefined,
+      exit: undefined,
+    };
+    this.nodes.push(n);
+    return n;
+  }
+
+  private async launch(n: NodeHandle): Promise<void> {
+    const o = this.options;
+    const seeds = this.nodes.filter((m) => m !== n).map((m) => m.url);
+    const args = [
+      CLI,
+      'node',
+      '--host', '127.0.0.1',
+      '--port', String(n.port),
+      '--node-id', n.id,
+      '--data-dir', n.dataDir,
+      '--advertise-url', n.url,
+      '--seeds', seeds.join(','),
+      '--cluster-secret', SECRET,
+      '--replicas', String(o.replicas ?? 3),
+      '--write-quorum', String(o.writeQuorum ?? 2),
+      '--failure-timeout-ms', String(o.failureTimeoutMs ?? 3_000),
+      '--gossip-interval-ms', String(o.gossipIntervalMs ?? 200),
+      ...(o.apiKeys ? ['--api-keys', o.apiKeys.join(',')] : []),
+      ...(o.maxFileSize ? ['--max-file-size', String(o.maxFileSize)] : []),
+      ...(o.args ?? []),
+    ];
+    const fd = openSync(n.logFile, 'a');
+    const proc = spawn(process.execPath, args, {
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, SHOAL_LOG_LEVEL: process.env.SHOAL_LOG_LEVEL ?? 'info', ...o.env },
+    });
+    closeSync(fd);
+    n.proc = proc;
+    n.exit = new Promise((res) => proc.once('exit', (code) => res(code)));
+    await waitFor(async () => {
+      if (proc.exitCode !== null) throw new Error(`${n.id} exited with ${proc.exitCode}:\n${this.tail(n)}`);
+      const res = await fetch(`${n.url}/readyz`).catch(() => undefined);
+      return res?.status === 200;
+    }, 20_000, `${n.id} to be ready`);
+  }
+
+  private tail(n: NodeHandle): string {
+    try {
+      return readFileSync(n.logFile, 'utf8').split('\n').slice(-20).join('\n');
+    } catch {
+      return '';
+    }
+  }
+}
+
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function getJson<T>(url: string, headers: Record<string, string> = {}): Promise<T | undefined> {
+  try {
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(5_000) });
+    if (!res.ok) return undefined;
+    return (await res.json()) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+export function resolveFromRoot(...parts: string[]): string {
+  return resolve(repoRoot(), ...parts);
+}
