@@ -148,7 +148,9 @@ export class TestCluster {
 
   async stopAll(): Promise<void> {
     await Promise.all(this.nodes.map((n, i) => (n.proc ? this.kill(i, 'SIGKILL') : null)));
-    rmSync(this.root, { recursive: true, force: true });
+    // SHOAL_KEEP_TEST_DATA=1 keeps data dirs and logs for a post-mortem.
+    if (process.env.SHOAL_KEEP_TEST_DATA) process.stdout.write(`kept test cluster data in ${this.root}\n`);
+    else rmSync(this.root, { recursive: true, force: true });
   }
 
   private async createNode(): Promise<NodeHandle> {

@@ -133,6 +133,8 @@ export async function runNode(config: Config): Promise<void> {
       },
     );
   };
+  // A stray rejection is a bug to fix, but not a reason to drop every request this node serves.
+  process.on('unhandledRejection', (err) => node.ctx.log.error({ err }, 'unhandled rejection'));
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
 }

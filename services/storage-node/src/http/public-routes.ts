@@ -14,6 +14,8 @@ export function publicRoutes(ctx: NodeContext): Router {
   const router = Router();
   const upload = multer({
     storage: new ReplicatingStorage(ctx.writer, (req) => req.reqId),
+    // Browsers and curl send UTF-8 file names; busboy would read them as latin1 otherwise.
+    defParamCharset: 'utf8',
     limits: { files: 1, fields: 32, parts: 40, fieldSize: 64 * 1024, fieldNameSize: 256, headerPairs: 64 },
   }).single('file');
 

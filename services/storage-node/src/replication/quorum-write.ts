@@ -73,11 +73,15 @@ export class QuorumWriter {
     );
     const hasher = new HashingCounter();
     const sinks = chosen.map(() => new PassThrough());
-    const receives = chosen.map(({ target }, i) =>
-      target.receive(sinks[i]!, reqId).catch((err: unknown) => {
-        sinks[i]!.destroy(err as Error);
-        throw err;
-      }),
+    // Settle-tracking is attached at once: a replica can fail before the stream ends, and its
+    // rejection must never be left unobserved meanwhile.
+    const receives = Promise.allSettled(
+      chosen.map(({ target }, i) =>
+        target.receive(sinks[i]!, reqId).catch((err: unknown) => {
+          sinks[i]!.destroy(err as Error);
+          throw err;
+        }),
+      ),
     );
 
     let streamError: unknown;
@@ -88,7 +92,7 @@ export class QuorumWriter {
       streamError ??= err;
     });
     await Promise.all([feed, fan]);
-    const settled = await Promise.allSettled(receives);
+    const settled = await receives;
 
     const copies: PreparedCopy[] = [];
     const discard: Array<Promise<void>> = [];

@@ -1,0 +1,101 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, readFileSync, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { request } from 'undici';
+
+/** A client that speaks only the public contract, as an outside user would. */
+
+export interface StoredFile {
+  id: string;
+  name: string;
+  size: number;
+  sha256: string;
+  contentType: string;
+  createdAt: string;
+  replicas: string[];
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export async function upload(
+  baseUrl: string,
+  data: Buffer,
+  name = 'file.bin',
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: StoredFile & { error?: { code: string; message: string } } }> {
+  const form = new FormData();
+  form.append('file', new Blob([data]), name);
+  const res = await fetch(`${baseUrl}/files`, { method: 'POST', body: form, headers, signal: AbortSignal.timeout(60_000) });
+  return { status: res.status, body: (await res.json()) as StoredFile & { error?: { code: string; message: string } } };
+}
+
+/** Uploads a file from disk as a streamed multipart body: nothing is held in memory. */
+export async function uploadFromDisk(baseUrl: string, path: string, name: string): Promise<{ status: number; body: StoredFile }> {
+  const boundary = '----shoal' + randomBytes(8).toString('hex');
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n` +
+      'Content-Type: application/octet-stream\r\n\r\n',
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const size = statSync(path).size;
+  async function* body(): AsyncGenerator<Buffer> {
+    yield head;
+    for await (const chunk of createReadStream(path)) yield chunk as Buffer;
+    yield tail;
+  }
+  const res = await request(`${baseUrl}/files`, {
+    method: 'POST',
+    body: Readable.from(body()),
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length) },
+  });
+  return { status: res.statusCode, body: (await res.body.json()) as StoredFile };
+}
+
+export async function download(baseUrl: string, id: string, headers: Record<string, string> = {}): Promise<{ status: number; data: Buffer }> {
+  const res = await fetch(`${baseUrl}/files/${id}`, { headers, signal: AbortSignal.timeout(60_000) });
+  return { status: res.status, data: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** Streams a download to disk and returns its sha256 and length, without holding it in memory. */
+export async function downloadToDisk(baseUrl: string, id: string, path: string): Promise<{ status: number; sha256: string; bytes: number }> {
+  const res = await request(`${baseUrl}/files/${id}`);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  res.body.on('data', (chunk: Buffer) => {
+    hash.update(chunk);
+    bytes += chunk.length;
+  });
+  await pipeline(res.body, createWriteStream(path));
+  return { status: res.statusCode, sha256: hash.digest('hex'), bytes };
+}
+
+/** Writes `bytes` random bytes to `path` and returns their sha256. */
+export async function writeRandomFile(path: string, bytes: number): Promise<string> {
+  const hash = createHash('sha256');
+  let left = bytes;
+  const source = new Readable({
+    read() {
+      if (left === 0) return this.push(null);
+      const chunk = randomBytes(Math.min(left, 1 << 20));
+      left -= chunk.length;
+      hash.update(chunk);
+      this.push(chunk);
+    },
+  });
+  await pipeline(source, createWriteStream(path));
+  return hash.digest('hex');
+}
+
+/** Resident memory of a process, in bytes, from /proc (Linux). */
+export function rssOf(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+    return kb ? Number(kb) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,62 @@
+import { ConfigError, DEFAULTS, parseConfig, resolveNodeId } from '../../services/storage-node/src/config';
+
+const secret = { 'cluster-secret': 'a-secret-of-enough-length' };
+
+describe('config', () => {
+  it('applies the defaults of the contract', () => {
+    const c = parseConfig({ ...secret }, {});
+    expect(c.host).toBe('0.0.0.0');
+    expect(c.port).toBe(7000);
+    expect(c.dataDir).toBe('./data');
+    expect(c.replicas).toBe(3);
+    expect(c.writeQuorum).toBe(2);
+    expect(c.seeds).toEqual([]);
+    expect(c.apiKeys).toEqual([]);
+    expect(c.maxFileSize).toBe(DEFAULTS.maxFileSize);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('reads SHOAL_ variables, and a flag wins over its variable', () => {
+    const env = { SHOAL_PORT: '7100', SHOAL_DATA_DIR: '/srv/shoal', SHOAL_CLUSTER_SECRET: 'from-the-environment-123' };
+    const c = parseConfig({ port: '7200' }, env);
+    expect(c.port).toBe(7200);
+    expect(c.dataDir).toBe('/srv/shoal');
+    expect(c.clusterSecret).toBe('from-the-environment-123');
+  });
+
+  it('parses lists and normalises URLs', () => {
+    const c = parseConfig({ ...secret, seeds: 'http://a:7000/, http://b:7000', 'api-keys': 'k1,,k2 ' }, {});
+    expect(c.seeds).toEqual(['http://a:7000', 'http://b:7000']);
+    expect(c.apiKeys).toEqual(['k1', 'k2']);
+  });
+
+  it.each([
+    [{ port: '70000' }, /port/],
+    [{ port: 'abc' }, /port/],
+    [{ replicas: '0' }, /replicas/],
+    [{ replicas: '2', 'write-quorum': '3' }, /write-quorum/],
+    [{ 'max-file-size': '-5' }, /max-file-size/],
+    [{ 'failure-timeout-ms': '100', 'gossip-interval-ms': '100' }, /failure-timeout-ms/],
+    [{ seeds: 'not a url' }, /seeds/],
+    [{ seeds: 'ftp://x' }, /seeds/],
+    [{ 'advertise-url': 'nope' }, /advertise-url/],
+    [{ 'node-id': 'has space' }, /node-id/],
+    [{ 'log-level': 'loud' }, /log-level/],
+    [{ 'cluster-secret': 'short' }, /cluster-secret/],
+  ])('refuses %j at start', (flags, message) => {
+    expect(() => parseConfig({ ...secret, ...flags }, {})).toThrow(ConfigError);
+    expect(() => parseConfig({ ...secret, ...flags }, {})).toThrow(message);
+  });
+
+  it('requires a cluster secret unless --insecure', () => {
+    expect(() => parseConfig({}, {})).toThrow(/cluster-secret/);
+    expect(parseConfig({ insecure: true }, {}).clusterSecret).toBeUndefined();
+  });
+
+  it('keeps the node id a data dir already has, and refuses a different one', () => {
+    expect(resolveNodeId(undefined, 'node-7')).toBe('node-7');
+    expect(resolveNodeId('node-7', 'node-7')).toBe('node-7');
+    expect(resolveNodeId('node-8', undefined)).toBe('node-8');
+    expect(() => resolveNodeId('node-8', 'node-7')).toThrow(/differs/);
+  });
+});

@@ -1,0 +1,114 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ByteLimiter, HashingCounter, fanOut } from '../../shared/streams';
+
+function collector(opts: { highWaterMark?: number; delayMs?: number; failAfter?: number } = {}): Writable & { data: Buffer[] } {
+  const data: Buffer[] = [];
+  let seen = 0;
+  const w = new Writable({
+    highWaterMark: opts.highWaterMark ?? 16 * 1024,
+    write(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (opts.failAfter !== undefined && seen > opts.failAfter) return cb(new Error('sink broke'));
+      data.push(chunk);
+      if (opts.delayMs) setTimeout(cb, opts.delayMs);
+      else cb();
+    },
+  }) as Writable & { data: Buffer[] };
+  w.data = data;
+  return w;
+}
+
+function chunks(count: number, size: number): Buffer[] {
+  return Array.from({ length: count }, () => randomBytes(size));
+}
+
+describe('HashingCounter', () => {
+  it('passes bytes unchanged and reports their sha256 and length', async () => {
+    const parts = chunks(10, 1000);
+    const hasher = new HashingCounter();
+    const out = collector();
+    await pipeline(Readable.from(parts), hasher, out);
+    const all = Buffer.concat(parts);
+    expect(Buffer.concat(out.data).equals(all)).toBe(true);
+    expect(hasher.bytes).toBe(10_000);
+    expect(hasher.sha256).toBe(createHash('sha256').update(all).digest('hex'));
+  });
+});
+
+describe('ByteLimiter', () => {
+  it('fails as soon as the limit is passed, not at the end', async () => {
+    let produced = 0;
+    const source = new Readable({
+      read() {
+        produced++;
+        this.push(produced > 1000 ? null : Buffer.alloc(1024));
+      },
+    });
+    const limiter = new ByteLimiter(10 * 1024, () => new Error('too big'));
+    await expect(pipeline(source, limiter, collector())).rejects.toThrow('too big');
+    expect(produced).toBeLessThan(100);
+  });
+});
+
+describe('fanOut', () => {
+  it('copies every byte to every sink', async () => {
+    const parts = chunks(50, 4096);
+    const sinks = [collector(), collector(), collector()];
+    const result = await fanOut(Readable.from(parts), sinks, 2);
+    expect(result.completed).toEqual([0, 1, 2]);
+    for (const s of sinks) expect(Buffer.concat(s.data).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('goes at the pace of the slowest sink instead of buffering the difference', async () => {
+    let produced = 0;
+    const source = new Readable({
+      highWaterMark: 1024,
+      read() {
+        produced++;
+        this.push(produced > 200 ? null : Buffer.alloc(1024));
+      },
+    });
+    const slow = collector({ highWaterMark: 1024, delayMs: 5 });
+    const fast = collector({ highWaterMark: 1024 });
+    const done = fanOut(source, [fast, slow], 2);
+    await new Promise((r) => setTimeout(r, 100));
+    // In 100 ms the slow sink takes about 20 chunks; the source must not have run far ahead.
+    expect(produced).toBeLessThan(slow.data.length + 10);
+    await done;
+    expect(Buffer.concat(fast.data).length).toBe(200 * 1024);
+  });
+
+  it('drops a failing sink and finishes with the others while the quorum holds', async () => {
+    const parts = chunks(20, 1024);
+    const sinks = [collector(), collector({ failAfter: 5000 }), collector()];
+    const result = await fanOut(Readable.from(parts), sinks, 2);
+    expect(result.completed).toEqual([0, 2]);
+    expect(result.failed.map((f) => f.index)).toEqual([1]);
+    expect(Buffer.concat(sinks[2]!.data).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('fails the whole copy and stops reading once fewer than the quorum remain', async () => {
+    let produced = 0;
+    const source = new Readable({
+      read() {
+        produced++;
+        this.push(produced > 1000 ? null : Buffer.alloc(1024));
+      },
+    });
+    const sinks = [collector({ failAfter: 2048 }), collector({ failAfter: 4096 }), collector()];
+    await expect(fanOut(source, sinks, 2)).rejects.toThrow('sink broke');
+    expect(produced).toBeLessThan(100);
+    expect(sinks[2]!.destroyed).toBe(true);
+  });
+
+  it('fails when the source fails', async () => {
+    const source = new PassThrough();
+    const sinks = [collector(), collector()];
+    const done = fanOut(source, sinks, 1);
+    source.write(Buffer.alloc(10));
+    source.destroy(new Error('client went away'));
+    await expect(done).rejects.toThrow('client went away');
+  });
+});
