@@ -5,15 +5,16 @@
  * does not overlap the file is unsatisfiable (416).
  */
 export type RangeResult =
-  | { kind: 'none' }
-  | { kind: 'unsatisfiable' }
-  | { kind: 'range'; start: number; end: number };
+  { kind: 'none' } | { kind: 'unsatisfiable' } | { kind: 'range'; start: number; end: number };
 
 export function parseRange(header: string | undefined, size: number): RangeResult {
   if (header === undefined) return { kind: 'none' };
   const match = /^\s*bytes\s*=\s*(.+)$/i.exec(header);
   if (!match) return { kind: 'none' };
-  const specs = match[1]!.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const specs = match[1]!
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (specs.length !== 1) return { kind: 'none' };
   const spec = /^(\d*)-(\d*)$/.exec(specs[0]!);
   if (!spec) return { kind: 'none' };
@@ -51,6 +52,9 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
  */
 export function contentDisposition(name: string): string {
   const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, '_') || 'file';
-  const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+  const encoded = encodeURIComponent(name).replace(
+    /['()*]/g,
+    (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase(),
+  );
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }

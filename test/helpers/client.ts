@@ -28,12 +28,24 @@ export async function upload(
 ): Promise<{ status: number; body: StoredFile & { error?: { code: string; message: string } } }> {
   const form = new FormData();
   form.append('file', new Blob([data]), name);
-  const res = await fetch(`${baseUrl}/files`, { method: 'POST', body: form, headers, signal: AbortSignal.timeout(60_000) });
-  return { status: res.status, body: (await res.json()) as StoredFile & { error?: { code: string; message: string } } };
+  const res = await fetch(`${baseUrl}/files`, {
+    method: 'POST',
+    body: form,
+    headers,
+    signal: AbortSignal.timeout(60_000),
+  });
+  return {
+    status: res.status,
+    body: (await res.json()) as StoredFile & { error?: { code: string; message: string } },
+  };
 }
 
 /** Uploads a file from disk as a streamed multipart body: nothing is held in memory. */
-export async function uploadFromDisk(baseUrl: string, path: string, name: string): Promise<{ status: number; body: StoredFile }> {
+export async function uploadFromDisk(
+  baseUrl: string,
+  path: string,
+  name: string,
+): Promise<{ status: number; body: StoredFile }> {
   const boundary = '----shoal' + randomBytes(8).toString('hex');
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n` +
@@ -49,18 +61,29 @@ export async function uploadFromDisk(baseUrl: string, path: string, name: string
   const res = await request(`${baseUrl}/files`, {
     method: 'POST',
     body: Readable.from(body()),
-    headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length) },
+    headers: {
+      'content-type': `multipart/form-data; boundary=${boundary}`,
+      'content-length': String(head.length + size + tail.length),
+    },
   });
   return { status: res.statusCode, body: (await res.body.json()) as StoredFile };
 }
 
-export async function download(baseUrl: string, id: string, headers: Record<string, string> = {}): Promise<{ status: number; data: Buffer }> {
+export async function download(
+  baseUrl: string,
+  id: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; data: Buffer }> {
   const res = await fetch(`${baseUrl}/files/${id}`, { headers, signal: AbortSignal.timeout(60_000) });
   return { status: res.status, data: Buffer.from(await res.arrayBuffer()) };
 }
 
 /** Streams a download to disk and returns its sha256 and length, without holding it in memory. */
-export async function downloadToDisk(baseUrl: string, id: string, path: string): Promise<{ status: number; sha256: string; bytes: number }> {
+export async function downloadToDisk(
+  baseUrl: string,
+  id: string,
+  path: string,
+): Promise<{ status: number; sha256: string; bytes: number }> {
   const res = await request(`${baseUrl}/files/${id}`);
   const hash = createHash('sha256');
   let bytes = 0;

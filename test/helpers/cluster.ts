@@ -113,24 +113,38 @@ export class TestCluster {
   /** Waits until every running node sees every running node as alive. */
   async waitForConvergence(timeoutMs = 20_000): Promise<void> {
     const running = this.running();
-    await waitFor(async () => {
-      for (const n of running) {
-        const view = await getJson<{ nodes: Array<{ id: string; state: string }> }>(`${n.url}/cluster`, this.authHeaders());
-        if (!view) return false;
-        for (const other of running) {
-          if (!view.nodes.some((m) => m.id === other.id && m.state === 'alive')) return false;
+    await waitFor(
+      async () => {
+        for (const n of running) {
+          const view = await getJson<{ nodes: Array<{ id: string; state: string }> }>(
+            `${n.url}/cluster`,
+            this.authHeaders(),
+          );
+          if (!view) return false;
+          for (const other of running) {
+            if (!view.nodes.some((m) => m.id === other.id && m.state === 'alive')) return false;
+          }
         }
-      }
-      return true;
-    }, timeoutMs, 'cluster views to converge');
+        return true;
+      },
+      timeoutMs,
+      'cluster views to converge',
+    );
   }
 
   /** Waits until `viewer` sees node `id` in `state`. */
   async waitForState(viewer: number, id: string, state: string, timeoutMs = 20_000): Promise<void> {
-    await waitFor(async () => {
-      const view = await getJson<{ nodes: Array<{ id: string; state: string }> }>(`${this.url(viewer)}/cluster`, this.authHeaders());
-      return view?.nodes.some((m) => m.id === id && m.state === state) ?? false;
-    }, timeoutMs, `node ${id} to be ${state}`);
+    await waitFor(
+      async () => {
+        const view = await getJson<{ nodes: Array<{ id: string; state: string }> }>(
+          `${this.url(viewer)}/cluster`,
+          this.authHeaders(),
+        );
+        return view?.nodes.some((m) => m.id === id && m.state === state) ?? false;
+      },
+      timeoutMs,
+      `node ${id} to be ${state}`,
+    );
   }
 
   authHeaders(): Record<string, string> {
@@ -176,17 +190,28 @@ export class TestCluster {
     const args = [
       CLI,
       'node',
-      '--host', '127.0.0.1',
-      '--port', String(n.port),
-      '--node-id', n.id,
-      '--data-dir', n.dataDir,
-      '--advertise-url', n.url,
-      '--seeds', seeds.join(','),
-      '--cluster-secret', SECRET,
-      '--replicas', String(o.replicas ?? 3),
-      '--write-quorum', String(o.writeQuorum ?? 2),
-      '--failure-timeout-ms', String(o.failureTimeoutMs ?? 3_000),
-      '--gossip-interval-ms', String(o.gossipIntervalMs ?? 200),
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(n.port),
+      '--node-id',
+      n.id,
+      '--data-dir',
+      n.dataDir,
+      '--advertise-url',
+      n.url,
+      '--seeds',
+      seeds.join(','),
+      '--cluster-secret',
+      SECRET,
+      '--replicas',
+      String(o.replicas ?? 3),
+      '--write-quorum',
+      String(o.writeQuorum ?? 2),
+      '--failure-timeout-ms',
+      String(o.failureTimeoutMs ?? 3_000),
+      '--gossip-interval-ms',
+      String(o.gossipIntervalMs ?? 200),
       ...(o.apiKeys ? ['--api-keys', o.apiKeys.join(',')] : []),
       ...(o.maxFileSize ? ['--max-file-size', String(o.maxFileSize)] : []),
       ...(o.args ?? []),
@@ -199,11 +224,15 @@ export class TestCluster {
     closeSync(fd);
     n.proc = proc;
     n.exit = new Promise((res) => proc.once('exit', (code) => res(code)));
-    await waitFor(async () => {
-      if (proc.exitCode !== null) throw new Error(`${n.id} exited with ${proc.exitCode}:\n${this.tail(n)}`);
-      const res = await fetch(`${n.url}/readyz`).catch(() => undefined);
-      return res?.status === 200;
-    }, 20_000, `${n.id} to be ready`);
+    await waitFor(
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`${n.id} exited with ${proc.exitCode}:\n${this.tail(n)}`);
+        const res = await fetch(`${n.url}/readyz`).catch(() => undefined);
+        return res?.status === 200;
+      },
+      20_000,
+      `${n.id} to be ready`,
+    );
   }
 
   private tail(n: NodeHandle): string {
@@ -215,7 +244,11 @@ export class TestCluster {
   }
 }
 
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+export async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;

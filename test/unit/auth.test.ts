@@ -20,7 +20,9 @@ describe('node-to-node signatures', () => {
   });
 
   it('refuses another secret, a missing or a malformed header', () => {
-    expect(verifyRequest('another-secret-entirely-00', header, 'PUT', '/internal/v1/blobs/abc', now).ok).toBe(false);
+    expect(verifyRequest('another-secret-entirely-00', header, 'PUT', '/internal/v1/blobs/abc', now).ok).toBe(
+      false,
+    );
     expect(verifyRequest(secret, undefined, 'PUT', '/x', now).ok).toBe(false);
     expect(verifyRequest(secret, 'sig=123', 'PUT', '/x', now).ok).toBe(false);
   });

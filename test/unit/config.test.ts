@@ -17,7 +17,11 @@ describe('config', () => {
   });
 
   it('reads SHOAL_ variables, and a flag wins over its variable', () => {
-    const env = { SHOAL_PORT: '7100', SHOAL_DATA_DIR: '/srv/shoal', SHOAL_CLUSTER_SECRET: 'from-the-environment-123' };
+    const env = {
+      SHOAL_PORT: '7100',
+      SHOAL_DATA_DIR: '/srv/shoal',
+      SHOAL_CLUSTER_SECRET: 'from-the-environment-123',
+    };
     const c = parseConfig({ port: '7200' }, env);
     expect(c.port).toBe(7200);
     expect(c.dataDir).toBe('/srv/shoal');

@@ -37,7 +37,9 @@ describe('etagMatches', () => {
 
 describe('contentDisposition', () => {
   it('keeps a plain name readable', () => {
-    expect(contentDisposition('report.pdf')).toBe(`attachment; filename="report.pdf"; filename*=UTF-8''report.pdf`);
+    expect(contentDisposition('report.pdf')).toBe(
+      `attachment; filename="report.pdf"; filename*=UTF-8''report.pdf`,
+    );
   });
 
   it('cannot be used to inject headers or break out of the quotes', () => {

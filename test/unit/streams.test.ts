@@ -3,7 +3,9 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ByteLimiter, HashingCounter, fanOut } from '../../shared/streams';
 
-function collector(opts: { highWaterMark?: number; delayMs?: number; failAfter?: number } = {}): Writable & { data: Buffer[] } {
+function collector(
+  opts: { highWaterMark?: number; delayMs?: number; failAfter?: number } = {},
+): Writable & { data: Buffer[] } {
   const data: Buffer[] = [];
   let seen = 0;
   const w = new Writable({

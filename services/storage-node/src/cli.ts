@@ -56,12 +56,14 @@ export function buildProgram(): Command {
     .description('run a local cluster of N nodes on 127.0.0.1 (what npm start runs)')
     .option('--nodes <n>', 'number of nodes', '3')
     .option('--base-port <port>', 'port of the first node; the others follow', '7001')
-    .option('--data-dir <dir>', 'parent directory of the nodes\' data dirs', './data')
+    .option('--data-dir <dir>', "parent directory of the nodes' data dirs", './data')
     .action(async (opts: { nodes: string; basePort: string; dataDir: string }) => {
       const nodes = Number(opts.nodes);
       const basePort = Number(opts.basePort);
-      if (!Number.isInteger(nodes) || nodes < 1 || nodes > 50) throw new ConfigError('--nodes must be from 1 to 50');
-      if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65536) throw new ConfigError('--base-port is out of range');
+      if (!Number.isInteger(nodes) || nodes < 1 || nodes > 50)
+        throw new ConfigError('--nodes must be from 1 to 50');
+      if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65536)
+        throw new ConfigError('--base-port is out of range');
       await runDevCluster({ nodes, basePort, dataDir: opts.dataDir });
     });
 

@@ -104,8 +104,18 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
   if (clusterSecret !== undefined && clusterSecret.length < MIN_SECRET_LENGTH) {
     throw new ConfigError(`--cluster-secret must be at least ${MIN_SECRET_LENGTH} characters`);
   }
-  const failureTimeoutMs = integer('failure-timeout-ms', raw('failure-timeout-ms'), DEFAULTS.failureTimeoutMs, 100);
-  const gossipIntervalMs = integer('gossip-interval-ms', raw('gossip-interval-ms'), DEFAULTS.gossipIntervalMs, 10);
+  const failureTimeoutMs = integer(
+    'failure-timeout-ms',
+    raw('failure-timeout-ms'),
+    DEFAULTS.failureTimeoutMs,
+    100,
+  );
+  const gossipIntervalMs = integer(
+    'gossip-interval-ms',
+    raw('gossip-interval-ms'),
+    DEFAULTS.gossipIntervalMs,
+    10,
+  );
   if (failureTimeoutMs < 2 * gossipIntervalMs) {
     throw new ConfigError('--failure-timeout-ms must be at least twice --gossip-interval-ms');
   }
@@ -148,13 +158,21 @@ export function resolveNodeId(fromConfig: string | undefined, stored: string | u
     );
   }
   const id = fromConfig ?? stored ?? hostname();
-  if (!NODE_ID_PATTERN.test(id)) throw new ConfigError(`node id ${JSON.stringify(id)} is not a valid node id`);
+  if (!NODE_ID_PATTERN.test(id))
+    throw new ConfigError(`node id ${JSON.stringify(id)} is not a valid node id`);
   return id;
 }
 
-function integer(flag: NodeFlag, value: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function integer(
+  flag: NodeFlag,
+  value: string | undefined,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value.trim())) throw new ConfigError(`--${flag} must be a whole number, got ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value.trim()))
+    throw new ConfigError(`--${flag} must be a whole number, got ${JSON.stringify(value)}`);
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < min || n > max) {
     throw new ConfigError(`--${flag} must be between ${min} and ${max}, got ${value}`);

@@ -19,7 +19,11 @@ export async function runDevCluster(options: DevClusterOptions): Promise<void> {
   mkdirSync(root, { recursive: true });
   const secret = devSecret(root);
   const urls = Array.from({ length: options.nodes }, (_v, i) => `http://127.0.0.1:${options.basePort + i}`);
-  const pretty = build({ colorize: process.stdout.isTTY, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' });
+  const pretty = build({
+    colorize: process.stdout.isTTY,
+    ignore: 'pid,hostname',
+    translateTime: 'HH:MM:ss.l',
+  });
   const children: ChildProcess[] = urls.map((url, i) => {
     const id = `node-${i + 1}`;
     const child = spawn(
@@ -27,14 +31,22 @@ export async function runDevCluster(options: DevClusterOptions): Promise<void> {
       [
         process.argv[1]!,
         'node',
-        '--host', '127.0.0.1',
-        '--port', String(options.basePort + i),
-        '--node-id', id,
-        '--data-dir', join(root, id),
-        '--advertise-url', url,
-        '--seeds', urls.filter((u) => u !== url).join(','),
-        '--cluster-secret', secret,
-        '--failure-timeout-ms', process.env.SHOAL_FAILURE_TIMEOUT_MS ?? '10000',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(options.basePort + i),
+        '--node-id',
+        id,
+        '--data-dir',
+        join(root, id),
+        '--advertise-url',
+        url,
+        '--seeds',
+        urls.filter((u) => u !== url).join(','),
+        '--cluster-secret',
+        secret,
+        '--failure-timeout-ms',
+        process.env.SHOAL_FAILURE_TIMEOUT_MS ?? '10000',
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );

@@ -92,12 +92,17 @@ export async function startNode(config: Config): Promise<RunningNode> {
   });
   membership.start();
   const housekeeping = setInterval(() => {
-    blobs.expirePending(PENDING_UPLOAD_TTL_MS).catch((err: unknown) => log.warn({ err }, 'expiring temp uploads failed'));
+    blobs
+      .expirePending(PENDING_UPLOAD_TTL_MS)
+      .catch((err: unknown) => log.warn({ err }, 'expiring temp uploads failed'));
     updateGauges(ctx);
   }, 5_000);
   housekeeping.unref();
   lifecycle.ready = true;
-  log.info({ url: config.advertiseUrl, dataDir, replicas: config.replicas, writeQuorum: config.writeQuorum }, 'node ready');
+  log.info(
+    { url: config.advertiseUrl, dataDir, replicas: config.replicas, writeQuorum: config.writeQuorum },
+    'node ready',
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {

@@ -54,14 +54,20 @@ export class Catalog {
             ? await this.blobs.delete(fileId, deletedAt)
             : await this.peers.deleteFile(m.url, fileId, deletedAt, reqId);
         } catch (err) {
-          this.log.warn({ fileId, peer: m.id, reqId, err: errorText(err) }, 'delete not confirmed by a member');
+          this.log.warn(
+            { fileId, peer: m.id, reqId, err: errorText(err) },
+            'delete not confirmed by a member',
+          );
           return undefined;
         }
       }),
     );
     const confirmed = answers.filter((a) => a !== undefined);
     if (confirmed.length < Math.min(this.writeQuorum, members.length)) {
-      throw new ShoalError('quorum_unavailable', `only ${confirmed.length} node(s) confirmed the delete; try again`);
+      throw new ShoalError(
+        'quorum_unavailable',
+        `only ${confirmed.length} node(s) confirmed the delete; try again`,
+      );
     }
     if (!confirmed.some((a) => a.wasLive)) throw new ShoalError('not_found', 'no such file');
   }
@@ -72,7 +78,11 @@ export class Catalog {
    * live and none has a tombstone. Ids past the smallest last id of any member whose answer was
    * cut short cannot be judged yet and wait for the next page.
    */
-  async list(after: string, limit: number, reqId: string): Promise<{ files: FileSummary[]; next: string | null }> {
+  async list(
+    after: string,
+    limit: number,
+    reqId: string,
+  ): Promise<{ files: FileSummary[]; next: string | null }> {
     const members = this.liveMembers();
     const answers = await Promise.all(
       members.map(async (m): Promise<LocalListing | undefined> => {
@@ -128,7 +138,9 @@ export class Catalog {
     const answers = await Promise.all(
       members.map(async (m): Promise<FileRecord | undefined | 'unreachable'> => {
         try {
-          return m.id === this.selfId ? this.metadata.get(fileId) : await this.peers.record(m.url, fileId, 5_000, reqId);
+          return m.id === this.selfId
+            ? this.metadata.get(fileId)
+            : await this.peers.record(m.url, fileId, 5_000, reqId);
         } catch {
           return 'unreachable';
         }
@@ -162,7 +174,14 @@ export class Catalog {
 }
 
 export function toMeta(r: FileMeta): FileMeta {
-  return { id: r.id, name: r.name, size: r.size, sha256: r.sha256, contentType: r.contentType, createdAt: r.createdAt };
+  return {
+    id: r.id,
+    name: r.name,
+    size: r.size,
+    sha256: r.sha256,
+    contentType: r.contentType,
+    createdAt: r.createdAt,
+  };
 }
 
 function byteOrder(a: string, b: string): number {

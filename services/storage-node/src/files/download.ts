@@ -23,7 +23,10 @@ export interface ReadDecision {
 }
 
 /** What to answer for a file, from its record and the request's conditional and range headers. */
-export function decideRead(record: FileRecord, request: Pick<ReadRequest, 'range' | 'ifNoneMatch'>): ReadDecision {
+export function decideRead(
+  record: FileRecord,
+  request: Pick<ReadRequest, 'range' | 'ifNoneMatch'>,
+): ReadDecision {
   const full: ReadDecision = { status: 200, start: 0, end: record.size - 1 };
   if (etagMatches(request.ifNoneMatch, `"${record.sha256}"`)) return { ...full, status: 304 };
   const range = parseRange(request.range, record.size);
@@ -70,9 +73,21 @@ export class FileReader {
     const candidates = this.candidates(fileId);
     if (local) {
       const decision = decideRead(local.record, request);
-      const body = request.method === 'GET' && decision.status !== 304 && decision.status !== 416 && decision.end >= decision.start
-        ? this.resumable(fileId, local.record, local.read(decision.start, decision.end), this.selfId, decision, candidates, request.reqId)
-        : undefined;
+      const body =
+        request.method === 'GET' &&
+        decision.status !== 304 &&
+        decision.status !== 416 &&
+        decision.end >= decision.start
+          ? this.resumable(
+              fileId,
+              local.record,
+              local.read(decision.start, decision.end),
+              this.selfId,
+              decision,
+              candidates,
+              request.reqId,
+            )
+          : undefined;
       return { ...decision, record: local.record, body, servedBy: this.selfId };
     }
 
@@ -90,15 +105,29 @@ export class FileReader {
           res.body.destroy();
           throw new Error(`peer answered ${res.status}, expected ${decision.status}`);
         }
-        const streams = request.method === 'GET' && (decision.status === 200 || decision.status === 206) && decision.end >= decision.start;
+        const streams =
+          request.method === 'GET' &&
+          (decision.status === 200 || decision.status === 206) &&
+          decision.end >= decision.start;
         if (!streams) res.body.resume();
         const body = streams
-          ? this.resumable(fileId, res.record, res.body, nodeId, decision, candidates.slice(i + 1), request.reqId)
+          ? this.resumable(
+              fileId,
+              res.record,
+              res.body,
+              nodeId,
+              decision,
+              candidates.slice(i + 1),
+              request.reqId,
+            )
           : undefined;
         return { ...decision, record: res.record, body, servedBy: nodeId };
       } catch (err) {
         if (err instanceof PeerError && err.code === 'deleted') throw notFound();
-        this.log.debug({ fileId, peer: nodeId, err: errorText(err) }, 'skipping a copy that could not be opened');
+        this.log.debug(
+          { fileId, peer: nodeId, err: errorText(err) },
+          'skipping a copy that could not be opened',
+        );
       }
     }
     if (answered === 0 && candidates.length > 0) {
@@ -121,7 +150,11 @@ export class FileReader {
     const openSlice = async (nodeId: string, from: number): Promise<Readable | undefined> => {
       const url = this.membership.urlOf(nodeId);
       if (!url) return undefined;
-      const res = await this.peers.openBlob(url, fileId, { method: 'GET', range: `bytes=${from}-${end}`, reqId });
+      const res = await this.peers.openBlob(url, fileId, {
+        method: 'GET',
+        range: `bytes=${from}-${end}`,
+        reqId,
+      });
       if (!res) return undefined;
       if (res.status !== 206 || res.record.sha256 !== record.sha256) {
         res.body.destroy();
@@ -145,7 +178,10 @@ export class FileReader {
             throw new Error(`the copy ended early at byte ${position}`);
           } catch (err) {
             body.destroy();
-            log.warn({ fileId, peer: node, reqId, bytes: position, err: errorText(err) }, 'copy failed mid-download; resuming from another');
+            log.warn(
+              { fileId, peer: node, reqId, bytes: position, err: errorText(err) },
+              'copy failed mid-download; resuming from another',
+            );
           }
         }
         body = undefined;

@@ -53,7 +53,11 @@ export class ReplicatingStorage implements StorageEngine {
     );
   }
 
-  _removeFile(req: Request, file: Express.Multer.File & { prepared?: PreparedFile }, callback: (error: Error | null) => void): void {
+  _removeFile(
+    req: Request,
+    file: Express.Multer.File & { prepared?: PreparedFile },
+    callback: (error: Error | null) => void,
+  ): void {
     const prepared = file.prepared;
     if (!prepared) return callback(null);
     this.writer.abort(prepared.write, this.requestId(req)).then(

@@ -48,13 +48,15 @@ export function buildApp(ctx: NodeContext): Express {
 function requireApiKey(ctx: NodeContext): RequestHandler {
   const keys = ctx.config.apiKeys;
   return (req, _res, next) => {
-    if (keys.length === 0 || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/')) return next();
+    if (keys.length === 0 || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/'))
+      return next();
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
     const given = match?.[1];
     // Compare against every key so the time taken does not reveal which one was close.
     let ok = false;
     for (const key of keys) ok = (given !== undefined && constantTimeEqual(given, key)) || ok;
-    if (!ok) return next(new ShoalError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>'));
+    if (!ok)
+      return next(new ShoalError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>'));
     next();
   };
 }

@@ -29,8 +29,12 @@ export function toShoalError(err: unknown): ShoalError | undefined {
   if (isNoSpaceError(err)) return new ShoalError('insufficient_storage', 'no space left on this node');
   // body-parser and busboy report malformed input with a 4xx status or a well-known message.
   if (e?.type === 'entity.parse.failed') return new ShoalError('bad_request', 'the JSON body does not parse');
-  if (e?.type === 'entity.too.large') return new ShoalError('payload_too_large', 'the request body is too large');
-  if (typeof e?.message === 'string' && /multipart|boundary|unexpected end of form|malformed part header/i.test(e.message)) {
+  if (e?.type === 'entity.too.large')
+    return new ShoalError('payload_too_large', 'the request body is too large');
+  if (
+    typeof e?.message === 'string' &&
+    /multipart|boundary|unexpected end of form|malformed part header/i.test(e.message)
+  ) {
     return new ShoalError('malformed_multipart', `malformed multipart body: ${e.message}`);
   }
   if (typeof e?.message === 'string' && /request (aborted|closed)/i.test(e.message)) {
@@ -46,7 +50,8 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const known = toShoalError(err);
     if (known) {
-      if (known.httpStatus >= 500) log.warn({ reqId: req.reqId, code: known.code, err: known.message }, 'request failed');
+      if (known.httpStatus >= 500)
+        log.warn({ reqId: req.reqId, code: known.code, err: known.message }, 'request failed');
       sendError(res, known);
       return;
     }

@@ -21,7 +21,8 @@ export function writeFileHeaders(res: Response, record: FileRecord, decision: Re
   res.setHeader('Content-Disposition', contentDisposition(record.name));
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Content-Length', String(decision.end - decision.start + 1));
-  if (decision.status === 206) res.setHeader('Content-Range', `bytes ${decision.start}-${decision.end}/${record.size}`);
+  if (decision.status === 206)
+    res.setHeader('Content-Range', `bytes ${decision.start}-${decision.end}/${record.size}`);
 }
 
 /** Sends a decided read: headers, then the body (if any) with backpressure. */
@@ -34,7 +35,12 @@ export async function sendFile(
 ): Promise<void> {
   writeFileHeaders(res, record, decision);
   if (decision.status === 416) {
-    res.json(errorBody('range_not_satisfiable', `the file has ${record.size} bytes; the requested range lies outside it`));
+    res.json(
+      errorBody(
+        'range_not_satisfiable',
+        `the file has ${record.size} bytes; the requested range lies outside it`,
+      ),
+    );
     return;
   }
   if (!body) {

@@ -1,7 +1,13 @@
 import express, { Router, type Request } from 'express';
 import { ShoalError } from '../../../../shared/errors';
 import { assertValidId, isValidId } from '../../../../shared/ids';
-import { HEADER_AUTH, HEADER_META, type CommitRequest, type FileMeta, type GossipMessage } from '../../../../shared/protocol';
+import {
+  HEADER_AUTH,
+  HEADER_META,
+  type CommitRequest,
+  type FileMeta,
+  type GossipMessage,
+} from '../../../../shared/protocol';
 import { decideRead } from '../files/download';
 import { encodeMeta } from '../peers/peer-client';
 import { verifyRequest } from '../peers/auth';
@@ -27,13 +33,20 @@ export function internalRoutes(ctx: NodeContext): Router {
 
   router.post('/gossip', (req, res) => {
     const message = req.body as GossipMessage;
-    if (!message || !Array.isArray(message.members)) throw new ShoalError('bad_request', 'gossip needs members');
+    if (!message || !Array.isArray(message.members))
+      throw new ShoalError('bad_request', 'gossip needs members');
     res.json(ctx.membership.receive(message));
   });
 
   router.get('/status', (_req, res) => {
     const counts = ctx.metadata.counts();
-    res.json({ id: ctx.selfId, url: ctx.selfUrl, ready: ctx.lifecycle.ready, files: counts.files, bytes: counts.bytes });
+    res.json({
+      id: ctx.selfId,
+      url: ctx.selfUrl,
+      ready: ctx.lifecycle.ready,
+      files: counts.files,
+      bytes: counts.bytes,
+    });
   });
 
   router.put('/blobs/:id', async (req, res) => {
@@ -72,7 +85,8 @@ export function internalRoutes(ctx: NodeContext): Router {
   router.get('/records', (req, res) => {
     const after = typeof req.query.after === 'string' ? req.query.after : '';
     const limit = Number(req.query.limit ?? 100);
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new ShoalError('bad_request', 'bad limit');
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE)
+      throw new ShoalError('bad_request', 'bad limit');
     res.json(ctx.catalog.localListing(after, limit));
   });
 
@@ -86,10 +100,21 @@ export function internalRoutes(ctx: NodeContext): Router {
     }
     const local = await ctx.blobs.openLocal(id);
     if (!local) throw new ShoalError('not_found', 'no copy of that file here');
-    const decision = decideRead(local.record, { range: req.get('range'), ifNoneMatch: req.get('if-none-match') });
+    const decision = decideRead(local.record, {
+      range: req.get('range'),
+      ifNoneMatch: req.get('if-none-match'),
+    });
     res.setHeader(HEADER_META, encodeMeta(local.record));
-    const streams = req.method === 'GET' && (decision.status === 200 || decision.status === 206) && decision.end >= decision.start;
-    await sendFile(res, local.record, decision, streams ? local.read(decision.start, decision.end) : undefined);
+    const streams =
+      req.method === 'GET' &&
+      (decision.status === 200 || decision.status === 206) &&
+      decision.end >= decision.start;
+    await sendFile(
+      res,
+      local.record,
+      decision,
+      streams ? local.read(decision.start, decision.end) : undefined,
+    );
   });
 
   return router;

@@ -21,8 +21,16 @@ export class NodeMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
       registers: [this.registry],
     });
-    this.bytesIn = new Counter({ name: 'shoal_bytes_in_total', help: 'File bytes received from clients', registers: [this.registry] });
-    this.bytesOut = new Counter({ name: 'shoal_bytes_out_total', help: 'File bytes sent to clients', registers: [this.registry] });
+    this.bytesIn = new Counter({
+      name: 'shoal_bytes_in_total',
+      help: 'File bytes received from clients',
+      registers: [this.registry],
+    });
+    this.bytesOut = new Counter({
+      name: 'shoal_bytes_out_total',
+      help: 'File bytes sent to clients',
+      registers: [this.registry],
+    });
     this.uploads = new Counter({
       name: 'shoal_uploads_total',
       help: 'Uploads by outcome',
@@ -35,7 +43,15 @@ export class NodeMetrics {
       labelNames: ['state'],
       registers: [this.registry],
     });
-    this.files = new Gauge({ name: 'shoal_local_files', help: 'Live files this node holds a copy of', registers: [this.registry] });
-    this.fileBytes = new Gauge({ name: 'shoal_local_file_bytes', help: 'Bytes of live files this node holds', registers: [this.registry] });
+    this.files = new Gauge({
+      name: 'shoal_local_files',
+      help: 'Live files this node holds a copy of',
+      registers: [this.registry],
+    });
+    this.fileBytes = new Gauge({
+      name: 'shoal_local_file_bytes',
+      help: 'Bytes of live files this node holds',
+      registers: [this.registry],
+    });
   }
 }

@@ -27,7 +27,9 @@ export function publicRoutes(ctx: NodeContext): Router {
     '/files',
     (req, _res, next) => {
       if (!req.is('multipart/form-data')) {
-        return next(new ShoalError('bad_request', 'send multipart/form-data with one file part named "file"'));
+        return next(
+          new ShoalError('bad_request', 'send multipart/form-data with one file part named "file"'),
+        );
       }
       next();
     },
@@ -45,8 +47,14 @@ export function publicRoutes(ctx: NodeContext): Router {
       }
       ctx.metrics.uploads.inc({ outcome: 'stored' });
       ctx.metrics.bytesIn.inc(prepared.meta.size);
-      ctx.log.info({ reqId: req.reqId, fileId: prepared.meta.id, bytes: prepared.meta.size, replicas }, 'file stored');
-      res.status(201).location(`/files/${prepared.meta.id}`).json({ ...prepared.meta, replicas });
+      ctx.log.info(
+        { reqId: req.reqId, fileId: prepared.meta.id, bytes: prepared.meta.size, replicas },
+        'file stored',
+      );
+      res
+        .status(201)
+        .location(`/files/${prepared.meta.id}`)
+        .json({ ...prepared.meta, replicas });
     },
   );
 

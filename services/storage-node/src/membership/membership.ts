@@ -133,7 +133,12 @@ export class Membership extends EventEmitter {
   digest(): GossipMessage {
     return {
       from: this.self.id,
-      members: [...this.members.values()].map(({ id, url, generation, heartbeat }) => ({ id, url, generation, heartbeat })),
+      members: [...this.members.values()].map(({ id, url, generation, heartbeat }) => ({
+        id,
+        url,
+        generation,
+        heartbeat,
+      })),
     };
   }
 
@@ -184,7 +189,9 @@ export class Membership extends EventEmitter {
     try {
       const records = await lookup(name, { all: true });
       this.dnsSeeds = records.map((r) =>
-        r.family === 6 ? `http://[${r.address}]:${this.options.port}` : `http://${r.address}:${this.options.port}`,
+        r.family === 6
+          ? `http://[${r.address}]:${this.options.port}`
+          : `http://${r.address}:${this.options.port}`,
       );
     } catch (err) {
       this.log.debug({ err: (err as Error).message, name }, 'discovery lookup failed');
@@ -207,7 +214,9 @@ export class Membership extends EventEmitter {
         this.log.info({ peer: d.id, url: d.url }, 'member joined');
         continue;
       }
-      const newer = d.generation > known.generation || (d.generation === known.generation && d.heartbeat > known.heartbeat);
+      const newer =
+        d.generation > known.generation ||
+        (d.generation === known.generation && d.heartbeat > known.heartbeat);
       if (newer) {
         known.url = d.url;
         known.generation = d.generation;
@@ -226,7 +235,8 @@ export class Membership extends EventEmitter {
     for (const m of this.members.values()) {
       if (m === this.self) continue;
       const silent = now - m.lastAdvanced;
-      const state: MemberState = silent > failureTimeoutMs ? 'dead' : silent > suspectAfter ? 'suspect' : 'alive';
+      const state: MemberState =
+        silent > failureTimeoutMs ? 'dead' : silent > suspectAfter ? 'suspect' : 'alive';
       if (state !== m.state) {
         this.log.info({ peer: m.id, from: m.state, to: state, silentMs: silent }, 'member state changed');
         if ((state === 'dead') !== (m.state === 'dead')) changed = true;

@@ -28,7 +28,8 @@ export function verifyRequest(
   if (!match) return { ok: false, reason: 'malformed node signature' };
   const t = match[1]!;
   const sig = match[2]!;
-  if (Math.abs(now - Number(t)) > windowMs) return { ok: false, reason: 'node signature outside its time window' };
+  if (Math.abs(now - Number(t)) > windowMs)
+    return { ok: false, reason: 'node signature outside its time window' };
   const expected = hmacHex(secret, `${method.toUpperCase()}\n${path}\n${t}`);
   return constantTimeEqual(sig, expected) ? { ok: true } : { ok: false, reason: 'bad node signature' };
 }

@@ -86,7 +86,12 @@ export class PeerClient {
   }
 
   /** Streams `body` to the peer, which keeps it as an fsync'd temp file until commit or abort. */
-  async prepareUpload(baseUrl: string, fileId: string, body: Readable, reqId?: string): Promise<PreparedUpload> {
+  async prepareUpload(
+    baseUrl: string,
+    fileId: string,
+    body: Readable,
+    reqId?: string,
+  ): Promise<PreparedUpload> {
     return this.json(baseUrl, 'PUT', `/blobs/${fileId}`, { stream: body, reqId });
   }
 
@@ -98,11 +103,25 @@ export class PeerClient {
     await this.json(baseUrl, 'DELETE', `/uploads/${token}`, { reqId, timeoutMs: 5_000 });
   }
 
-  async deleteFile(baseUrl: string, fileId: string, deletedAt: string, reqId?: string): Promise<{ wasLive: boolean; known: boolean }> {
-    return this.json(baseUrl, 'POST', `/blobs/${fileId}/delete`, { body: { deletedAt }, reqId, timeoutMs: 10_000 });
+  async deleteFile(
+    baseUrl: string,
+    fileId: string,
+    deletedAt: string,
+    reqId?: string,
+  ): Promise<{ wasLive: boolean; known: boolean }> {
+    return this.json(baseUrl, 'POST', `/blobs/${fileId}/delete`, {
+      body: { deletedAt },
+      reqId,
+      timeoutMs: 10_000,
+    });
   }
 
-  async record(baseUrl: string, fileId: string, timeoutMs: number, reqId?: string): Promise<FileRecord | undefined> {
+  async record(
+    baseUrl: string,
+    fileId: string,
+    timeoutMs: number,
+    reqId?: string,
+  ): Promise<FileRecord | undefined> {
     try {
       return await this.json<FileRecord>(baseUrl, 'GET', `/records/${fileId}`, { timeoutMs, reqId });
     } catch (err) {
@@ -143,7 +162,12 @@ export class PeerClient {
     const record = decodeMeta(res.headers[HEADER_META]);
     if (!record || ![200, 206, 304, 416].includes(res.statusCode)) {
       const text = await res.body.text().catch(() => '');
-      throw new PeerError(baseUrl, 'status', `peer answered ${res.statusCode}: ${text.slice(0, 200)}`, res.statusCode);
+      throw new PeerError(
+        baseUrl,
+        'status',
+        `peer answered ${res.statusCode}: ${text.slice(0, 200)}`,
+        res.statusCode,
+      );
     }
     return { status: res.statusCode, record, headers: res.headers, body: res.body };
   }
@@ -162,7 +186,12 @@ export class PeerClient {
   private async send(
     baseUrl: string,
     path: string,
-    opts: { method: Dispatcher.HttpMethod; headers: Record<string, string>; body?: string | Readable; timeoutMs?: number },
+    opts: {
+      method: Dispatcher.HttpMethod;
+      headers: Record<string, string>;
+      body?: string | Readable;
+      timeoutMs?: number;
+    },
   ): Promise<Dispatcher.ResponseData> {
     try {
       return await request(baseUrl + path, {
@@ -209,7 +238,13 @@ export class PeerClient {
       } catch {
         // not JSON: keep the raw text
       }
-      throw new PeerError(baseUrl, 'status', `peer answered ${res.statusCode}: ${message}`, res.statusCode, code);
+      throw new PeerError(
+        baseUrl,
+        'status',
+        `peer answered ${res.statusCode}: ${message}`,
+        res.statusCode,
+        code,
+      );
     }
     return (text.length > 0 ? JSON.parse(text) : undefined) as T;
   }
@@ -223,7 +258,14 @@ function toPeerError(peer: string, err: unknown): PeerError {
     e instanceof undiciErrors.HeadersTimeoutError ||
     e instanceof undiciErrors.BodyTimeoutError ||
     e instanceof undiciErrors.ConnectTimeoutError;
-  return new PeerError(peer, timedOut ? 'timeout' : 'unreachable', `${peer}: ${e?.message ?? String(err)}`, undefined, e?.code, {
-    cause: err,
-  });
+  return new PeerError(
+    peer,
+    timedOut ? 'timeout' : 'unreachable',
+    `${peer}: ${e?.message ?? String(err)}`,
+    undefined,
+    e?.code,
+    {
+      cause: err,
+    },
+  );
 }

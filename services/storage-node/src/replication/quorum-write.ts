@@ -69,7 +69,11 @@ export class QuorumWriter {
 
     const limiter = new ByteLimiter(
       this.options.maxFileSize,
-      () => new ShoalError('payload_too_large', `the file is larger than the limit of ${this.options.maxFileSize} bytes`),
+      () =>
+        new ShoalError(
+          'payload_too_large',
+          `the file is larger than the limit of ${this.options.maxFileSize} bytes`,
+        ),
     );
     const hasher = new HashingCounter();
     const sinks = chosen.map(() => new PassThrough());
@@ -99,7 +103,10 @@ export class QuorumWriter {
     settled.forEach((result, i) => {
       const { target, heldFor } = chosen[i]!;
       if (result.status === 'rejected') {
-        this.log.warn({ fileId, peer: target.nodeId, reqId, err: errorText(result.reason) }, 'replica failed to receive');
+        this.log.warn(
+          { fileId, peer: target.nodeId, reqId, err: errorText(result.reason) },
+          'replica failed to receive',
+        );
         return;
       }
       const prepared: PreparedUpload = result.value;
@@ -107,7 +114,10 @@ export class QuorumWriter {
         copies.push({ target, heldFor, token: prepared.token });
       } else {
         if (streamError === undefined) {
-          this.log.error({ fileId, peer: target.nodeId, reqId }, 'replica received different bytes; dropping its copy');
+          this.log.error(
+            { fileId, peer: target.nodeId, reqId },
+            'replica received different bytes; dropping its copy',
+          );
         }
         discard.push(target.abort(prepared.token, reqId).catch(() => undefined));
       }
@@ -117,7 +127,9 @@ export class QuorumWriter {
     if (streamError !== undefined) {
       await this.abort({ fileId, sha256: '', size: 0, copies }, reqId);
       if (streamError instanceof ShoalError) throw streamError;
-      throw new ShoalError('quorum_unavailable', `the upload stream failed: ${errorText(streamError)}`, { cause: streamError });
+      throw new ShoalError('quorum_unavailable', `the upload stream failed: ${errorText(streamError)}`, {
+        cause: streamError,
+      });
     }
     if (copies.length < writeQuorum) {
       await this.abort({ fileId, sha256: hasher.sha256, size: hasher.bytes, copies }, reqId);
@@ -138,7 +150,11 @@ export class QuorumWriter {
     results.forEach((r, i) => {
       const nodeId = write.copies[i]!.target.nodeId;
       if (r.status === 'fulfilled') committed.push(nodeId);
-      else this.log.warn({ fileId: write.fileId, peer: nodeId, reqId, err: errorText(r.reason) }, 'replica failed to commit');
+      else
+        this.log.warn(
+          { fileId: write.fileId, peer: nodeId, reqId, err: errorText(r.reason) },
+          'replica failed to commit',
+        );
     });
     if (committed.length < this.options.writeQuorum) {
       await this.undoCommits(write.fileId, committed, reqId);

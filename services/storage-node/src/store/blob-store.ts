@@ -52,7 +52,9 @@ export class BlobStore {
     await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
     await Promise.all(
-      Array.from({ length: 256 }, (_v, i) => mkdir(join(this.blobsDir, i.toString(16).padStart(2, '0')), { recursive: true })),
+      Array.from({ length: 256 }, (_v, i) =>
+        mkdir(join(this.blobsDir, i.toString(16).padStart(2, '0')), { recursive: true }),
+      ),
     );
   }
 
@@ -70,7 +72,8 @@ export class BlobStore {
       await pipeline(source, hasher, createWriteStream(path, { flush: true }));
     } catch (err) {
       await unlink(path).catch(() => undefined);
-      if (isNoSpaceError(err)) throw new ShoalError('insufficient_storage', 'no space left on this node', { cause: err });
+      if (isNoSpaceError(err))
+        throw new ShoalError('insufficient_storage', 'no space left on this node', { cause: err });
       throw err;
     }
     this.pending.set(token, { sha256: hasher.sha256, size: hasher.bytes, path, preparedAt: Date.now() });
@@ -127,7 +130,9 @@ export class BlobStore {
   }
 
   /** The live record and a way to read its bytes, or undefined when this node has no live copy. */
-  async openLocal(id: string): Promise<{ record: FileRecord; read: (start?: number, end?: number) => Readable } | undefined> {
+  async openLocal(
+    id: string,
+  ): Promise<{ record: FileRecord; read: (start?: number, end?: number) => Readable } | undefined> {
     const record = this.metadata.get(id);
     if (!record || record.state !== 'live') return undefined;
     const path = this.blobPath(id);

@@ -69,12 +69,16 @@ export class MetadataStore {
       markDeleted: this.db.prepare(
         `UPDATE files SET state = 'deleted', deleted_at = @deletedAt, held_for = NULL WHERE id = @id AND state = 'live'`,
       ),
-      listAfter: this.db.prepare<[string, number], Row>('SELECT * FROM files WHERE id > ? ORDER BY id LIMIT ?'),
+      listAfter: this.db.prepare<[string, number], Row>(
+        'SELECT * FROM files WHERE id > ? ORDER BY id LIMIT ?',
+      ),
       counts: this.db.prepare<[], { files: number; bytes: number | null }>(
         `SELECT COUNT(*) AS files, SUM(size) AS bytes FROM files WHERE state = 'live'`,
       ),
       getSetting: this.db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?'),
-      setSetting: this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      setSetting: this.db.prepare(
+        'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
     };
   }
 
