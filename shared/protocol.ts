@@ -69,4 +69,16 @@ export interface NodeStatus {
   ready: boolean;
   files: number;
   bytes: number;
+  diskFreeBytes: number | null;
+  diskTotalBytes: number | null;
+  /** Files with fewer than N copies, in the partitions this node leads. */
+  underReplicatedFiles: number;
+  underReplicatedPartitions: number;
+  /** Bytes of missing copies this node's last repair round found and has not made yet. */
+  pendingRepairBytes: number;
+  /** Bytes received as repair or rebalance copies since start. */
+  repairBytesReceived: number;
+  copiesMade: number;
+  surplusDropped: number;
+  corruptFound: number;
 }

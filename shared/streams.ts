@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, type Readable, type Writable, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 
 /** Passes bytes through unchanged while computing their sha256 and counting them. */
 export class HashingCounter extends Transform {
@@ -47,6 +47,80 @@ export class ByteLimiter extends Transform {
       return;
     }
     cb(null, chunk);
+  }
+}
+
+/**
+ * Limits the rate of bytes passing through (a token bucket holding one second of tokens), so
+ * background work such as repair and scrubbing cannot starve client requests of disk and network.
+ */
+export class Throttle extends Transform {
+  private tokens: number;
+  private last = Date.now();
+
+  constructor(private readonly bytesPerSecond: number) {
+    super();
+    this.tokens = bytesPerSecond;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const now = Date.now();
+    this.tokens = Math.min(
+      this.bytesPerSecond,
+      this.tokens + ((now - this.last) / 1000) * this.bytesPerSecond,
+    );
+    this.last = now;
+    this.tokens -= chunk.length;
+    if (this.tokens >= 0) return cb(null, chunk);
+    const waitMs = Math.ceil((-this.tokens / this.bytesPerSecond) * 1000);
+    setTimeout(() => cb(null, chunk), waitMs);
+  }
+}
+
+export class CorruptCopyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CorruptCopyError';
+  }
+}
+
+/**
+ * Passes a whole file through while hashing it, holding back the last chunk until the sha256 is
+ * known: if it does not match, the stream fails instead of delivering the end, so a reader never
+ * receives a complete body from a damaged copy.
+ */
+export class VerifyingStream extends Transform {
+  private readonly hash: Hash = createHash('sha256');
+  private held: Buffer | undefined;
+
+  constructor(
+    private readonly expectedSha256: string,
+    private readonly onMismatch: () => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    const previous = this.held;
+    this.held = chunk;
+    cb(null, previous);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.hash.digest('hex') !== this.expectedSha256) {
+      this.onMismatch();
+      cb(new CorruptCopyError('the copy does not match its sha256'));
+      return;
+    }
+    cb(null, this.held);
+  }
+}
+
+/** A writable that discards everything: the end of a pipeline that only hashes. */
+export class Sink extends Writable {
+  override _write(_chunk: Buffer, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
+    cb();
   }
 }
 

@@ -21,6 +21,10 @@ const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
   'failure-timeout-ms': `how long a silent peer stays before it is declared dead (default ${DEFAULTS.failureTimeoutMs})`,
   'gossip-interval-ms': `how often membership is exchanged (default ${DEFAULTS.gossipIntervalMs})`,
   'scrub-interval-ms': `how often blobs are re-read and verified (default ${DEFAULTS.scrubIntervalMs})`,
+  'repair-interval-ms': `how often each node compares its partitions with their replicas (default ${DEFAULTS.repairIntervalMs})`,
+  'repair-bytes-per-sec': `bandwidth one node spends receiving repair copies (default ${DEFAULTS.repairBytesPerSec})`,
+  'repair-concurrency': `copies one node repairs at once (default ${DEFAULTS.repairConcurrency})`,
+  'tombstone-grace-ms': `how long a delete's tombstone outlives the file, for owners that never return (default ${DEFAULTS.tombstoneGraceMs})`,
   'log-level': `fatal, error, warn, info, debug, trace or silent (default ${DEFAULTS.logLevel})`,
 };
 

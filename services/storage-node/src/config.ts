@@ -23,6 +23,10 @@ export interface Config {
   readonly failureTimeoutMs: number;
   readonly gossipIntervalMs: number;
   readonly scrubIntervalMs: number;
+  readonly repairIntervalMs: number;
+  readonly repairBytesPerSec: number;
+  readonly repairConcurrency: number;
+  readonly tombstoneGraceMs: number;
   readonly logLevel: string;
 }
 
@@ -43,6 +47,10 @@ export const NODE_FLAGS = [
   'failure-timeout-ms',
   'gossip-interval-ms',
   'scrub-interval-ms',
+  'repair-interval-ms',
+  'repair-bytes-per-sec',
+  'repair-concurrency',
+  'tombstone-grace-ms',
   'log-level',
 ] as const;
 
@@ -59,6 +67,10 @@ export const DEFAULTS = Object.freeze({
   failureTimeoutMs: 30_000,
   gossipIntervalMs: 1_000,
   scrubIntervalMs: 24 * 60 * 60 * 1000,
+  repairIntervalMs: 10_000,
+  repairBytesPerSec: 100 * 1024 * 1024,
+  repairConcurrency: 4,
+  tombstoneGraceMs: 7 * 24 * 60 * 60 * 1000,
   logLevel: 'info',
 });
 
@@ -145,6 +157,21 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
     failureTimeoutMs,
     gossipIntervalMs,
     scrubIntervalMs: integer('scrub-interval-ms', raw('scrub-interval-ms'), DEFAULTS.scrubIntervalMs, 1000),
+    repairIntervalMs: integer('repair-interval-ms', raw('repair-interval-ms'), DEFAULTS.repairIntervalMs, 50),
+    repairBytesPerSec: integer(
+      'repair-bytes-per-sec',
+      raw('repair-bytes-per-sec'),
+      DEFAULTS.repairBytesPerSec,
+      1024,
+    ),
+    repairConcurrency: integer(
+      'repair-concurrency',
+      raw('repair-concurrency'),
+      DEFAULTS.repairConcurrency,
+      1,
+      64,
+    ),
+    tombstoneGraceMs: integer('tombstone-grace-ms', raw('tombstone-grace-ms'), DEFAULTS.tombstoneGraceMs, 0),
     logLevel,
   });
 }

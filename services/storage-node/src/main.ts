@@ -11,6 +11,9 @@ import { NodeMetrics } from './http/metrics';
 import { Membership } from './membership/membership';
 import { PeerClient } from './peers/peer-client';
 import { QuorumWriter } from './replication/quorum-write';
+import { catchUpDeletes, recordAlive } from './replication/catch-up';
+import { Repairer } from './replication/repairer';
+import { Scrubber } from './replication/scrubber';
 import { BlobStore } from './store/blob-store';
 import { MetadataStore } from './store/metadata';
 
@@ -36,6 +39,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const metadata = new MetadataStore(join(dataDir, 'metadata.sqlite'));
   const blobs = new BlobStore(dataDir, metadata);
   await blobs.init();
+  const reconciled = await blobs.reconcile();
+  if (reconciled.orphanBlobs + reconciled.missingBlobs > 0) {
+    log.warn(reconciled, 'start-up check: dropped blobs without a row and rows without a blob');
+  }
   const peers = new PeerClient({ nodeId: selfId, secret: config.clusterSecret });
   const membership = new Membership(
     {
@@ -59,6 +66,30 @@ export async function startNode(config: Config): Promise<RunningNode> {
     peers,
     log,
   );
+  const repairer = new Repairer(
+    {
+      replicas: config.replicas,
+      intervalMs: config.repairIntervalMs,
+      bytesPerSecond: config.repairBytesPerSec,
+      concurrency: config.repairConcurrency,
+      tombstoneGraceMs: config.tombstoneGraceMs,
+    },
+    selfId,
+    membership,
+    metadata,
+    blobs,
+    peers,
+    log,
+  );
+  const scrubber = new Scrubber(
+    {
+      intervalMs: config.scrubIntervalMs,
+      bytesPerSecond: Math.max(1024 * 1024, config.repairBytesPerSec / 4),
+    },
+    metadata,
+    blobs,
+    log,
+  );
   const ctx: NodeContext = {
     config,
     selfId,
@@ -70,8 +101,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
     blobs,
     peers,
     writer,
-    reader: new FileReader(selfId, membership, blobs, peers, log),
+    reader: new FileReader(selfId, membership, blobs, peers, scrubber, repairer, log),
     catalog: new Catalog(selfId, config.writeQuorum, membership, metadata, blobs, peers, log),
+    repairer,
+    scrubber,
     lifecycle,
   };
 
@@ -90,12 +123,16 @@ export async function startNode(config: Config): Promise<RunningNode> {
       res();
     });
   });
-  membership.start();
+  await membership.start();
+  await catchUpDeletes(metadata, blobs, membership, peers, log);
+  recordAlive(metadata);
+  repairer.start();
+  scrubber.start();
   const housekeeping = setInterval(() => {
     blobs
       .expirePending(PENDING_UPLOAD_TTL_MS)
       .catch((err: unknown) => log.warn({ err }, 'expiring temp uploads failed'));
-    updateGauges(ctx);
+    recordAlive(metadata);
   }, 5_000);
   housekeeping.unref();
   lifecycle.ready = true;
@@ -110,6 +147,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
       lifecycle.ready = false;
       log.info('shutting down: finishing in-flight requests');
       membership.stop();
+      repairer.stop();
+      scrubber.stop();
       clearInterval(housekeeping);
       const closed = new Promise<void>((res) => server.close(() => res()));
       server.closeIdleConnections();
@@ -150,15 +189,6 @@ async function readStoredId(dataDir: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
-}
-
-function updateGauges(ctx: NodeContext): void {
-  const counts = ctx.metadata.counts();
-  ctx.metrics.files.set(counts.files);
-  ctx.metrics.fileBytes.set(counts.bytes);
-  const states = { alive: 0, suspect: 0, dead: 0 };
-  for (const m of ctx.membership.view()) states[m.state]++;
-  for (const [state, n] of Object.entries(states)) ctx.metrics.members.set({ state }, n);
 }
 
 export type { Logger };

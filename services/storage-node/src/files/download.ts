@@ -7,6 +7,13 @@ import type { Membership } from '../membership/membership';
 import { PeerError, type PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
 import { errorText } from '../replication/quorum-write';
+import type { Repairer } from '../replication/repairer';
+import type { Scrubber } from '../replication/scrubber';
+import { CorruptCopyError, VerifyingStream } from '../../../../shared/streams';
+import { toMeta } from './catalog';
+
+/** Copies up to this size are re-hashed before any byte is served. */
+export const VERIFY_BEFORE_SERVE = 16 * 1024 * 1024;
 
 export interface ReadRequest {
   method: 'GET' | 'HEAD';
@@ -55,6 +62,8 @@ export class FileReader {
     private readonly membership: Membership,
     private readonly blobs: BlobStore,
     private readonly peers: PeerClient,
+    private readonly scrubber: Scrubber,
+    private readonly repairer: Repairer,
     private readonly log: Logger,
   ) {}
 
@@ -66,29 +75,58 @@ export class FileReader {
       .order.filter((id) => id !== this.selfId);
   }
 
-  async open(fileId: string, request: ReadRequest): Promise<FileRead> {
+  /**
+   * This node's own copy, verified: a copy of up to VERIFY_BEFORE_SERVE bytes is re-hashed before
+   * a byte is sent; a larger one is hashed as it streams and the response is cut (never
+   * completed) if it does not match. A damaged copy is quarantined and treated as absent.
+   * Returns 'deleted' for a tombstone, undefined when there is no usable local copy.
+   */
+  async openLocal(fileId: string, request: ReadRequest): Promise<FileRead | 'deleted' | undefined> {
     const own = this.blobs.metadataOf(fileId);
-    if (own?.state === 'deleted') throw notFound();
+    if (own?.state === 'deleted') return 'deleted';
     const local = await this.blobs.openLocal(fileId);
+    if (!local) return undefined;
+    const decision = decideRead(local.record, request);
+    const streams =
+      request.method === 'GET' &&
+      (decision.status === 200 || decision.status === 206) &&
+      decision.end >= decision.start;
+    if (streams && local.record.size <= VERIFY_BEFORE_SERVE) {
+      if ((await this.scrubber.check(fileId)) !== 'ok') return undefined;
+    }
+    let body: Readable | undefined;
+    if (streams) {
+      body = local.read(decision.start, decision.end);
+      if (local.record.size > VERIFY_BEFORE_SERVE && decision.status === 200) {
+        body = body.pipe(
+          new VerifyingStream(local.record.sha256, () => {
+            void this.scrubber.check(fileId);
+          }),
+        );
+      }
+    }
+    return { ...decision, record: local.record, body, servedBy: this.selfId };
+  }
+
+  async open(fileId: string, request: ReadRequest): Promise<FileRead> {
+    const local = await this.openLocal(fileId, request);
+    if (local === 'deleted') throw notFound();
     const candidates = this.candidates(fileId);
     if (local) {
-      const decision = decideRead(local.record, request);
-      const body =
-        request.method === 'GET' &&
-        decision.status !== 304 &&
-        decision.status !== 416 &&
-        decision.end >= decision.start
-          ? this.resumable(
+      return local.body
+        ? {
+            ...local,
+            body: this.resumable(
               fileId,
               local.record,
-              local.read(decision.start, decision.end),
+              local.body,
               this.selfId,
-              decision,
+              local,
               candidates,
               request.reqId,
-            )
-          : undefined;
-      return { ...decision, record: local.record, body, servedBy: this.selfId };
+            ),
+          }
+        : local;
     }
 
     let answered = 0;
@@ -121,6 +159,7 @@ export class FileReader {
               request.reqId,
             )
           : undefined;
+        this.repairIfHome(res.record, url);
         return { ...decision, record: res.record, body, servedBy: nodeId };
       } catch (err) {
         if (err instanceof PeerError && err.code === 'deleted') throw notFound();
@@ -134,6 +173,18 @@ export class FileReader {
       throw new ShoalError('replica_unavailable', 'no node holding a copy of this file could be reached');
     }
     throw notFound();
+  }
+
+  /** Read repair: a home member that had to borrow a copy fetches its own in the background. */
+  private repairIfHome(record: FileRecord, sourceUrl: string): void {
+    if (!this.membership.placement().place(record.id).home.includes(this.selfId)) return;
+    this.repairer.pull(toMeta(record), [sourceUrl]).then(
+      (bytes) => {
+        if (bytes > 0)
+          this.log.info({ fileId: record.id, bytes }, 'read repair: fetched the missing local copy');
+      },
+      (err: unknown) => this.log.debug({ fileId: record.id, err: errorText(err) }, 'read repair failed'),
+    );
   }
 
   private resumable(
@@ -178,6 +229,8 @@ export class FileReader {
             throw new Error(`the copy ended early at byte ${position}`);
           } catch (err) {
             body.destroy();
+            // Bytes already sent came from a damaged copy: never complete this response.
+            if (err instanceof CorruptCopyError) throw err;
             log.warn(
               { fileId, peer: node, reqId, bytes: position, err: errorText(err) },
               'copy failed mid-download; resuming from another',

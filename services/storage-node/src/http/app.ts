@@ -6,6 +6,7 @@ import type { NodeContext } from './context';
 import { errorHandler, sendError } from './error-handler';
 import { internalRoutes } from './internal-routes';
 import { publicRoutes } from './public-routes';
+import { refreshMetrics } from './node-status';
 import { requestId } from './request-context';
 
 /** Routes that answer without an API key (probes and scraping) and before the node is ready. */
@@ -27,6 +28,7 @@ export function buildApp(ctx: NodeContext): Express {
     res.status(ctx.lifecycle.ready ? 200 : 503).json({ ready: ctx.lifecycle.ready, node: ctx.selfId });
   });
   app.get('/metrics', async (_req, res) => {
+    await refreshMetrics(ctx);
     res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });
 

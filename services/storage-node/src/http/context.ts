@@ -5,6 +5,8 @@ import type { FileReader } from '../files/download';
 import type { Membership } from '../membership/membership';
 import type { PeerClient } from '../peers/peer-client';
 import type { QuorumWriter } from '../replication/quorum-write';
+import type { Repairer } from '../replication/repairer';
+import type { Scrubber } from '../replication/scrubber';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
 import type { NodeMetrics } from './metrics';
@@ -23,5 +25,7 @@ export interface NodeContext {
   writer: QuorumWriter;
   reader: FileReader;
   catalog: Catalog;
+  repairer: Repairer;
+  scrubber: Scrubber;
   lifecycle: { ready: boolean };
 }

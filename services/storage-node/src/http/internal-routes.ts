@@ -8,11 +8,12 @@ import {
   type FileMeta,
   type GossipMessage,
 } from '../../../../shared/protocol';
-import { decideRead } from '../files/download';
 import { encodeMeta } from '../peers/peer-client';
 import { verifyRequest } from '../peers/auth';
 import { MAX_PAGE } from '../files/catalog';
+import { PARTITION_COUNT } from '../placement/placement';
 import type { NodeContext } from './context';
+import { nodeStatus } from './node-status';
 import { sendFile } from './file-response';
 
 /**
@@ -38,15 +39,8 @@ export function internalRoutes(ctx: NodeContext): Router {
     res.json(ctx.membership.receive(message));
   });
 
-  router.get('/status', (_req, res) => {
-    const counts = ctx.metadata.counts();
-    res.json({
-      id: ctx.selfId,
-      url: ctx.selfUrl,
-      ready: ctx.lifecycle.ready,
-      files: counts.files,
-      bytes: counts.bytes,
-    });
+  router.get('/status', async (_req, res) => {
+    res.json(await nodeStatus(ctx));
   });
 
   router.put('/blobs/:id', async (req, res) => {
@@ -73,7 +67,56 @@ export function internalRoutes(ctx: NodeContext): Router {
   router.post('/blobs/:id/delete', async (req, res) => {
     const id = assertValidId(req.params.id);
     const deletedAt = typeof req.body?.deletedAt === 'string' ? req.body.deletedAt : new Date().toISOString();
-    res.json(await ctx.blobs.delete(id, deletedAt));
+    res.json(await ctx.blobs.delete(id, deletedAt, req.body?.force === true));
+  });
+
+  router.get('/tombstones', (req, res) => {
+    const since = typeof req.query.since === 'string' ? req.query.since : '';
+    const limit = Number(req.query.limit ?? 1000);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000)
+      throw new ShoalError('bad_request', 'bad limit');
+    res.json(ctx.metadata.tombstonesSince(since, limit));
+  });
+
+  router.post('/digests', (req, res) => {
+    const bitmap = Buffer.from(typeof req.body?.partitions === 'string' ? req.body.partitions : '', 'base64');
+    if (bitmap.length !== PARTITION_COUNT / 8)
+      throw new ShoalError('bad_request', 'partitions must be a bitmap');
+    const digests: Record<string, string> = {};
+    for (let p = 0; p < PARTITION_COUNT; p++) {
+      if ((bitmap[p >> 3]! & (1 << (p & 7))) === 0) continue;
+      const d = ctx.metadata.digest(p);
+      if (d) digests[p] = d;
+    }
+    res.json({ digests });
+  });
+
+  router.get('/partitions/:p/records', (req, res) => {
+    const p = Number(req.params.p);
+    if (!Number.isInteger(p) || p < 0 || p >= PARTITION_COUNT)
+      throw new ShoalError('bad_request', 'bad partition');
+    res.json(ctx.metadata.partitionRecords(p));
+  });
+
+  router.post('/blobs/:id/pull', async (req, res) => {
+    const id = assertValidId(req.params.id);
+    const { meta, sources } = (req.body ?? {}) as { meta?: FileMeta; sources?: unknown };
+    if (!validMeta(meta, id) || !Array.isArray(sources) || !sources.every((s) => typeof s === 'string')) {
+      throw new ShoalError('bad_request', 'pull needs the file metadata and source URLs');
+    }
+    const known = new Set(ctx.membership.view().map((m) => m.url));
+    // Only fetch from cluster members: a pull must never be a way to make a node call anywhere.
+    const bytes = await ctx.repairer.pull(
+      meta,
+      (sources as string[]).filter((s) => known.has(s)),
+    );
+    res.json({ result: 'stored', bytes });
+  });
+
+  router.post('/blobs/:id/forget', async (req, res) => {
+    const id = assertValidId(req.params.id);
+    const sha256 = typeof req.body?.sha256 === 'string' ? req.body.sha256 : null;
+    res.json({ forgotten: await ctx.blobs.forget(id, sha256) });
   });
 
   router.get('/records/:id', (req, res) => {
@@ -93,28 +136,18 @@ export function internalRoutes(ctx: NodeContext): Router {
   /** This node's own copy, answered like a public GET plus the record in a header. */
   router.get('/blobs/:id', async (req: Request, res) => {
     const id = assertValidId(req.params.id);
-    const record = ctx.metadata.get(id);
-    if (record?.state === 'deleted') {
-      res.status(410).json({ error: { code: 'deleted', message: 'this file was deleted' } });
-      return;
-    }
-    const local = await ctx.blobs.openLocal(id);
-    if (!local) throw new ShoalError('not_found', 'no copy of that file here');
-    const decision = decideRead(local.record, {
+    const local = await ctx.reader.openLocal(id, {
+      method: req.method === 'HEAD' ? 'HEAD' : 'GET',
       range: req.get('range'),
       ifNoneMatch: req.get('if-none-match'),
     });
+    if (local === 'deleted') {
+      res.status(410).json({ error: { code: 'deleted', message: 'this file was deleted' } });
+      return;
+    }
+    if (!local) throw new ShoalError('not_found', 'no copy of that file here');
     res.setHeader(HEADER_META, encodeMeta(local.record));
-    const streams =
-      req.method === 'GET' &&
-      (decision.status === 200 || decision.status === 206) &&
-      decision.end >= decision.start;
-    await sendFile(
-      res,
-      local.record,
-      decision,
-      streams ? local.read(decision.start, decision.end) : undefined,
-    );
+    await sendFile(res, local.record, local, local.body);
   });
 
   return router;

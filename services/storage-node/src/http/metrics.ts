@@ -10,6 +10,14 @@ export class NodeMetrics {
   readonly members: Gauge<'state'>;
   readonly files: Gauge;
   readonly fileBytes: Gauge;
+  readonly underReplicated: Gauge;
+  readonly repairPendingBytes: Gauge;
+  readonly repairBytes: Counter;
+  readonly copiesMade: Counter;
+  readonly surplusDropped: Counter;
+  readonly corruptFound: Counter;
+  readonly diskFree: Gauge;
+  private readonly last = { repairBytes: 0, copiesMade: 0, surplusDropped: 0, corruptFound: 0 };
 
   constructor(nodeId: string) {
     this.registry.setDefaultLabels({ node: nodeId });
@@ -48,10 +56,59 @@ export class NodeMetrics {
       help: 'Live files this node holds a copy of',
       registers: [this.registry],
     });
+    this.underReplicated = new Gauge({
+      name: 'shoal_files_under_replicated',
+      help: 'Files with fewer than N copies on live nodes, in the partitions this node leads',
+      registers: [this.registry],
+    });
+    this.repairPendingBytes = new Gauge({
+      name: 'shoal_repair_pending_bytes',
+      help: 'Bytes of missing copies found by the last repair round and not made yet',
+      registers: [this.registry],
+    });
+    this.repairBytes = new Counter({
+      name: 'shoal_repair_bytes_total',
+      help: 'Bytes this node received as repair or rebalance copies',
+      registers: [this.registry],
+    });
+    this.copiesMade = new Counter({
+      name: 'shoal_repair_copies_total',
+      help: 'Copies made by repair and rebalance in partitions this node leads',
+      registers: [this.registry],
+    });
+    this.surplusDropped = new Counter({
+      name: 'shoal_surplus_copies_dropped_total',
+      help: 'Copies dropped by nodes that no longer own them, after the owners verified theirs',
+      registers: [this.registry],
+    });
+    this.corruptFound = new Counter({
+      name: 'shoal_corrupt_copies_total',
+      help: 'Local copies that failed their sha256 check and were quarantined',
+      registers: [this.registry],
+    });
+    this.diskFree = new Gauge({
+      name: 'shoal_disk_free_bytes',
+      help: 'Free bytes on the file system of the data dir',
+      registers: [this.registry],
+    });
     this.fileBytes = new Gauge({
       name: 'shoal_local_file_bytes',
       help: 'Bytes of live files this node holds',
       registers: [this.registry],
     });
+  }
+
+  /** Brings counters kept elsewhere (repair, scrub) up to date; called before each scrape. */
+  syncCounters(now: {
+    repairBytes: number;
+    copiesMade: number;
+    surplusDropped: number;
+    corruptFound: number;
+  }): void {
+    for (const key of Object.keys(this.last) as Array<keyof typeof this.last>) {
+      const delta = now[key] - this.last[key];
+      if (delta > 0) this[key].inc(delta);
+      this.last[key] = now[key];
+    }
   }
 }

@@ -7,6 +7,8 @@ import { ReplicatingStorage, type PreparedFile } from '../files/upload';
 import type { NodeContext } from './context';
 import { sendFile } from './file-response';
 import { consoleHtml } from './console-page';
+import { nodeStatus } from './node-status';
+import type { NodeStatus } from '../../../../shared/protocol';
 
 const DEFAULT_PAGE = 100;
 
@@ -90,12 +92,37 @@ export function publicRoutes(ctx: NodeContext): Router {
     res.status(204).end();
   });
 
-  router.get('/cluster', (_req, res) => {
+  /**
+   * The membership view, plus each live node's own figures (files, disk, repair progress) so
+   * durability can be watched from any node. A node that does not answer within a second is
+   * listed without figures.
+   */
+  router.get('/cluster', async (_req, res) => {
+    const view = ctx.membership.view();
+    const statuses = await Promise.all(
+      view.map(async (m): Promise<NodeStatus | undefined> => {
+        if (m.id === ctx.selfId) return nodeStatus(ctx);
+        if (m.state === 'dead') return undefined;
+        return ctx.peers.status(m.url, 1_000).catch(() => undefined);
+      }),
+    );
+    let underReplicatedFiles = 0;
+    let pendingRepairBytes = 0;
+    const nodes = view.map((m, i) => {
+      const s = statuses[i];
+      if (!s) return m;
+      underReplicatedFiles += s.underReplicatedFiles;
+      pendingRepairBytes += s.pendingRepairBytes;
+      const { id: _id, url: _url, ...figures } = s;
+      return { ...m, ...figures };
+    });
     res.json({
       self: ctx.selfId,
       replicas: ctx.config.replicas,
       writeQuorum: ctx.config.writeQuorum,
-      nodes: ctx.membership.view(),
+      underReplicatedFiles,
+      pendingRepairBytes,
+      nodes,
     });
   });
 

@@ -77,17 +77,16 @@ export class Membership extends EventEmitter {
     return this.self.id;
   }
 
-  start(): void {
+  /** Starts gossiping; resolves once the first exchange (with seeds, if any) is done. */
+  start(): Promise<void> {
     this.running = true;
-    const tick = (): void => {
-      if (!this.running) return;
+    const tick = (): Promise<void> =>
       this.round()
         .catch((err: unknown) => this.log.warn({ err }, 'gossip round failed'))
         .finally(() => {
-          if (this.running) this.timer = setTimeout(tick, this.options.gossipIntervalMs);
+          if (this.running) this.timer = setTimeout(() => void tick(), this.options.gossipIntervalMs);
         });
-    };
-    tick();
+    return tick();
   }
 
   stop(): void {

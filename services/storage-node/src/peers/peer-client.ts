@@ -7,6 +7,7 @@ import {
   HEADER_REQUEST_ID,
   INTERNAL_PREFIX,
   type CommitRequest,
+  type FileMeta,
   type FileRecord,
   type GossipMessage,
   type LocalListing,
@@ -108,12 +109,54 @@ export class PeerClient {
     fileId: string,
     deletedAt: string,
     reqId?: string,
+    force = false,
   ): Promise<{ wasLive: boolean; known: boolean }> {
     return this.json(baseUrl, 'POST', `/blobs/${fileId}/delete`, {
-      body: { deletedAt },
+      body: { deletedAt, force },
       reqId,
       timeoutMs: 10_000,
     });
+  }
+
+  async tombstonesSince(
+    baseUrl: string,
+    since: string,
+    limit: number,
+  ): Promise<Array<{ id: string; deletedAt: string }>> {
+    return this.json(baseUrl, 'GET', `/tombstones?since=${encodeURIComponent(since)}&limit=${limit}`, {
+      timeoutMs: 5_000,
+    });
+  }
+
+  /** The peer's anti-entropy digests for the partitions set in `bitmap` (non-empty ones only). */
+  async digests(baseUrl: string, bitmap: Buffer): Promise<Record<string, string>> {
+    const answer = await this.json<{ digests: Record<string, string> }>(baseUrl, 'POST', '/digests', {
+      body: { partitions: bitmap.toString('base64') },
+      timeoutMs: 10_000,
+    });
+    return answer.digests;
+  }
+
+  async partitionRecords(baseUrl: string, partition: number): Promise<FileRecord[]> {
+    return this.json(baseUrl, 'GET', `/partitions/${partition}/records`, { timeoutMs: 30_000 });
+  }
+
+  /** Asks the peer to fetch a copy from one of `sources` and store it (repair, rebalance). */
+  async pullCopy(
+    baseUrl: string,
+    meta: FileMeta,
+    sources: string[],
+  ): Promise<{ result: string; bytes: number }> {
+    return this.json(baseUrl, 'POST', `/blobs/${meta.id}/pull`, { body: { meta, sources } });
+  }
+
+  /** Asks the peer to drop its surplus copy (or a tombstone past its grace). */
+  async forget(baseUrl: string, fileId: string, sha256: string | null): Promise<boolean> {
+    const answer = await this.json<{ forgotten: boolean }>(baseUrl, 'POST', `/blobs/${fileId}/forget`, {
+      body: { sha256 },
+      timeoutMs: 10_000,
+    });
+    return answer.forgotten;
   }
 
   async record(

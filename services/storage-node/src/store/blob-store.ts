@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { ShoalError, isNoSpaceError } from '../../../../shared/errors';
 import { sha256Hex } from '../../../../shared/hashing';
 import { assertValidId } from '../../../../shared/ids';
-import { HashingCounter } from '../../../../shared/streams';
+import { HashingCounter, Sink, Throttle } from '../../../../shared/streams';
 import type { FileMeta, FileRecord, PreparedUpload } from '../../../../shared/protocol';
 import { partitionOf } from '../placement/placement';
 import type { MetadataStore } from './metadata';
@@ -145,13 +145,100 @@ export class BlobStore {
     return { record, read: (start?: number, end?: number) => createReadStream(path, { start, end }) };
   }
 
-  /** Leaves a tombstone and frees the bytes. */
-  async delete(id: string, deletedAt: string): Promise<{ wasLive: boolean; known: boolean }> {
-    const result = this.metadata.markDeleted(id, deletedAt);
+  /**
+   * Leaves a tombstone and frees the bytes. With `force`, an id this node never knew gets a
+   * tombstone too (repair telling an owner that missed the delete).
+   */
+  async delete(id: string, deletedAt: string, force = false): Promise<{ wasLive: boolean; known: boolean }> {
+    const result = this.metadata.markDeleted(id, deletedAt, force ? partitionOf(id) : undefined);
+    await this.unlinkBlob(id);
+    return result;
+  }
+
+  /** Receives a copy from another node and makes it visible, refusing bytes that do not match `meta`. */
+  async storeCopy(
+    source: Readable,
+    meta: FileMeta,
+    heldFor: string | null,
+  ): Promise<'stored' | 'already-stored'> {
+    const prepared = await this.receive(source);
+    return this.commit(prepared.token, meta, heldFor);
+  }
+
+  /**
+   * Forgets a surplus copy (its owners hold verified copies) or a tombstone past its grace.
+   * A live row is only dropped if it is the copy the caller verified elsewhere (same sha256).
+   */
+  async forget(id: string, expectedSha256: string | null): Promise<boolean> {
+    const record = this.metadata.get(id);
+    if (!record) return false;
+    if (record.state === 'live' && record.sha256 !== expectedSha256) return false;
+    this.metadata.forget(id);
+    await this.unlinkBlob(id);
+    return true;
+  }
+
+  /** Re-reads a live copy and checks its sha256. */
+  async verify(id: string, bytesPerSecond?: number): Promise<'ok' | 'corrupt' | 'missing'> {
+    const record = this.metadata.get(id);
+    if (!record || record.state !== 'live') return 'missing';
+    const hasher = new HashingCounter();
+    try {
+      const source = createReadStream(this.blobPath(id));
+      if (bytesPerSecond) await pipeline(source, new Throttle(bytesPerSecond), hasher, new Sink());
+      else await pipeline(source, hasher, new Sink());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+      throw err;
+    }
+    return hasher.sha256 === record.sha256 && hasher.bytes === record.size ? 'ok' : 'corrupt';
+  }
+
+  /**
+   * Takes a damaged copy out of service: the blob moves to quarantine/ (kept for a post-mortem,
+   * never served) and the row goes, so anti-entropy sees the copy missing and fetches a good one.
+   */
+  async quarantine(id: string): Promise<void> {
+    const dir = join(this.blobsDir, '..', 'quarantine');
+    await mkdir(dir, { recursive: true });
+    await rename(this.blobPath(id), join(dir, `${id}.${Date.now()}`)).catch(() => undefined);
+    this.metadata.forget(id);
+  }
+
+  /**
+   * After a crash: a blob with no live row is an upload that never committed here (or a delete
+   * that did not finish unlinking) and goes; a live row whose blob is missing or the wrong size
+   * is forgotten, so repair fetches the copy again from a peer.
+   */
+  async reconcile(): Promise<{ orphanBlobs: number; missingBlobs: number }> {
+    let orphanBlobs = 0;
+    let missingBlobs = 0;
+    for (const shard of await readdir(this.blobsDir)) {
+      for (const name of await readdir(join(this.blobsDir, shard))) {
+        const record = this.metadata.get(name);
+        if (!record || record.state !== 'live') {
+          await unlink(join(this.blobsDir, shard, name)).catch(() => undefined);
+          orphanBlobs++;
+        }
+      }
+    }
+    for (const record of this.metadata.liveRecords()) {
+      const size = await stat(this.blobPath(record.id)).then(
+        (s) => s.size,
+        () => -1,
+      );
+      if (size !== record.size) {
+        this.metadata.forget(record.id);
+        missingBlobs++;
+      }
+    }
+    return { orphanBlobs, missingBlobs };
+  }
+
+  private async unlinkBlob(id: string): Promise<void> {
     await unlink(this.blobPath(id)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
-    return result;
   }
 
   async tempFileCount(): Promise<number> {

@@ -1,8 +1,10 @@
 import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
 import type { FileMeta, FileRecord } from '../../../../shared/protocol';
 
 interface Row {
   id: string;
+  partition: number;
   name: string;
   size: number;
   sha256: string;
@@ -29,6 +31,19 @@ function toRecord(row: Row): FileRecord {
 
 export type PutResult = 'stored' | 'already-stored' | 'deleted';
 
+const DIGEST_BYTES = 32;
+
+/** What anti-entropy compares: a live copy is (id, sha256); a tombstone is (id) alone. */
+function entryHash(id: string, state: 'live' | 'deleted', sha256: string): Buffer {
+  return createHash('sha256')
+    .update(state === 'live' ? `${id}\u0000live\u0000${sha256}` : `${id}\u0000deleted`)
+    .digest();
+}
+
+function xorInto(target: Buffer, other: Buffer): void {
+  for (let i = 0; i < DIGEST_BYTES; i++) target[i]! ^= other[i]!;
+}
+
 /**
  * This node's own metadata: one SQLite file in its data dir. Rows are immutable facts about
  * files (a file's bytes never change under an id); the only transition is live -> deleted, and a
@@ -37,6 +52,11 @@ export type PutResult = 'stored' | 'already-stored' | 'deleted';
 export class MetadataStore {
   private readonly db: Database.Database;
   private readonly stmts;
+  /**
+   * Per partition, the XOR of entryHash over its rows: two nodes holding the same rows of a
+   * partition have the same digest, and it is kept up to date on every change without a scan.
+   */
+  private readonly digests = new Map<number, Buffer>();
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -58,6 +78,7 @@ export class MetadataStore {
         held_for TEXT
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS files_by_partition ON files (partition, id);
+      CREATE INDEX IF NOT EXISTS tombstones_by_time ON files (deleted_at) WHERE state = 'deleted';
       CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     `);
     this.stmts = {
@@ -68,6 +89,19 @@ export class MetadataStore {
       ),
       markDeleted: this.db.prepare(
         `UPDATE files SET state = 'deleted', deleted_at = @deletedAt, held_for = NULL WHERE id = @id AND state = 'live'`,
+      ),
+      insertTombstone: this.db.prepare(
+        `INSERT INTO files (id, partition, name, size, sha256, content_type, created_at, state, deleted_at, held_for)
+         VALUES (@id, @partition, '', 0, '', '', @deletedAt, 'deleted', @deletedAt, NULL)`,
+      ),
+      remove: this.db.prepare('DELETE FROM files WHERE id = ?'),
+      byPartition: this.db.prepare<[number], Row>('SELECT * FROM files WHERE partition = ? ORDER BY id'),
+      all: this.db.prepare<[], Pick<Row, 'id' | 'state' | 'sha256'> & { partition: number }>(
+        'SELECT id, partition, state, sha256 FROM files',
+      ),
+      live: this.db.prepare<[], Row>(`SELECT * FROM files WHERE state = 'live' ORDER BY id`),
+      tombstonesSince: this.db.prepare<[string, number], { id: string; deleted_at: string }>(
+        `SELECT id, deleted_at FROM files WHERE state = 'deleted' AND deleted_at >= ? ORDER BY deleted_at LIMIT ?`,
       ),
       listAfter: this.db.prepare<[string, number], Row>(
         'SELECT * FROM files WHERE id > ? ORDER BY id LIMIT ?',
@@ -80,6 +114,52 @@ export class MetadataStore {
         'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       ),
     };
+    for (const row of this.stmts.all.iterate())
+      this.toggleDigest(row.partition, row.id, row.state, row.sha256);
+  }
+
+  private toggleDigest(partition: number, id: string, state: 'live' | 'deleted', sha256: string): void {
+    let digest = this.digests.get(partition);
+    if (!digest) {
+      digest = Buffer.alloc(DIGEST_BYTES);
+      this.digests.set(partition, digest);
+    }
+    xorInto(digest, entryHash(id, state, sha256));
+    if (digest.every((b) => b === 0)) this.digests.delete(partition);
+  }
+
+  /** The partition's digest in hex, or undefined when this node has no row in it. */
+  digest(partition: number): string | undefined {
+    return this.digests.get(partition)?.toString('hex');
+  }
+
+  /** Every row of one partition, tombstones included. */
+  partitionRecords(partition: number): FileRecord[] {
+    return this.stmts.byPartition.all(partition).map(toRecord);
+  }
+
+  /** Tombstones made at or after `since` (ISO time), oldest first: what a returning node missed. */
+  tombstonesSince(since: string, limit: number): Array<{ id: string; deletedAt: string }> {
+    return this.stmts.tombstonesSince.all(since, limit).map((r) => ({ id: r.id, deletedAt: r.deleted_at }));
+  }
+
+  /** Every live row, for scrubbing and start-up checks. */
+  *liveRecords(): IterableIterator<FileRecord> {
+    for (const row of this.stmts.live.iterate()) yield toRecord(row);
+  }
+
+  /**
+   * Forgets a row entirely: a surplus copy handed to its owners, a row whose blob is gone, or a
+   * tombstone every owner has seen for longer than the grace period.
+   */
+  forget(id: string): FileRecord | undefined {
+    return this.db.transaction(() => {
+      const existing = this.stmts.get.get(id);
+      if (!existing) return undefined;
+      this.stmts.remove.run(id);
+      this.toggleDigest(existing.partition, existing.id, existing.state, existing.sha256);
+      return toRecord(existing);
+    })();
   }
 
   get(id: string): FileRecord | undefined {
@@ -93,19 +173,30 @@ export class MetadataStore {
       const existing = this.stmts.get.get(meta.id);
       if (existing) return existing.state === 'deleted' ? 'deleted' : 'already-stored';
       this.stmts.insertLive.run({ ...meta, partition, heldFor });
+      this.toggleDigest(partition, meta.id, 'live', meta.sha256);
       return 'stored';
     })();
   }
 
-  /** Leaves a tombstone. Returns whether a live copy was recorded here before. */
-  markDeleted(id: string, deletedAt: string): { wasLive: boolean; known: boolean } {
+  /**
+   * Leaves a tombstone. Returns whether a live copy was recorded here before. Unknown ids get a
+   * tombstone only when `partition` is given (repair placing one on an owner that missed the
+   * delete); a client's delete of an id nobody knows must not fill the table.
+   */
+  markDeleted(id: string, deletedAt: string, partition?: number): { wasLive: boolean; known: boolean } {
     return this.db.transaction(() => {
       const existing = this.stmts.get.get(id);
-      // Unknown ids get no tombstone: a node only needs one for a file it could otherwise serve
-      // or hand back, and random deletes must not fill the table.
-      if (!existing) return { wasLive: false, known: false };
+      if (!existing) {
+        if (partition !== undefined) {
+          this.stmts.insertTombstone.run({ id, partition, deletedAt });
+          this.toggleDigest(partition, id, 'deleted', '');
+        }
+        return { wasLive: false, known: false };
+      }
       if (existing.state === 'deleted') return { wasLive: false, known: true };
       this.stmts.markDeleted.run({ id, deletedAt });
+      this.toggleDigest(existing.partition, id, 'live', existing.sha256);
+      this.toggleDigest(existing.partition, id, 'deleted', '');
       return { wasLive: true, known: true };
     })();
   }

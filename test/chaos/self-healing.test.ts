@@ -1,0 +1,189 @@
+import { randomBytes } from 'node:crypto';
+import { TestCluster, getJson, waitFor } from '../helpers/cluster';
+import { download, sha256, upload, type StoredFile } from '../helpers/client';
+
+/**
+ * Self-healing with no operator: copies lost with a node are made again, new nodes receive
+ * their share, and surplus copies are dropped only after the new ones are verified.
+ */
+
+const FAST = { failureTimeoutMs: 2_000, gossipIntervalMs: 200, args: ['--repair-interval-ms', '500'] };
+
+interface Listed {
+  files: StoredFile[];
+  next: string | null;
+}
+
+async function listAll(url: string): Promise<StoredFile[]> {
+  const all: StoredFile[] = [];
+  let after = '';
+  for (;;) {
+    const page = await getJson<Listed>(`${url}/files?limit=1000${after ? `&after=${after}` : ''}`);
+    if (!page) throw new Error('listing failed');
+    all.push(...page.files);
+    if (!page.next) return all;
+    after = page.next;
+  }
+}
+
+async function clusterView(url: string): Promise<{
+  underReplicatedFiles: number;
+  nodes: Array<{ id: string; state: string; files?: number; repairBytesReceived?: number }>;
+}> {
+  const view = await getJson<{
+    underReplicatedFiles: number;
+    nodes: Array<{ id: string; state: string; files?: number; repairBytesReceived?: number }>;
+  }>(`${url}/cluster`);
+  if (!view) throw new Error('no cluster view');
+  return view;
+}
+
+async function uploadMany(
+  cluster: TestCluster,
+  count: number,
+  nodes: number[],
+): Promise<Map<string, string>> {
+  const sums = new Map<string, string>();
+  for (let i = 0; i < count; i++) {
+    const data = randomBytes(1000 + ((i * 7919) % 60_000));
+    const res = await upload(cluster.url(nodes[i % nodes.length]!), data, `f-${i}.bin`);
+    expect(res.status).toBe(201);
+    sums.set(res.body.id, sha256(data));
+  }
+  return sums;
+}
+
+/** Waits until every file is held by exactly `copies` live nodes and nobody reports under-replication. */
+async function waitForFullRedundancy(
+  url: string,
+  expected: number,
+  copies: number,
+  timeoutMs: number,
+): Promise<number> {
+  const started = Date.now();
+  await waitFor(
+    async () => {
+      const files = await listAll(url).catch(() => []);
+      if (files.length !== expected) return false;
+      if (!files.every((f) => f.replicas.length === copies)) return false;
+      return (await clusterView(url)).underReplicatedFiles === 0;
+    },
+    timeoutMs,
+    `${expected} files with ${copies} copies each`,
+  );
+  return Date.now() - started;
+}
+
+async function expectAllReadable(
+  cluster: TestCluster,
+  sums: Map<string, string>,
+  nodes: number[],
+): Promise<void> {
+  for (const [id, sum] of sums) {
+    for (const n of nodes) {
+      const res = await download(cluster.url(n), id);
+      expect(res.status).toBe(200);
+      expect(sha256(res.data)).toBe(sum);
+    }
+  }
+}
+
+describe('losing nodes for good', () => {
+  let cluster: TestCluster;
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('makes new copies after a node dies, then survives losing two more at once', async () => {
+    cluster = await TestCluster.start({ nodes: 5, ...FAST });
+    const sums = await uploadMany(cluster, 40, [0, 1, 2, 3, 4]);
+    await waitForFullRedundancy(cluster.url(0), 40, 3, 10_000);
+
+    const killedAt = Date.now();
+    await cluster.kill(1);
+    // Readable at once, before anyone notices the loss.
+    await expectAllReadable(cluster, sums, [0]);
+    await cluster.waitForState(0, 'node-2', 'dead', 10_000);
+    await waitForFullRedundancy(cluster.url(0), 40, 3, 30_000);
+    process.stdout.write(`kill -> full redundancy: ${Date.now() - killedAt} ms\n`);
+    const view = await clusterView(cluster.url(0));
+    const received = view.nodes.reduce((sum, n) => sum + (n.repairBytesReceived ?? 0), 0);
+    expect(received).toBeGreaterThan(0);
+
+    await Promise.all([cluster.kill(3), cluster.kill(4)]);
+    await expectAllReadable(cluster, sums, [0, 2]);
+  });
+});
+
+describe('adding nodes', () => {
+  let cluster: TestCluster;
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('gives new nodes a fair share, keeps N copies, and lets the old nodes go one by one', async () => {
+    cluster = await TestCluster.start({ nodes: 3, ...FAST });
+    const sums = await uploadMany(cluster, 150, [0, 1, 2]);
+    for (let i = 0; i < 3; i++) await cluster.addNode();
+    await cluster.waitForConvergence();
+    const started = Date.now();
+    await waitFor(
+      async () => {
+        const view = await clusterView(cluster.url(0));
+        const newcomers = view.nodes.filter((n) => ['node-4', 'node-5', 'node-6'].includes(n.id));
+        // Fair share: 150 files x 3 copies / 6 nodes = 75 each.
+        return newcomers.length === 3 && newcomers.every((n) => (n.files ?? 0) >= 55);
+      },
+      60_000,
+      'new nodes to receive their share',
+    );
+    await waitForFullRedundancy(cluster.url(3), 150, 3, 60_000);
+    process.stdout.write(`scale-out 3 -> 6 settled in ${Date.now() - started} ms\n`);
+    const view = await clusterView(cluster.url(0));
+    const held = view.nodes.map((n) => n.files ?? 0);
+    expect(held.reduce((a, b) => a + b, 0)).toBe(450);
+    for (const n of held) expect(Math.abs(n - 75)).toBeLessThanOrEqual(25);
+
+    for (const old of [0, 1, 2]) {
+      await cluster.kill(old);
+      await cluster.waitForState(3, `node-${old + 1}`, 'dead', 10_000);
+      await waitForFullRedundancy(cluster.url(3), 150, 3, 60_000);
+    }
+    await expectAllReadable(cluster, sums, [3, 4, 5]);
+  });
+});
+
+describe('deletes while a node is down', () => {
+  let cluster: TestCluster;
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('stay deleted when the node returns', async () => {
+    cluster = await TestCluster.start({ nodes: 3, ...FAST, failureTimeoutMs: 10_000 });
+    const sums = await uploadMany(cluster, 10, [0]);
+    const ids = [...sums.keys()];
+    await cluster.kill(2);
+    const deleted = ids.slice(0, 5);
+    for (const id of deleted) {
+      const res = await fetch(`${cluster.url(0)}/files/${id}`, { method: 'DELETE' });
+      expect(res.status).toBe(204);
+    }
+    await cluster.restart(2);
+    await cluster.waitForConvergence();
+    // At once, through the returning node itself, and after repair has run for a while.
+    for (const round of [0, 1]) {
+      if (round === 1) await new Promise((r) => setTimeout(r, 3_000));
+      for (const id of deleted) {
+        for (const n of [0, 1, 2]) expect((await download(cluster.url(n), id)).status).toBe(404);
+      }
+      const listed = (await listAll(cluster.url(2))).map((f) => f.id);
+      expect(listed.sort()).toEqual(ids.slice(5).sort());
+    }
+    const kept = new Map(ids.slice(5).map((id) => [id, sums.get(id)!]));
+    await expectAllReadable(cluster, kept, [2]);
+  });
+});
