@@ -222,7 +222,8 @@ export class BlobStore {
         }
       }
     }
-    for (const record of this.metadata.liveRecords()) {
+    // Collected first: SQLite cannot change rows while a statement is still iterating them.
+    for (const record of [...this.metadata.liveRecords()]) {
       const size = await stat(this.blobPath(record.id)).then(
         (s) => s.size,
         () => -1,
