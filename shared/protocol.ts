@@ -30,13 +30,16 @@ export interface FileRecord extends FileMeta {
 
 export type MemberState = 'alive' | 'suspect' | 'dead';
 
-/** One member as gossip carries it. (generation, heartbeat) only ever grows for a live node. */
+/**
+ * One member as gossip carries it (SWIM). Only the member itself raises its incarnation, to
+ * refute a suspicion; a process starts with its start time as incarnation, so a restart beats
+ * every claim about its previous life.
+ */
 export interface MemberDigest {
   id: string;
   url: string;
-  /** Start time of the member's current process: a restart begins a new generation. */
-  generation: number;
-  heartbeat: number;
+  incarnation: number;
+  state: MemberState;
 }
 
 export interface GossipMessage {

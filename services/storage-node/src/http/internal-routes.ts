@@ -39,6 +39,13 @@ export function internalRoutes(ctx: NodeContext): Router {
     res.json(ctx.membership.receive(message));
   });
 
+  router.post('/probe', async (req, res) => {
+    const url = typeof req.body?.url === 'string' ? req.body.url : '';
+    // Only members may be probed: a probe must never be a way to make a node call anywhere.
+    if (!ctx.membership.view().some((m) => m.url === url)) throw new ShoalError('bad_request', 'not a member URL');
+    res.json({ ok: await ctx.membership.probeFor(url) });
+  });
+
   router.get('/status', async (_req, res) => {
     res.json(await nodeStatus(ctx));
   });

@@ -6,9 +6,10 @@ import { PlacementTable } from '../placement/placement';
 import type { PeerClient } from '../peers/peer-client';
 
 interface Member extends MemberDigest {
-  state: MemberState;
-  /** Local clock time at which this member's (generation, heartbeat) last went up. */
-  lastAdvanced: number;
+  /** Local time this member became suspect (for the suspicion timeout). */
+  suspectSince: number;
+  /** Local time of the last successful exchange with it, in either direction. */
+  lastContact: number;
 }
 
 export interface MembershipOptions {
@@ -21,8 +22,8 @@ export interface MembershipOptions {
   replicas: number;
   gossipIntervalMs: number;
   failureTimeoutMs: number;
-  /** How many random members each round talks to. */
-  fanout?: number;
+  /** Members asked to probe a target indirectly before it is suspected. */
+  indirectProbes?: number;
 }
 
 export interface MemberView {
@@ -32,18 +33,21 @@ export interface MemberView {
 }
 
 /**
- * Who is in the cluster, with no special node: every member keeps the full member list and a
- * heartbeat counter per member, and every gossip round pushes its list to a few random members
- * and pulls theirs back (push-pull anti-entropy on membership). A member's own heartbeat goes up
- * each round; a newer (generation, heartbeat) always wins a merge, so news spreads epidemically
- * and every view converges to the same list.
+ * Who is in the cluster, with no special node: SWIM-style failure detection with full-state
+ * push-pull dissemination (the member list of a storage cluster is small).
  *
- * Failure detection follows from it: a member whose heartbeat has not advanced (as seen by this
- * node, from anyone's news) for a third of --failure-timeout-ms is `suspect`, and after the whole
- * timeout it is `dead`: it leaves placement and its copies get made elsewhere. Because any
- * member's fresh heartbeat reaches everyone through everyone, one slow link alone does not make a
- * member look dead. A restarted process starts a new generation (its start time), which beats
- * any heartbeat of its previous life.
+ * Each round (--gossip-interval-ms) a node probes one member, taken in a shuffled round-robin
+ * order, by exchanging member lists with it. If the probe fails, up to 3 other members are asked
+ * to probe the target (indirect probes, so one bad link does not condemn a node); if none
+ * reaches it, the target becomes `suspect`. A suspect that does not refute within
+ * --failure-timeout-ms is declared `dead` and leaves placement; its copies are then made again.
+ *
+ * Every claim carries the member's incarnation. Precedence, as in SWIM: alive(i) beats
+ * suspect(j) and dead(j) for i > j; suspect(i) beats alive(j) for i >= j; dead(i) beats both
+ * for i >= j. A member that hears itself suspected or declared dead raises its incarnation and
+ * is alive again everywhere as the news spreads. That is also how a healed network partition
+ * merges back: dead members and unknown seeds keep being probed now and then, and the first
+ * exchange lets the other side refute.
  */
 export class Membership extends EventEmitter {
   private readonly members = new Map<string, Member>();
@@ -53,6 +57,7 @@ export class Membership extends EventEmitter {
   private lastDnsLookup = 0;
   private placementTable: PlacementTable;
   private running = false;
+  private probeOrder: string[] = [];
 
   constructor(
     private readonly options: MembershipOptions,
@@ -64,10 +69,10 @@ export class Membership extends EventEmitter {
     this.self = {
       id: options.selfId,
       url: options.selfUrl,
-      generation: now,
-      heartbeat: 0,
+      incarnation: now,
       state: 'alive',
-      lastAdvanced: now,
+      suspectSince: 0,
+      lastContact: now,
     };
     this.members.set(this.self.id, this.self);
     this.placementTable = new PlacementTable([this.self.id], options.replicas);
@@ -96,7 +101,7 @@ export class Membership extends EventEmitter {
 
   /** The current member list, this node included, sorted by id. */
   view(): MemberView[] {
-    this.refreshStates();
+    this.expireSuspects();
     return [...this.members.values()]
       .map((m) => ({ id: m.id, url: m.url, state: m.state }))
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -104,7 +109,7 @@ export class Membership extends EventEmitter {
 
   /** Placement over every member not declared dead. */
   placement(): PlacementTable {
-    this.refreshStates();
+    this.expireSuspects();
     return this.placementTable;
   }
 
@@ -113,70 +118,109 @@ export class Membership extends EventEmitter {
     return m ? { id: m.id, url: m.url, state: m.state } : undefined;
   }
 
-  /** True when this member's heartbeat went up within the last `rounds` gossip intervals. */
-  heardFromWithin(id: string, rounds: number): boolean {
-    const m = this.members.get(id);
-    return m !== undefined && Date.now() - m.lastAdvanced <= rounds * this.options.gossipIntervalMs;
-  }
-
   urlOf(id: string): string | undefined {
     return this.members.get(id)?.url;
+  }
+
+  /** True when this node exchanged gossip with the member within the last `rounds` intervals. */
+  heardFromWithin(id: string, rounds: number): boolean {
+    const m = this.members.get(id);
+    return m !== undefined && m.state === 'alive' && Date.now() - m.lastContact <= rounds * this.options.gossipIntervalMs;
   }
 
   /** Handles a gossip message from a peer and answers with this node's view (push-pull). */
   receive(message: GossipMessage): GossipMessage {
     this.merge(message.members);
+    const sender = this.members.get(message.from);
+    if (sender) sender.lastContact = Date.now();
     return this.digest();
   }
 
   digest(): GossipMessage {
     return {
       from: this.self.id,
-      members: [...this.members.values()].map(({ id, url, generation, heartbeat }) => ({
-        id,
-        url,
-        generation,
-        heartbeat,
-      })),
+      members: [...this.members.values()].map(({ id, url, incarnation, state }) => ({ id, url, incarnation, state })),
     };
   }
 
-  /** One gossip round: bump our heartbeat, exchange lists with a few members and unknown seeds. */
-  async round(): Promise<void> {
-    this.self.heartbeat++;
-    this.self.lastAdvanced = Date.now();
-    this.refreshStates();
-    const targets = await this.pickTargets();
-    const timeoutMs = Math.max(200, Math.min(this.options.failureTimeoutMs / 2, 5_000));
-    await Promise.all(
-      targets.map(async (url) => {
-        try {
-          const answer = await this.peers.gossip(url, this.digest(), timeoutMs);
-          this.merge(answer.members);
-        } catch (err) {
-          this.log.debug({ peer: url, err: (err as Error).message }, 'gossip exchange failed');
-        }
-      }),
-    );
-    this.refreshStates();
+  /** Probes a member on behalf of another (SWIM's ping-req). */
+  async probeFor(url: string): Promise<boolean> {
+    return this.exchange(url, this.probeTimeoutMs());
   }
 
-  private async pickTargets(): Promise<string[]> {
-    const fanout = this.options.fanout ?? 3;
-    const others = [...this.members.values()].filter((m) => m.id !== this.self.id);
-    const live = shuffle(others.filter((m) => m.state !== 'dead'));
+  /** One protocol period: probe one member (indirectly if need be), plus dead members and seeds now and then. */
+  async round(): Promise<void> {
+    this.expireSuspects();
+    const extra = await this.extraTargets();
+    const target = this.nextProbeTarget();
+    await Promise.all([
+      target ? this.probe(target) : Promise.resolve(),
+      ...extra.map((url) => this.exchange(url, this.probeTimeoutMs())),
+    ]);
+    this.expireSuspects();
+  }
+
+  private async probe(target: Member): Promise<void> {
+    if (await this.exchange(target.url, this.probeTimeoutMs())) return;
+    const helpers = shuffle(
+      [...this.members.values()].filter((m) => m !== this.self && m !== target && m.state === 'alive'),
+    ).slice(0, this.options.indirectProbes ?? 3);
+    const answers = await Promise.all(
+      helpers.map((h) =>
+        this.peers.probe(h.url, target.url, this.probeTimeoutMs() * 2).catch(() => false),
+      ),
+    );
+    if (answers.some(Boolean)) {
+      target.lastContact = Date.now();
+      return;
+    }
+    if (target.state === 'alive') {
+      this.setState(target, 'suspect', target.incarnation, 'no direct or indirect probe reached it');
+    }
+  }
+
+  /** A push-pull exchange with one URL; true when it answered. */
+  private async exchange(url: string, timeoutMs: number): Promise<boolean> {
+    try {
+      const answer = await this.peers.gossip(url, this.digest(), timeoutMs);
+      this.merge(answer.members);
+      const peer = this.members.get(answer.from);
+      if (peer) peer.lastContact = Date.now();
+      return true;
+    } catch (err) {
+      this.log.debug({ peer: url, err: (err as Error).message }, 'gossip exchange failed');
+      return false;
+    }
+  }
+
+  private probeTimeoutMs(): number {
+    return Math.max(100, Math.min(this.options.gossipIntervalMs, this.options.failureTimeoutMs / 4, 2_000));
+  }
+
+  private nextProbeTarget(): Member | undefined {
+    for (let attempts = 0; attempts < 2; attempts++) {
+      while (this.probeOrder.length > 0) {
+        const m = this.members.get(this.probeOrder.shift()!);
+        if (m && m !== this.self && m.state !== 'dead') return m;
+      }
+      this.probeOrder = shuffle([...this.members.keys()].filter((id) => id !== this.self.id));
+    }
+    return undefined;
+  }
+
+  private async extraTargets(): Promise<string[]> {
+    const others = [...this.members.values()].filter((m) => m !== this.self);
+    const live = others.filter((m) => m.state !== 'dead');
     const dead = shuffle(others.filter((m) => m.state === 'dead'));
-    const targets = live.slice(0, fanout).map((m) => m.url);
-    // Keep knocking on dead members now and then, so a returning one is noticed even if it
-    // has no seeds of its own; and on seeds we have no member for, so partitions heal.
+    const targets: string[] = [];
     if (dead[0] && Math.random() < 0.3) targets.push(dead[0].url);
-    const knownUrls = new Set(others.filter((m) => m.state !== 'dead').map((m) => m.url));
+    const knownUrls = new Set(live.map((m) => m.url));
     const seeds = [...this.options.seeds, ...(await this.discoveredSeeds())].filter(
       (url) => url !== this.self.url && !knownUrls.has(url),
     );
     const seed = shuffle(seeds)[0];
     if (seed && (live.length === 0 || Math.random() < 0.2)) targets.push(seed);
-    return [...new Set(targets)];
+    return targets;
   }
 
   private async discoveredSeeds(): Promise<string[]> {
@@ -188,9 +232,7 @@ export class Membership extends EventEmitter {
     try {
       const records = await lookup(name, { all: true });
       this.dnsSeeds = records.map((r) =>
-        r.family === 6
-          ? `http://[${r.address}]:${this.options.port}`
-          : `http://${r.address}:${this.options.port}`,
+        r.family === 6 ? `http://[${r.address}]:${this.options.port}` : `http://${r.address}:${this.options.port}`,
       );
     } catch (err) {
       this.log.debug({ err: (err as Error).message, name }, 'discovery lookup failed');
@@ -199,61 +241,68 @@ export class Membership extends EventEmitter {
   }
 
   private merge(digests: readonly MemberDigest[]): void {
-    const now = Date.now();
     for (const d of digests) {
+      if (!d || typeof d.id !== 'string' || typeof d.url !== 'string' || typeof d.incarnation !== 'number') continue;
       if (d.id === this.self.id) {
-        // Someone believes in a newer life of ours (we restarted within the same millisecond
-        // clock?) - jump past it so our own news wins again.
-        if (d.generation > this.self.generation) this.self.generation = d.generation + 1;
+        this.refute(d);
         continue;
       }
       const known = this.members.get(d.id);
       if (!known) {
-        this.members.set(d.id, { ...d, state: 'alive', lastAdvanced: now });
-        this.log.info({ peer: d.id, url: d.url }, 'member joined');
+        const now = Date.now();
+        this.members.set(d.id, { ...d, suspectSince: d.state === 'suspect' ? now : 0, lastContact: 0 });
+        this.log.info({ peer: d.id, url: d.url, state: d.state }, 'member joined');
+        this.rebuildPlacement();
         continue;
       }
-      const newer =
-        d.generation > known.generation ||
-        (d.generation === known.generation && d.heartbeat > known.heartbeat);
-      if (newer) {
+      if (d.incarnation > known.incarnation) {
         known.url = d.url;
-        known.generation = d.generation;
-        known.heartbeat = d.heartbeat;
-        known.lastAdvanced = now;
+        this.setState(known, d.state, d.incarnation, 'newer incarnation');
+      } else if (d.incarnation === known.incarnation) {
+        // Same life: only worse news counts (alive < suspect < dead).
+        if (rank(d.state) > rank(known.state)) this.setState(known, d.state, d.incarnation, 'gossip');
       }
     }
-    this.refreshStates();
   }
 
-  private refreshStates(): void {
+  /** Someone thinks we are suspect or dead: raise our incarnation so "alive" wins everywhere. */
+  private refute(claim: MemberDigest): void {
+    if (claim.state !== 'alive' && claim.incarnation >= this.self.incarnation) {
+      this.self.incarnation = claim.incarnation + 1;
+      this.log.info({ claimed: claim.state, incarnation: this.self.incarnation }, 'refuting a claim about this node');
+    } else if (claim.incarnation > this.self.incarnation) {
+      this.self.incarnation = claim.incarnation + 1;
+    }
+  }
+
+  private setState(m: Member, state: MemberState, incarnation: number, why: string): void {
+    const before = m.state;
+    m.incarnation = incarnation;
+    if (state === before) return;
+    m.state = state;
+    if (state === 'suspect') m.suspectSince = Date.now();
+    this.log.info({ peer: m.id, from: before, to: state, incarnation, why }, 'member state changed');
+    if ((state === 'dead') !== (before === 'dead')) this.rebuildPlacement();
+  }
+
+  private expireSuspects(): void {
     const now = Date.now();
-    const { failureTimeoutMs } = this.options;
-    const suspectAfter = Math.max(failureTimeoutMs / 3, this.options.gossipIntervalMs * 3);
-    let changed = false;
     for (const m of this.members.values()) {
-      if (m === this.self) continue;
-      const silent = now - m.lastAdvanced;
-      const state: MemberState =
-        silent > failureTimeoutMs ? 'dead' : silent > suspectAfter ? 'suspect' : 'alive';
-      if (state !== m.state) {
-        this.log.info({ peer: m.id, from: m.state, to: state, silentMs: silent }, 'member state changed');
-        if ((state === 'dead') !== (m.state === 'dead')) changed = true;
-        m.state = state;
+      if (m.state === 'suspect' && now - m.suspectSince > this.options.failureTimeoutMs) {
+        this.setState(m, 'dead', m.incarnation, `suspect for over ${this.options.failureTimeoutMs} ms`);
       }
-    }
-    if (changed || this.placementTable.members.length !== this.countPlaced()) {
-      const placed = [...this.members.values()].filter((m) => m.state !== 'dead').map((m) => m.id);
-      this.placementTable = new PlacementTable(placed, this.options.replicas);
-      this.emit('placement-changed', this.placementTable);
     }
   }
 
-  private countPlaced(): number {
-    let n = 0;
-    for (const m of this.members.values()) if (m.state !== 'dead') n++;
-    return n;
+  private rebuildPlacement(): void {
+    const placed = [...this.members.values()].filter((m) => m.state !== 'dead').map((m) => m.id);
+    this.placementTable = new PlacementTable(placed, this.options.replicas);
+    this.emit('placement-changed', this.placementTable);
   }
+}
+
+function rank(state: MemberState): number {
+  return state === 'alive' ? 0 : state === 'suspect' ? 1 : 2;
 }
 
 function shuffle<T>(items: T[]): T[] {

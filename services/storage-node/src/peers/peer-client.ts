@@ -82,6 +82,12 @@ export class PeerClient {
     return this.json(baseUrl, 'POST', '/gossip', { body: message, timeoutMs });
   }
 
+  /** Asks `baseUrl` to probe `targetUrl` for us (SWIM ping-req); true when the target answered it. */
+  async probe(baseUrl: string, targetUrl: string, timeoutMs: number): Promise<boolean> {
+    const answer = await this.json<{ ok: boolean }>(baseUrl, 'POST', '/probe', { body: { url: targetUrl }, timeoutMs });
+    return answer.ok === true;
+  }
+
   async status(baseUrl: string, timeoutMs: number): Promise<NodeStatus> {
     return this.json(baseUrl, 'GET', '/status', { timeoutMs });
   }

@@ -172,7 +172,7 @@ export class QuorumWriter {
 
   /**
    * The first N members of the file's placement order that can be reached. A member we heard a
-   * heartbeat from within the last two gossip rounds is taken on trust; any other is pinged first.
+   * gossip exchange with in the last three rounds is taken on trust; any other is pinged first.
    */
   private async chooseTargets(fileId: string): Promise<ChosenTarget[]> {
     const placement = this.membership.placement().place(fileId);
@@ -198,7 +198,7 @@ export class QuorumWriter {
 
   private async isReachable(nodeId: string): Promise<boolean> {
     if (nodeId === this.selfId) return true;
-    if (this.membership.heardFromWithin(nodeId, 2)) return true;
+    if (this.membership.heardFromWithin(nodeId, 3)) return true;
     const url = this.membership.urlOf(nodeId);
     if (!url) return false;
     try {
