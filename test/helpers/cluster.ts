@@ -37,6 +37,9 @@ export async function freePort(): Promise<number> {
 export interface NodeHandle {
   id: string;
   port: number;
+  address: string;
+  /** Command prefix (e.g. `ip netns exec <ns>`) or empty. */
+  wrap: string[];
   url: string;
   dataDir: string;
   logFile: string;
@@ -54,6 +57,8 @@ export interface ClusterOptions {
   maxFileSize?: number;
   /** Extra flags for every node. */
   args?: string[];
+  /** Run node i (0-based) on its own network host: address and command prefix. */
+  host?: (i: number) => { address: string; wrap: string[] };
   env?: Record<string, string>;
 }
 
@@ -169,12 +174,15 @@ export class TestCluster {
 
   private async createNode(): Promise<NodeHandle> {
     const index = this.nodes.length + 1;
-    const port = await freePort();
+    const host = this.options.host?.(index - 1);
+    const port = host ? 7000 : await freePort();
     const dataDir = join(this.root, `node-${index}`);
     const n: NodeHandle = {
       id: `node-${index}`,
       port,
-      url: `http://127.0.0.1:${port}`,
+      address: host?.address ?? '127.0.0.1',
+      wrap: host?.wrap ?? [],
+      url: `http://${host?.address ?? '127.0.0.1'}:${port}`,
       dataDir,
       logFile: join(this.root, `node-${index}.log`),
       proc: undefined,
@@ -191,7 +199,7 @@ export class TestCluster {
       CLI,
       'node',
       '--host',
-      '127.0.0.1',
+      n.address,
       '--port',
       String(n.port),
       '--node-id',
@@ -217,7 +225,8 @@ export class TestCluster {
       ...(o.args ?? []),
     ];
     const fd = openSync(n.logFile, 'a');
-    const proc = spawn(process.execPath, args, {
+    const [command, ...prefix] = [...n.wrap, process.execPath];
+    const proc = spawn(command!, [...prefix, ...args], {
       stdio: ['ignore', fd, fd],
       env: { ...process.env, SHOAL_LOG_LEVEL: process.env.SHOAL_LOG_LEVEL ?? 'info', ...o.env },
     });
