@@ -1,0 +1,81 @@
+import { silentLogger } from '../../shared/logging';
+import type { MemberDigest } from '../../shared/protocol';
+import { Membership } from '../../services/storage-node/src/membership/membership';
+import type { PeerClient } from '../../services/storage-node/src/peers/peer-client';
+
+function membership(failureTimeoutMs = 1_000): Membership {
+  return new Membership(
+    {
+      selfId: 'a',
+      selfUrl: 'http://a',
+      seeds: [],
+      discoveryDns: undefined,
+      port: 7000,
+      replicas: 3,
+      gossipIntervalMs: 100,
+      failureTimeoutMs,
+    },
+    {} as PeerClient,
+    silentLogger(),
+    1_000,
+  );
+}
+
+const claim = (id: string, incarnation: number, state: MemberDigest['state']): MemberDigest => ({
+  id,
+  url: `http://${id}`,
+  incarnation,
+  state,
+});
+
+function stateOf(m: Membership, id: string): string | undefined {
+  return m.view().find((v) => v.id === id)?.state;
+}
+
+describe('SWIM membership rules', () => {
+  it('learns members from gossip and places only those not dead', () => {
+    const m = membership();
+    m.receive({
+      from: 'b',
+      members: [claim('b', 5, 'alive'), claim('c', 7, 'alive'), claim('d', 9, 'dead')],
+    });
+    expect(m.view().map((v) => v.id)).toEqual(['a', 'b', 'c', 'd']);
+    expect([...m.placement().members]).toEqual(['a', 'b', 'c']);
+  });
+
+  it('lets worse news win within one incarnation, and only a newer incarnation bring a member back', () => {
+    const m = membership();
+    m.receive({ from: 'b', members: [claim('b', 5, 'alive')] });
+    m.receive({ from: 'c', members: [claim('b', 5, 'suspect')] });
+    expect(stateOf(m, 'b')).toBe('suspect');
+    m.receive({ from: 'c', members: [claim('b', 5, 'alive')] });
+    expect(stateOf(m, 'b')).toBe('suspect');
+    m.receive({ from: 'b', members: [claim('b', 6, 'alive')] });
+    expect(stateOf(m, 'b')).toBe('alive');
+    m.receive({ from: 'c', members: [claim('b', 6, 'dead')] });
+    expect(stateOf(m, 'b')).toBe('dead');
+    expect(m.placement().members).not.toContain('b');
+    m.receive({ from: 'c', members: [claim('b', 5, 'alive')] });
+    expect(stateOf(m, 'b')).toBe('dead');
+    m.receive({ from: 'b', members: [claim('b', 7, 'alive')] });
+    expect(stateOf(m, 'b')).toBe('alive');
+    expect(m.placement().members).toContain('b');
+  });
+
+  it('refutes a suspicion about itself by raising its incarnation', () => {
+    const m = membership();
+    const before = m.digest().members.find((d) => d.id === 'a')!.incarnation;
+    m.receive({ from: 'b', members: [claim('a', before, 'suspect')] });
+    const after = m.digest().members.find((d) => d.id === 'a')!;
+    expect(after.state).toBe('alive');
+    expect(after.incarnation).toBeGreaterThan(before);
+  });
+
+  it('declares a suspect dead once it has not refuted within the failure timeout', async () => {
+    const m = membership(200);
+    m.receive({ from: 'c', members: [claim('b', 5, 'suspect')] });
+    expect(stateOf(m, 'b')).toBe('suspect');
+    await new Promise((r) => setTimeout(r, 250));
+    expect(stateOf(m, 'b')).toBe('dead');
+  });
+});
