@@ -51,29 +51,43 @@ export class ByteLimiter extends Transform {
 }
 
 /**
- * Limits the rate of bytes passing through (a token bucket holding one second of tokens), so
- * background work such as repair and scrubbing cannot starve client requests of disk and network.
+ * A token bucket (holding one second of tokens) shared by every stream it throttles, so the
+ * limit holds for a node's background work as a whole, however many copies run at once.
  */
-export class Throttle extends Transform {
+export class RateLimiter {
   private tokens: number;
   private last = Date.now();
 
-  constructor(private readonly bytesPerSecond: number) {
-    super();
+  constructor(readonly bytesPerSecond: number) {
     this.tokens = bytesPerSecond;
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  /** Takes `bytes` tokens and returns how long to wait before using them (0 when available now). */
+  take(bytes: number): number {
     const now = Date.now();
     this.tokens = Math.min(
       this.bytesPerSecond,
       this.tokens + ((now - this.last) / 1000) * this.bytesPerSecond,
     );
     this.last = now;
-    this.tokens -= chunk.length;
-    if (this.tokens >= 0) return cb(null, chunk);
-    const waitMs = Math.ceil((-this.tokens / this.bytesPerSecond) * 1000);
-    setTimeout(() => cb(null, chunk), waitMs);
+    this.tokens -= bytes;
+    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens / this.bytesPerSecond) * 1000);
+  }
+}
+
+/** Passes bytes through at the pace a RateLimiter allows (background work must not starve clients). */
+export class Throttle extends Transform {
+  private readonly limiter: RateLimiter;
+
+  constructor(limit: RateLimiter | number) {
+    super();
+    this.limiter = typeof limit === 'number' ? new RateLimiter(limit) : limit;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const waitMs = this.limiter.take(chunk.length);
+    if (waitMs === 0) cb(null, chunk);
+    else setTimeout(() => cb(null, chunk), waitMs);
   }
 }
 

@@ -42,7 +42,8 @@ export function internalRoutes(ctx: NodeContext): Router {
   router.post('/probe', async (req, res) => {
     const url = typeof req.body?.url === 'string' ? req.body.url : '';
     // Only members may be probed: a probe must never be a way to make a node call anywhere.
-    if (!ctx.membership.view().some((m) => m.url === url)) throw new ShoalError('bad_request', 'not a member URL');
+    if (!ctx.membership.view().some((m) => m.url === url))
+      throw new ShoalError('bad_request', 'not a member URL');
     res.json({ ok: await ctx.membership.probeFor(url) });
   });
 

@@ -125,7 +125,11 @@ export class Membership extends EventEmitter {
   /** True when this node exchanged gossip with the member within the last `rounds` intervals. */
   heardFromWithin(id: string, rounds: number): boolean {
     const m = this.members.get(id);
-    return m !== undefined && m.state === 'alive' && Date.now() - m.lastContact <= rounds * this.options.gossipIntervalMs;
+    return (
+      m !== undefined &&
+      m.state === 'alive' &&
+      Date.now() - m.lastContact <= rounds * this.options.gossipIntervalMs
+    );
   }
 
   /** Handles a gossip message from a peer and answers with this node's view (push-pull). */
@@ -139,7 +143,12 @@ export class Membership extends EventEmitter {
   digest(): GossipMessage {
     return {
       from: this.self.id,
-      members: [...this.members.values()].map(({ id, url, incarnation, state }) => ({ id, url, incarnation, state })),
+      members: [...this.members.values()].map(({ id, url, incarnation, state }) => ({
+        id,
+        url,
+        incarnation,
+        state,
+      })),
     };
   }
 
@@ -166,9 +175,7 @@ export class Membership extends EventEmitter {
       [...this.members.values()].filter((m) => m !== this.self && m !== target && m.state === 'alive'),
     ).slice(0, this.options.indirectProbes ?? 3);
     const answers = await Promise.all(
-      helpers.map((h) =>
-        this.peers.probe(h.url, target.url, this.probeTimeoutMs() * 2).catch(() => false),
-      ),
+      helpers.map((h) => this.peers.probe(h.url, target.url, this.probeTimeoutMs() * 2).catch(() => false)),
     );
     if (answers.some(Boolean)) {
       target.lastContact = Date.now();
@@ -232,7 +239,9 @@ export class Membership extends EventEmitter {
     try {
       const records = await lookup(name, { all: true });
       this.dnsSeeds = records.map((r) =>
-        r.family === 6 ? `http://[${r.address}]:${this.options.port}` : `http://${r.address}:${this.options.port}`,
+        r.family === 6
+          ? `http://[${r.address}]:${this.options.port}`
+          : `http://${r.address}:${this.options.port}`,
       );
     } catch (err) {
       this.log.debug({ err: (err as Error).message, name }, 'discovery lookup failed');
@@ -242,7 +251,8 @@ export class Membership extends EventEmitter {
 
   private merge(digests: readonly MemberDigest[]): void {
     for (const d of digests) {
-      if (!d || typeof d.id !== 'string' || typeof d.url !== 'string' || typeof d.incarnation !== 'number') continue;
+      if (!d || typeof d.id !== 'string' || typeof d.url !== 'string' || typeof d.incarnation !== 'number')
+        continue;
       if (d.id === this.self.id) {
         this.refute(d);
         continue;
@@ -269,7 +279,10 @@ export class Membership extends EventEmitter {
   private refute(claim: MemberDigest): void {
     if (claim.state !== 'alive' && claim.incarnation >= this.self.incarnation) {
       this.self.incarnation = claim.incarnation + 1;
-      this.log.info({ claimed: claim.state, incarnation: this.self.incarnation }, 'refuting a claim about this node');
+      this.log.info(
+        { claimed: claim.state, incarnation: this.self.incarnation },
+        'refuting a claim about this node',
+      );
     } else if (claim.incarnation > this.self.incarnation) {
       this.self.incarnation = claim.incarnation + 1;
     }

@@ -84,7 +84,10 @@ export class PeerClient {
 
   /** Asks `baseUrl` to probe `targetUrl` for us (SWIM ping-req); true when the target answered it. */
   async probe(baseUrl: string, targetUrl: string, timeoutMs: number): Promise<boolean> {
-    const answer = await this.json<{ ok: boolean }>(baseUrl, 'POST', '/probe', { body: { url: targetUrl }, timeoutMs });
+    const answer = await this.json<{ ok: boolean }>(baseUrl, 'POST', '/probe', {
+      body: { url: targetUrl },
+      timeoutMs,
+    });
     return answer.ok === true;
   }
 

@@ -1,6 +1,6 @@
 import type { Logger } from '../../../../shared/logging';
 import type { FileMeta, FileRecord } from '../../../../shared/protocol';
-import { Throttle } from '../../../../shared/streams';
+import { RateLimiter, Throttle } from '../../../../shared/streams';
 import type { Membership } from '../membership/membership';
 import { PARTITION_COUNT, type PlacementTable } from '../placement/placement';
 import type { PeerClient } from '../peers/peer-client';
@@ -42,6 +42,13 @@ interface CopyAction {
   copiesNow: number;
 }
 
+interface PartitionPlan {
+  partition: number;
+  tombstones: Array<{ member: MemberRef; id: string; deletedAt: string }>;
+  copies: CopyAction[];
+  forgets: Array<{ member: MemberRef; id: string; sha256: string | null }>;
+}
+
 interface IdState {
   live: Map<string, FileRecord>;
   tombstones: Map<string, FileRecord>;
@@ -74,7 +81,8 @@ export class Repairer {
   private readonly underReplicated = new Map<number, number>();
   private readonly pendingBytes = new Map<number, number>();
   private readonly pulling = new Map<string, Promise<number>>();
-  private readonly throttle: { bytesPerSecond: number };
+  /** One budget for every copy this node receives, whatever the concurrency. */
+  private readonly rate: RateLimiter;
   readonly status: Omit<RepairStatus, 'underReplicatedFiles' | 'underReplicatedPartitions' | 'pendingBytes'> =
     {
       bytesReceived: 0,
@@ -93,7 +101,7 @@ export class Repairer {
     private readonly peers: PeerClient,
     private readonly log: Logger,
   ) {
-    this.throttle = { bytesPerSecond: options.bytesPerSecond };
+    this.rate = new RateLimiter(options.bytesPerSecond);
   }
 
   start(): void {
@@ -181,22 +189,26 @@ export class Repairer {
     this.status.lastRoundAt = new Date().toISOString();
     if (outOfSync.length === 0) return false;
     this.log.debug({ partitions: outOfSync.length }, 'partitions out of sync');
+    const plans: PartitionPlan[] = [];
     for (const p of outOfSync.slice(0, MAX_PARTITIONS_PER_ROUND)) {
       if (!this.running) break;
-      await this.reconcile(p, table, members, digests).catch((err: unknown) =>
-        this.log.warn({ partition: p, err: errorText(err) }, 'partition repair failed'),
-      );
+      try {
+        plans.push(await this.plan(p, table, members, digests));
+      } catch (err) {
+        this.log.warn({ partition: p, err: errorText(err) }, 'could not plan a partition repair');
+      }
     }
+    await this.execute(plans);
     return true;
   }
 
-  /** Compares one partition row by row across the members involved and fixes what differs. */
-  private async reconcile(
+  /** Compares one partition row by row across the members involved and decides what to fix. */
+  private async plan(
     partition: number,
     table: PlacementTable,
     members: MemberRef[],
     digests: Map<string, Record<string, string>>,
-  ): Promise<void> {
+  ): Promise<PartitionPlan> {
     const order = table.orderFor(partition);
     const homeIds = order.slice(0, this.options.replicas);
     const byId = new Map(members.map((m) => [m.id, m]));
@@ -302,34 +314,49 @@ export class Repairer {
     this.pendingBytes.set(partition, pending);
     if (answered.length < involved.length)
       this.log.debug({ partition }, 'some members did not answer; partial repair');
+    return { partition, tombstones, copies, forgets };
+  }
 
+  /**
+   * Carries out the plans of a round: tombstones first, then copies across all partitions with
+   * the files that have the fewest copies first (a file down to its last copy is repaired before
+   * any other), then surplus drops, which each plan only made where every home already had a
+   * verified copy.
+   */
+  private async execute(plans: PartitionPlan[]): Promise<void> {
     await this.runLimited(
-      tombstones.map((t) => async () => {
-        await this.tombstone(t.member, t.id, t.deletedAt);
-        this.status.tombstonesSpread++;
-      }),
+      plans.flatMap((plan) =>
+        plan.tombstones.map((t) => async () => {
+          await this.tombstone(t.member, t.id, t.deletedAt);
+          this.status.tombstonesSpread++;
+        }),
+      ),
     );
-    // Fewest copies first: a file down to its last copy is repaired before any other.
-    copies.sort((a, b) => a.copiesNow - b.copiesNow);
+    const copies = plans
+      .flatMap((plan) => plan.copies.map((c) => ({ ...c, partition: plan.partition })))
+      .sort((a, b) => a.copiesNow - b.copiesNow);
     await this.runLimited(
       copies.flatMap((c) =>
         c.to.map((to) => async () => {
           const bytes = await this.copy(to, c.meta, c.from);
-          pending -= c.meta.size;
-          this.pendingBytes.set(partition, Math.max(0, pending));
+          this.pendingBytes.set(
+            c.partition,
+            Math.max(0, (this.pendingBytes.get(c.partition) ?? 0) - c.meta.size),
+          );
           this.status.copiesMade++;
           this.log.info({ fileId: c.meta.id, peer: to.id, bytes, copiesBefore: c.copiesNow }, 'copy made');
         }),
       ),
     );
     await this.runLimited(
-      forgets.map((f) => async () => {
-        const dropped = await this.forget(f.member, f.id, f.sha256);
-        if (dropped) {
-          this.status.surplusDropped++;
-          this.log.info({ fileId: f.id, peer: f.member.id }, 'surplus copy dropped');
-        }
-      }),
+      plans.flatMap((plan) =>
+        plan.forgets.map((f) => async () => {
+          if (await this.forget(f.member, f.id, f.sha256)) {
+            this.status.surplusDropped++;
+            this.log.info({ fileId: f.id, peer: f.member.id }, 'surplus copy dropped');
+          }
+        }),
+      ),
     );
   }
 
@@ -362,7 +389,7 @@ export class Repairer {
           bytes += chunk.length;
           this.status.bytesReceived += chunk.length;
         });
-        await this.blobs.storeCopy(res.body.pipe(new Throttle(this.throttle.bytesPerSecond)), meta, null);
+        await this.blobs.storeCopy(res.body.pipe(new Throttle(this.rate)), meta, null);
         return bytes;
       } catch (err) {
         lastError = err;
