@@ -72,6 +72,8 @@ export interface NodeStatus {
   ready: boolean;
   files: number;
   bytes: number;
+  /** Delete markers kept until every owner has them and the grace period is over. */
+  tombstones: number;
   diskFreeBytes: number | null;
   diskTotalBytes: number | null;
   /** Files with fewer than N copies, in the partitions this node leads. */

@@ -187,3 +187,89 @@ describe('deletes while a node is down', () => {
     await expectAllReadable(cluster, kept, [2]);
   });
 });
+
+describe('a node back within the failure timeout', () => {
+  let cluster: TestCluster;
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('is not treated as new: it receives only what it missed, once', async () => {
+    cluster = await TestCluster.start({ nodes: 4, ...FAST, failureTimeoutMs: 20_000 });
+    await uploadMany(cluster, 20, [0, 1, 2, 3]);
+    await waitForFullRedundancy(cluster.url(0), 20, 3, 10_000);
+    await cluster.kill(3);
+    // Written while node-4 is away: where it is a home member, a stand-in holds its copy.
+    const missed = await uploadMany(cluster, 12, [0, 1, 2]);
+    await cluster.restart(3);
+    await cluster.waitForConvergence();
+    await waitForFullRedundancy(cluster.url(0), 32, 3, 30_000);
+    const view = await clusterView(cluster.url(0));
+    expect(view.nodes.find((n) => n.id === 'node-4')?.state).toBe('alive');
+    const copyLines = [0, 1, 2, 3]
+      .flatMap((i) => cluster.log(i).split('\n'))
+      .filter((line) => line.includes('"copy made"'))
+      .map((line) => JSON.parse(line) as { fileId: string; peer: string });
+    const dropped = view.nodes.reduce(
+      (sum, n) => sum + ((n as { surplusDropped?: number }).surplusDropped ?? 0),
+      0,
+    );
+    // Every copy made went back to node-4, only for files it missed, each once; stand-ins let theirs go.
+    expect(copyLines.length).toBeGreaterThan(0);
+    expect(copyLines.every((c) => c.peer === 'node-4')).toBe(true);
+    expect(copyLines.every((c) => missed.has(c.fileId))).toBe(true);
+    expect(new Set(copyLines.map((c) => c.fileId)).size).toBe(copyLines.length);
+    expect(dropped).toBeLessThanOrEqual(copyLines.length);
+  });
+});
+
+describe('tombstones', () => {
+  let cluster: TestCluster;
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('are forgotten once every owner holds them and the grace period is over', async () => {
+    cluster = await TestCluster.start({
+      nodes: 3,
+      ...FAST,
+      args: ['--repair-interval-ms', '300', '--tombstone-grace-ms', '1000'],
+    });
+    const sums = await uploadMany(cluster, 4, [0]);
+    const [gone] = [...sums.keys()];
+    expect((await fetch(`${cluster.url(0)}/files/${gone}`, { method: 'DELETE' })).status).toBe(204);
+    const tombstoneCount = async (): Promise<number> => {
+      let n = 0;
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${cluster.url(i)}/files/${gone}/info`);
+        if (res.status === 404) n++;
+      }
+      return n;
+    };
+    expect(await tombstoneCount()).toBe(3);
+    await waitFor(
+      async () => {
+        const view = await clusterView(cluster.url(0));
+        return view.nodes.every((n) => (n as { files?: number }).files === 3);
+      },
+      10_000,
+      'deleted copies to be gone',
+    );
+    const tombstones = async (): Promise<number[]> =>
+      (await clusterView(cluster.url(0))).nodes.map((n) => (n as { tombstones?: number }).tombstones ?? -1);
+    // Every owner holds the tombstone, then, past the 1 s grace, none does and the file stays gone.
+    expect(await tombstones()).toEqual([1, 1, 1]);
+    await waitFor(
+      async () => (await tombstones()).every((n) => n === 0),
+      15_000,
+      'tombstones to be forgotten',
+    );
+    for (let i = 0; i < 3; i++) {
+      expect((await download(cluster.url(i), gone!)).status).toBe(404);
+      const list = await getJson<{ files: StoredFile[] }>(`${cluster.url(i)}/files?limit=100`);
+      expect(list?.files.map((f) => f.id)).not.toContain(gone);
+    }
+  });
+});

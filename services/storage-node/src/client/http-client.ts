@@ -67,10 +67,26 @@ const ANSWER_TIMEOUT_MS = 60_000;
 const ERROR_BODY_LIMIT = 64 * 1024;
 
 /**
+ * Stops reading a body that is no longer wanted. The connection is closed rather than drained
+ * (the body may be gigabytes); the abort it causes is expected, not an error to report.
+ */
+export function discard(body: Readable): void {
+  if (body.destroyed) return;
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+/**
  * Parses `--to`: an http(s) base URL, possibly with a path prefix (a node behind a proxy). A bare
  * `host:port` means http. Credentials in the URL are refused: they would end up in messages.
  */
-export function parseBaseUrl(raw: string): URL {
+export interface BaseUrl {
+  origin: string;
+  /** Path prefix without a trailing slash: empty for a node at the root. */
+  prefix: string;
+}
+
+export function parseBaseUrl(raw: string): BaseUrl {
   const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
   let url: URL;
   try {
@@ -81,8 +97,7 @@ export function parseBaseUrl(raw: string): URL {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw usageError('--to must be an http(s) URL');
   if (url.username || url.password) throw usageError('--to must not carry credentials; use --api-key');
   if (url.search || url.hash) throw usageError('--to must not carry a query or fragment');
-  url.pathname = url.pathname.replace(/\/+$/, '');
-  return url;
+  return { origin: url.origin, prefix: url.pathname.replace(/\/+$/, '') };
 }
 
 export class ShoalClient {
@@ -91,11 +106,11 @@ export class ShoalClient {
   readonly where: string;
 
   constructor(
-    private readonly base: URL,
+    private readonly base: BaseUrl,
     private readonly apiKey: string | undefined,
     private readonly signal: AbortSignal,
   ) {
-    this.where = base.origin + base.pathname;
+    this.where = base.origin + base.prefix;
   }
 
   /** Streams one file from disk as `POST /files`; `onChunk` sees each file byte as it is sent. */
@@ -125,7 +140,8 @@ export class ShoalClient {
     const query = new URLSearchParams({ limit: String(limit) });
     if (after !== null) query.set('after', after);
     const page = await this.getJson<FilePage>(`/files?${query.toString()}`);
-    if (!Array.isArray(page.files)) throw new CliError(`${this.where} sent a listing without files`, EXIT.error);
+    if (!Array.isArray(page.files))
+      throw new CliError(`${this.where} sent a listing without files`, EXIT.error);
     return page;
   }
 
@@ -174,7 +190,7 @@ export class ShoalClient {
     try {
       return await this.agent.request({
         origin: this.base.origin,
-        path: this.base.pathname + path,
+        path: this.base.prefix + path,
         method,
         headers,
         body: options.body,
@@ -198,7 +214,7 @@ export class ShoalClient {
     } catch {
       // The message is a courtesy; the status alone decides the exit code.
     } finally {
-      res.body.destroy();
+      discard(res.body);
     }
     let message: string | undefined;
     try {

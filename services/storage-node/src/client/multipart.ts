@@ -79,5 +79,8 @@ export function multipartFileBody(part: FilePart, onChunk: (chunk: Buffer) => vo
 }
 
 function changedWhileSending(part: FilePart): CliError {
-  return new CliError(`${part.path} changed size while it was being uploaded; nothing was stored`, EXIT.error);
+  return new CliError(
+    `${part.path} changed size while it was being uploaded; nothing was stored`,
+    EXIT.error,
+  );
 }

@@ -108,7 +108,11 @@ export function internalRoutes(ctx: NodeContext): Router {
 
   router.post('/blobs/:id/pull', async (req, res) => {
     const id = assertValidId(req.params.id);
-    const { meta, sources } = (req.body ?? {}) as { meta?: FileMeta; sources?: unknown };
+    const { meta, sources, heldFor } = (req.body ?? {}) as {
+      meta?: FileMeta;
+      sources?: unknown;
+      heldFor?: unknown;
+    };
     if (!validMeta(meta, id) || !Array.isArray(sources) || !sources.every((s) => typeof s === 'string')) {
       throw new ShoalError('bad_request', 'pull needs the file metadata and source URLs');
     }
@@ -117,6 +121,7 @@ export function internalRoutes(ctx: NodeContext): Router {
     const bytes = await ctx.repairer.pull(
       meta,
       (sources as string[]).filter((s) => known.has(s)),
+      typeof heldFor === 'string' ? heldFor : null,
     );
     res.json({ result: 'stored', bytes });
   });

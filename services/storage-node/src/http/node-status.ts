@@ -21,6 +21,7 @@ export async function nodeStatus(ctx: NodeContext): Promise<NodeStatus> {
     ready: ctx.lifecycle.ready,
     files: counts.files,
     bytes: counts.bytes,
+    tombstones: counts.tombstones,
     diskFreeBytes,
     diskTotalBytes,
     underReplicatedFiles: repair.underReplicatedFiles,

@@ -57,6 +57,11 @@ export function publicRoutes(ctx: NodeContext): Router {
         .status(201)
         .location(`/files/${prepared.meta.id}`)
         .json({ ...prepared.meta, replicas });
+      // Fewer than N copies acknowledged (a replica failed mid-stream): stand-ins take the rest now.
+      const alive = ctx.membership.placement().members.length;
+      if (replicas.length < Math.min(ctx.config.replicas, alive)) {
+        void ctx.repairer.handOff(prepared.meta, replicas).catch(() => undefined);
+      }
     },
   );
 

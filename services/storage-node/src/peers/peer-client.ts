@@ -155,8 +155,9 @@ export class PeerClient {
     baseUrl: string,
     meta: FileMeta,
     sources: string[],
+    heldFor: string | null = null,
   ): Promise<{ result: string; bytes: number }> {
-    return this.json(baseUrl, 'POST', `/blobs/${meta.id}/pull`, { body: { meta, sources } });
+    return this.json(baseUrl, 'POST', `/blobs/${meta.id}/pull`, { body: { meta, sources, heldFor } });
   }
 
   /** Asks the peer to drop its surplus copy (or a tombstone past its grace). */

@@ -167,7 +167,15 @@ export class Repairer {
       }),
     );
     const outOfSync: number[] = [];
+    // In-sync partitions whose tombstones are past their grace still need a look, to forget them.
+    const expired = this.metadata.partitionsWithTombstonesBefore(
+      new Date(Date.now() - this.options.tombstoneGraceMs).toISOString(),
+    );
     for (const p of led) {
+      if (expired.has(p)) {
+        outOfSync.push(p);
+        continue;
+      }
       const homes = new Set(table.orderFor(p).slice(0, this.options.replicas));
       const mine = this.metadata.digest(p);
       let inSync = true;
@@ -199,7 +207,9 @@ export class Repairer {
       }
     }
     await this.execute(plans);
-    return true;
+    // Busy only when something was done: a partition that cannot be fixed yet (a home member
+    // unreachable) is retried at the normal interval, not in a tight loop.
+    return plans.some((p) => p.tombstones.length + p.copies.length + p.forgets.length > 0);
   }
 
   /** Compares one partition row by row across the members involved and decides what to fix. */
@@ -364,15 +374,15 @@ export class Repairer {
    * Fetches a copy from one of `sources` and stores it here, verified against meta.sha256.
    * Concurrent requests for the same file share one transfer.
    */
-  async pull(meta: FileMeta, sources: string[]): Promise<number> {
+  async pull(meta: FileMeta, sources: string[], heldFor: string | null = null): Promise<number> {
     const existing = this.pulling.get(meta.id);
     if (existing) return existing;
-    const work = this.pullOnce(meta, sources).finally(() => this.pulling.delete(meta.id));
+    const work = this.pullOnce(meta, sources, heldFor).finally(() => this.pulling.delete(meta.id));
     this.pulling.set(meta.id, work);
     return work;
   }
 
-  private async pullOnce(meta: FileMeta, sources: string[]): Promise<number> {
+  private async pullOnce(meta: FileMeta, sources: string[], heldFor: string | null): Promise<number> {
     const own = this.metadata.get(meta.id);
     if (own?.state === 'live' && own.sha256 === meta.sha256) return 0;
     let lastError: unknown = new Error('no source to copy from');
@@ -389,7 +399,7 @@ export class Repairer {
           bytes += chunk.length;
           this.status.bytesReceived += chunk.length;
         });
-        await this.blobs.storeCopy(res.body.pipe(new Throttle(this.rate)), meta, null);
+        await this.blobs.storeCopy(res.body.pipe(new Throttle(this.rate)), meta, heldFor);
         return bytes;
       } catch (err) {
         lastError = err;
@@ -399,10 +409,49 @@ export class Repairer {
     throw lastError;
   }
 
-  private async copy(to: MemberRef, meta: FileMeta, from: MemberRef[]): Promise<number> {
+  private async copy(
+    to: MemberRef,
+    meta: FileMeta,
+    from: MemberRef[],
+    heldFor: string | null = null,
+  ): Promise<number> {
     const sources = from.filter((m) => m.id !== to.id).map((m) => m.url);
-    if (to.id === this.selfId) return this.pull(meta, sources);
-    return (await this.peers.pullCopy(to.url, meta, sources)).bytes;
+    if (to.id === this.selfId) return this.pull(meta, sources, heldFor);
+    return (await this.peers.pullCopy(to.url, meta, sources, heldFor)).bytes;
+  }
+
+  /**
+   * Hinted handoff at write time: an upload acknowledged with fewer than N copies (a home member
+   * failed mid-stream) gets its missing copies at once from the next members in placement order,
+   * each recording which home member it holds the copy for. Anti-entropy later moves the copy to
+   * the home member when it is back, and drops the stand-in's.
+   */
+  async handOff(meta: FileMeta, holders: string[]): Promise<void> {
+    const table = this.membership.placement();
+    const { order, home } = table.place(meta.id);
+    const members = new Map(this.liveMembers(table).map((m) => [m.id, m]));
+    const missingHomes = home.filter((id) => !holders.includes(id));
+    const standIns = order.filter((id) => !home.includes(id) && !holders.includes(id));
+    const from = holders.flatMap((id) => (members.has(id) ? [members.get(id)!] : []));
+    for (const missing of missingHomes) {
+      while (standIns.length > 0) {
+        const to = members.get(standIns.shift()!);
+        if (!to) continue;
+        try {
+          await this.copy(to, meta, from, missing);
+          this.log.info(
+            { fileId: meta.id, peer: to.id, heldFor: missing },
+            'stand-in took the copy of a home member',
+          );
+          break;
+        } catch (err) {
+          this.log.debug(
+            { fileId: meta.id, peer: to.id, err: errorText(err) },
+            'stand-in could not take the copy',
+          );
+        }
+      }
+    }
   }
 
   private async tombstone(member: MemberRef, id: string, deletedAt: string): Promise<void> {

@@ -100,14 +100,19 @@ export class MetadataStore {
         'SELECT id, partition, state, sha256 FROM files',
       ),
       live: this.db.prepare<[], Row>(`SELECT * FROM files WHERE state = 'live' ORDER BY id`),
+      expiredTombstonePartitions: this.db.prepare<[string], { partition: number }>(
+        `SELECT DISTINCT partition FROM files WHERE state = 'deleted' AND deleted_at < ?`,
+      ),
       tombstonesSince: this.db.prepare<[string, number], { id: string; deleted_at: string }>(
         `SELECT id, deleted_at FROM files WHERE state = 'deleted' AND deleted_at >= ? ORDER BY deleted_at LIMIT ?`,
       ),
       listAfter: this.db.prepare<[string, number], Row>(
         'SELECT * FROM files WHERE id > ? ORDER BY id LIMIT ?',
       ),
-      counts: this.db.prepare<[], { files: number; bytes: number | null }>(
-        `SELECT COUNT(*) AS files, SUM(size) AS bytes FROM files WHERE state = 'live'`,
+      counts: this.db.prepare<[], { files: number; bytes: number | null; tombstones: number }>(
+        `SELECT COUNT(*) FILTER (WHERE state = 'live') AS files,
+                SUM(size) FILTER (WHERE state = 'live') AS bytes,
+                COUNT(*) FILTER (WHERE state = 'deleted') AS tombstones FROM files`,
       ),
       getSetting: this.db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?'),
       setSetting: this.db.prepare(
@@ -136,6 +141,11 @@ export class MetadataStore {
   /** Every row of one partition, tombstones included. */
   partitionRecords(partition: number): FileRecord[] {
     return this.stmts.byPartition.all(partition).map(toRecord);
+  }
+
+  /** Partitions holding tombstones older than `before` (ISO time): candidates to forget them. */
+  partitionsWithTombstonesBefore(before: string): Set<number> {
+    return new Set(this.stmts.expiredTombstonePartitions.all(before).map((r) => r.partition));
   }
 
   /** Tombstones made at or after `since` (ISO time), oldest first: what a returning node missed. */
@@ -206,9 +216,9 @@ export class MetadataStore {
     return this.stmts.listAfter.all(after, limit).map(toRecord);
   }
 
-  counts(): { files: number; bytes: number } {
+  counts(): { files: number; bytes: number; tombstones: number } {
     const row = this.stmts.counts.get();
-    return { files: row?.files ?? 0, bytes: row?.bytes ?? 0 };
+    return { files: row?.files ?? 0, bytes: row?.bytes ?? 0, tombstones: row?.tombstones ?? 0 };
   }
 
   getSetting(key: string): string | undefined {
