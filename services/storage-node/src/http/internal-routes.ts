@@ -47,6 +47,10 @@ export function internalRoutes(ctx: NodeContext): Router {
     res.json({ ok: await ctx.membership.probeFor(url) });
   });
 
+  router.get('/ping', (_req, res) => {
+    res.json({ ready: ctx.lifecycle.ready });
+  });
+
   router.get('/status', async (_req, res) => {
     res.json(await nodeStatus(ctx));
   });

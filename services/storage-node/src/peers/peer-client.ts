@@ -91,6 +91,11 @@ export class PeerClient {
     return answer.ok === true;
   }
 
+  /** Cheapest liveness check: is the peer up and taking writes? */
+  async ping(baseUrl: string, timeoutMs: number): Promise<boolean> {
+    return (await this.json<{ ready: boolean }>(baseUrl, 'GET', '/ping', { timeoutMs })).ready === true;
+  }
+
   async status(baseUrl: string, timeoutMs: number): Promise<NodeStatus> {
     return this.json(baseUrl, 'GET', '/status', { timeoutMs });
   }

@@ -201,12 +201,7 @@ export class QuorumWriter {
     if (this.membership.heardFromWithin(nodeId, 3)) return true;
     const url = this.membership.urlOf(nodeId);
     if (!url) return false;
-    try {
-      const status = await this.peers.status(url, 1_000);
-      return status.ready;
-    } catch {
-      return false;
-    }
+    return this.peers.ping(url, 1_000).catch(() => false);
   }
 
   private targetFor(fileId: string, nodeId: string): ReplicaTarget {

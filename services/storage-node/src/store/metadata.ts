@@ -57,6 +57,8 @@ export class MetadataStore {
    * partition have the same digest, and it is kept up to date on every change without a scan.
    */
   private readonly digests = new Map<number, Buffer>();
+  /** Live files, their bytes and tombstones, kept in memory so status calls cost no scan. */
+  private readonly totals = { files: 0, bytes: 0, tombstones: 0 };
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -96,8 +98,8 @@ export class MetadataStore {
       ),
       remove: this.db.prepare('DELETE FROM files WHERE id = ?'),
       byPartition: this.db.prepare<[number], Row>('SELECT * FROM files WHERE partition = ? ORDER BY id'),
-      all: this.db.prepare<[], Pick<Row, 'id' | 'state' | 'sha256'> & { partition: number }>(
-        'SELECT id, partition, state, sha256 FROM files',
+      all: this.db.prepare<[], Pick<Row, 'id' | 'state' | 'sha256' | 'size' | 'partition'>>(
+        'SELECT id, partition, state, sha256, size FROM files',
       ),
       live: this.db.prepare<[], Row>(`SELECT * FROM files WHERE state = 'live' ORDER BY id`),
       expiredTombstonePartitions: this.db.prepare<[string], { partition: number }>(
@@ -109,18 +111,29 @@ export class MetadataStore {
       listAfter: this.db.prepare<[string, number], Row>(
         'SELECT * FROM files WHERE id > ? ORDER BY id LIMIT ?',
       ),
-      counts: this.db.prepare<[], { files: number; bytes: number | null; tombstones: number }>(
-        `SELECT COUNT(*) FILTER (WHERE state = 'live') AS files,
-                SUM(size) FILTER (WHERE state = 'live') AS bytes,
-                COUNT(*) FILTER (WHERE state = 'deleted') AS tombstones FROM files`,
-      ),
       getSetting: this.db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?'),
       setSetting: this.db.prepare(
         'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       ),
     };
     for (const row of this.stmts.all.iterate())
-      this.toggleDigest(row.partition, row.id, row.state, row.sha256);
+      this.account(+1, row.partition, row.id, row.state, row.sha256, row.size);
+  }
+
+  /** Keeps the partition digests and the totals in step with a row appearing (+1) or going (-1). */
+  private account(
+    sign: 1 | -1,
+    partition: number,
+    id: string,
+    state: 'live' | 'deleted',
+    sha256: string,
+    size: number,
+  ): void {
+    if (state === 'live') {
+      this.totals.files += sign;
+      this.totals.bytes += sign * size;
+    } else this.totals.tombstones += sign;
+    this.toggleDigest(partition, id, state, sha256);
   }
 
   private toggleDigest(partition: number, id: string, state: 'live' | 'deleted', sha256: string): void {
@@ -167,7 +180,7 @@ export class MetadataStore {
       const existing = this.stmts.get.get(id);
       if (!existing) return undefined;
       this.stmts.remove.run(id);
-      this.toggleDigest(existing.partition, existing.id, existing.state, existing.sha256);
+      this.account(-1, existing.partition, existing.id, existing.state, existing.sha256, existing.size);
       return toRecord(existing);
     })();
   }
@@ -183,7 +196,7 @@ export class MetadataStore {
       const existing = this.stmts.get.get(meta.id);
       if (existing) return existing.state === 'deleted' ? 'deleted' : 'already-stored';
       this.stmts.insertLive.run({ ...meta, partition, heldFor });
-      this.toggleDigest(partition, meta.id, 'live', meta.sha256);
+      this.account(+1, partition, meta.id, 'live', meta.sha256, meta.size);
       return 'stored';
     })();
   }
@@ -199,14 +212,14 @@ export class MetadataStore {
       if (!existing) {
         if (partition !== undefined) {
           this.stmts.insertTombstone.run({ id, partition, deletedAt });
-          this.toggleDigest(partition, id, 'deleted', '');
+          this.account(+1, partition, id, 'deleted', '', 0);
         }
         return { wasLive: false, known: false };
       }
       if (existing.state === 'deleted') return { wasLive: false, known: true };
       this.stmts.markDeleted.run({ id, deletedAt });
-      this.toggleDigest(existing.partition, id, 'live', existing.sha256);
-      this.toggleDigest(existing.partition, id, 'deleted', '');
+      this.account(-1, existing.partition, id, 'live', existing.sha256, existing.size);
+      this.account(+1, existing.partition, id, 'deleted', '', 0);
       return { wasLive: true, known: true };
     })();
   }
@@ -217,8 +230,7 @@ export class MetadataStore {
   }
 
   counts(): { files: number; bytes: number; tombstones: number } {
-    const row = this.stmts.counts.get();
-    return { files: row?.files ?? 0, bytes: row?.bytes ?? 0, tombstones: row?.tombstones ?? 0 };
+    return { ...this.totals };
   }
 
   getSetting(key: string): string | undefined {
