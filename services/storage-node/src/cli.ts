@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, DEFAULTS, envName, NODE_FLAGS, parseConfig, type RawFlags } from './config';
 import { runDevCluster } from './dev-cluster';
 import { runNode } from './main';
+import { registerClientCommands } from './client/commands';
 
 const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
   host: `address to listen on (default ${DEFAULTS.host})`,
@@ -71,6 +72,7 @@ export function buildProgram(): Command {
       await runDevCluster({ nodes, basePort, dataDir: opts.dataDir });
     });
 
+  registerClientCommands(program);
   return program;
 }
 

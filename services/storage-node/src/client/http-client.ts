@@ -63,6 +63,11 @@ export interface Download {
 
 /** Requests without a body of their own answer quickly; a node that says nothing for this long is gone. */
 const ANSWER_TIMEOUT_MS = 60_000;
+/**
+ * An upload is answered once W replicas have fsync'd and verified the last byte. undici starts
+ * counting this only once the body is sent, so it bounds the commit, not the transfer.
+ */
+const UPLOAD_ANSWER_TIMEOUT_MS = 300_000;
 /** Bytes of an error answer worth reading; the rest is dropped. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
@@ -76,16 +81,16 @@ export function discard(body: Readable): void {
   body.destroy();
 }
 
-/**
- * Parses `--to`: an http(s) base URL, possibly with a path prefix (a node behind a proxy). A bare
- * `host:port` means http. Credentials in the URL are refused: they would end up in messages.
- */
 export interface BaseUrl {
   origin: string;
   /** Path prefix without a trailing slash: empty for a node at the root. */
   prefix: string;
 }
 
+/**
+ * Parses `--to`: an http(s) base URL, possibly with a path prefix (a node behind a proxy). A bare
+ * `host:port` means http. Credentials in the URL are refused: they would end up in messages.
+ */
 export function parseBaseUrl(raw: string): BaseUrl {
   const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
   let url: URL;
@@ -119,9 +124,7 @@ export class ShoalClient {
     const res = await this.send('POST', '/files', {
       body: multipart.body,
       headers: { 'content-type': multipart.contentType, 'content-length': String(multipart.length) },
-      // The answer comes once W replicas have fsync'd and verified the last byte; no fixed limit
-      // fits every file size, and undici already fails a transfer that stalls.
-      headersTimeout: 0,
+      headersTimeout: UPLOAD_ANSWER_TIMEOUT_MS,
     });
     if (res.statusCode !== 201) throw await this.failure(res);
     return (await res.body.json()) as StoredFile;

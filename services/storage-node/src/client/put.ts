@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import { CliError, EXIT, usageError } from './errors';
 import type { ShoalClient, StoredFile } from './http-client';
@@ -60,6 +61,7 @@ async function describeFiles(paths: string[], type: string | undefined): Promise
     let info;
     try {
       info = await stat(path);
+      await access(path, constants.R_OK);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw usageError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${code ?? err})`);
