@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, closeSync, rmSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, rmSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -57,6 +57,8 @@ export interface ClusterOptions {
   maxFileSize?: number;
   /** Extra flags for every node. */
   args?: string[];
+  /** Called with a node's data dir before its first start (to mount a file system there, say). */
+  prepareDataDir?: (dir: string, index: number) => void;
   /** Run node i (0-based) on its own network host: address and command prefix. */
   host?: (i: number) => { address: string; wrap: string[] };
   env?: Record<string, string>;
@@ -224,6 +226,10 @@ export class TestCluster {
       ...(o.maxFileSize ? ['--max-file-size', String(o.maxFileSize)] : []),
       ...(o.args ?? []),
     ];
+    if (!existsSync(n.dataDir)) {
+      mkdirSync(n.dataDir, { recursive: true });
+      o.prepareDataDir?.(n.dataDir, this.nodes.indexOf(n));
+    }
     const fd = openSync(n.logFile, 'a');
     const [command, ...prefix] = [...n.wrap, process.execPath];
     const proc = spawn(command!, [...prefix, ...args], {

@@ -18,6 +18,7 @@ const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
   'cluster-secret': 'shared secret that authenticates node-to-node traffic',
   insecure: 'allow running without --cluster-secret (throwaway clusters only)',
   'api-keys': 'comma-separated API keys; when set, requests need Authorization: Bearer <key>',
+  'api-keys-file': 'file of API keys (one per line), re-read when it changes (a Kubernetes Secret mount)',
   'max-file-size': `largest accepted upload in bytes (default ${DEFAULTS.maxFileSize})`,
   'failure-timeout-ms': `how long a silent peer stays before it is declared dead (default ${DEFAULTS.failureTimeoutMs})`,
   'gossip-interval-ms': `how often membership is exchanged (default ${DEFAULTS.gossipIntervalMs})`,

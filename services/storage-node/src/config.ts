@@ -19,6 +19,8 @@ export interface Config {
   readonly clusterSecret: string | undefined;
   readonly insecure: boolean;
   readonly apiKeys: readonly string[];
+  /** A file of API keys (one per line or comma-separated), re-read when it changes. */
+  readonly apiKeysFile: string | undefined;
   readonly maxFileSize: number;
   readonly failureTimeoutMs: number;
   readonly gossipIntervalMs: number;
@@ -43,6 +45,7 @@ export const NODE_FLAGS = [
   'cluster-secret',
   'insecure',
   'api-keys',
+  'api-keys-file',
   'max-file-size',
   'failure-timeout-ms',
   'gossip-interval-ms',
@@ -153,6 +156,7 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
     clusterSecret,
     insecure,
     apiKeys: Object.freeze(list(raw('api-keys'))),
+    apiKeysFile: raw('api-keys-file'),
     maxFileSize: integer('max-file-size', raw('max-file-size'), DEFAULTS.maxFileSize, 1),
     failureTimeoutMs,
     gossipIntervalMs,

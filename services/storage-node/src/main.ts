@@ -1,10 +1,11 @@
 import { createServer, type Server } from 'node:http';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createLogger, type Logger } from '../../../shared/logging';
 import { resolveNodeId, type Config } from './config';
 import { Catalog } from './files/catalog';
 import { FileReader } from './files/download';
+import { ApiKeys, LinkSigner } from './http/access';
 import { buildApp } from './http/app';
 import type { NodeContext } from './http/context';
 import { NodeMetrics } from './http/metrics';
@@ -34,7 +35,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const selfId = resolveNodeId(config.nodeId, await readStoredId(dataDir));
   await writeFile(join(dataDir, 'node-id'), selfId + '\n');
   const log = createLogger({ nodeId: selfId, level: config.logLevel });
-  const lifecycle = { ready: false };
+  const lifecycle = { ready: false, stopping: false };
 
   const metadata = new MetadataStore(join(dataDir, 'metadata.sqlite'));
   const blobs = new BlobStore(dataDir, metadata);
@@ -105,8 +106,11 @@ export async function startNode(config: Config): Promise<RunningNode> {
     catalog: new Catalog(selfId, config.writeQuorum, membership, metadata, blobs, peers, log),
     repairer,
     scrubber,
+    apiKeys: new ApiKeys(config.apiKeys, config.apiKeysFile, log),
+    links: new LinkSigner(config.clusterSecret),
     lifecycle,
   };
+  await ctx.apiKeys.start();
 
   const server = createServer(buildApp(ctx));
   // Uploads of many GiB take longer than any fixed whole-request limit; stalls are caught by the
@@ -133,7 +137,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
       .expirePending(PENDING_UPLOAD_TTL_MS)
       .catch((err: unknown) => log.warn({ err }, 'expiring temp uploads failed'));
     recordAlive(metadata);
-  }, 5_000);
+    void checkDataDir(dataDir, lifecycle, log);
+  }, 2_000);
   housekeeping.unref();
   lifecycle.ready = true;
   log.info(
@@ -145,10 +150,12 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       lifecycle.ready = false;
+      lifecycle.stopping = true;
       log.info('shutting down: finishing in-flight requests');
       membership.stop();
       repairer.stop();
       scrubber.stop();
+      ctx.apiKeys.stop();
       clearInterval(housekeeping);
       const closed = new Promise<void>((res) => server.close(() => res()));
       server.closeIdleConnections();
@@ -181,6 +188,32 @@ export async function runNode(config: Config): Promise<void> {
   process.on('unhandledRejection', (err) => node.ctx.log.error({ err }, 'unhandled rejection'));
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+}
+
+/**
+ * Proves every few seconds that the data dir still takes writes (write, fsync, delete a probe
+ * file). If it does not (read-only remount, vanished volume), the node reports not ready, so
+ * load balancers and peers route around it, and logs why; it turns ready again once it can.
+ */
+async function checkDataDir(dataDir: string, lifecycle: { ready: boolean; stopping: boolean }, log: Logger): Promise<void> {
+  const probe = join(dataDir, 'tmp', '.write-probe');
+  try {
+    const handle = await open(probe, 'w');
+    try {
+      await handle.writeFile('ok');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await unlink(probe);
+    if (!lifecycle.ready && !lifecycle.stopping) {
+      lifecycle.ready = true;
+      log.info('data dir writable again; ready');
+    }
+  } catch (err) {
+    if (lifecycle.ready) log.error({ err: (err as Error).message, dataDir }, 'data dir does not take writes; not ready');
+    lifecycle.ready = false;
+  }
 }
 
 async function readStoredId(dataDir: string): Promise<string | undefined> {

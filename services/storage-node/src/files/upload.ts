@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import type { StorageEngine } from 'multer';
 import type { Readable } from 'node:stream';
+import { ShoalError, errorBody } from '../../../../shared/errors';
 import { newFileId } from '../../../../shared/ids';
 import type { FileMeta } from '../../../../shared/protocol';
 import type { PreparedWrite, QuorumWriter } from '../replication/quorum-write';
@@ -12,6 +13,22 @@ export interface PreparedFile {
 }
 
 export const MAX_NAME_LENGTH = 1024;
+
+/** How long a refused upload's body is still read (so the client can read the answer) before the connection is cut. */
+const DRAIN_GRACE_MS = 2_000;
+
+/**
+ * Answers a refused upload while its body is still arriving, instead of after reading all of it
+ * (multer would drain the whole body first: gigabytes, for a file over the size limit). The
+ * connection closes shortly after, whatever the client still sends.
+ */
+function answerNow(req: Request, err: ShoalError): void {
+  const res = req.res;
+  if (!res || res.headersSent) return;
+  res.setHeader('Connection', 'close');
+  res.status(err.httpStatus).json(errorBody(err.code, err.message));
+  res.once('finish', () => setTimeout(() => req.destroy(), DRAIN_GRACE_MS).unref());
+}
 
 /**
  * A multer storage engine that never stores anything itself: it streams the file part straight
@@ -33,11 +50,16 @@ export class ReplicatingStorage implements StorageEngine {
     const fileId = newFileId();
     const reqId = this.requestId(req);
     const stream = (file as unknown as { stream: Readable }).stream;
+    if (Buffer.byteLength(file.originalname ?? '') > MAX_NAME_LENGTH) {
+      stream.resume();
+      callback(new ShoalError('bad_request', `file names are limited to ${MAX_NAME_LENGTH} bytes`));
+      return;
+    }
     this.writer.prepare(fileId, stream, reqId).then(
       (write) => {
         const meta: FileMeta = {
           id: fileId,
-          name: (file.originalname || 'file').slice(0, MAX_NAME_LENGTH),
+          name: file.originalname || 'file',
           size: write.size,
           sha256: write.sha256,
           contentType: file.mimetype || 'application/octet-stream',
@@ -46,6 +68,7 @@ export class ReplicatingStorage implements StorageEngine {
         callback(null, { size: write.size, prepared: { meta, write } });
       },
       (err: unknown) => {
+        if (err instanceof ShoalError && err.httpStatus === 413) answerNow(req, err);
         // Multer waits for the part to be consumed; make sure a failed write does not stall it.
         stream.resume();
         callback(err);

@@ -1,6 +1,5 @@
 import express, { type Express, type RequestHandler } from 'express';
 import { ShoalError } from '../../../../shared/errors';
-import { constantTimeEqual } from '../../../../shared/hashing';
 import { INTERNAL_PREFIX } from '../../../../shared/protocol';
 import type { NodeContext } from './context';
 import { errorHandler, sendError } from './error-handler';
@@ -36,7 +35,7 @@ export function buildApp(ctx: NodeContext): Express {
   app.use(requireApiKey(ctx));
   app.use((req, res, next) => {
     if (ctx.lifecycle.ready) return next();
-    res.setHeader('Connection', 'close');
+    // No "Connection: close": the client may still be sending a body, and must get to read the answer.
     res.setHeader('Retry-After', '1');
     sendError(res, new ShoalError('not_ready', 'this node is starting or shutting down'));
   });
@@ -47,18 +46,27 @@ export function buildApp(ctx: NodeContext): Express {
   return app;
 }
 
+const FILE_PATH = /^\/files\/([A-Za-z0-9_-]{1,64})$/;
+
 function requireApiKey(ctx: NodeContext): RequestHandler {
-  const keys = ctx.config.apiKeys;
   return (req, _res, next) => {
-    if (keys.length === 0 || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/'))
-      return next();
+    // A signed link stands in for a key, for a GET or HEAD of that one file; a link that does
+    // not verify is refused outright, keys or not, so tampering is never silently ignored.
+    const { sig, expires } = req.query as { sig?: unknown; expires?: unknown };
+    if (sig !== undefined || expires !== undefined) {
+      const file = FILE_PATH.exec(req.path);
+      const verdict =
+        file && (req.method === 'GET' || req.method === 'HEAD') && typeof sig === 'string' && typeof expires === 'string'
+          ? ctx.links.verify(file[1]!, expires, sig)
+          : 'bad';
+      if (verdict === 'ok') return next();
+      return next(new ShoalError('forbidden', verdict === 'expired' ? 'this link has expired' : 'this link is not valid'));
+    }
+    if (!ctx.apiKeys.enabled || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/')) return next();
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
-    const given = match?.[1];
-    // Compare against every key so the time taken does not reveal which one was close.
-    let ok = false;
-    for (const key of keys) ok = (given !== undefined && constantTimeEqual(given, key)) || ok;
-    if (!ok)
+    if (!ctx.apiKeys.accepts(match?.[1])) {
       return next(new ShoalError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>'));
+    }
     next();
   };
 }

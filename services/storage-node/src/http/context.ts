@@ -9,6 +9,7 @@ import type { Repairer } from '../replication/repairer';
 import type { Scrubber } from '../replication/scrubber';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
+import type { ApiKeys, LinkSigner } from './access';
 import type { NodeMetrics } from './metrics';
 
 /** Everything the HTTP layer may call, built once by main.ts. */
@@ -27,5 +28,7 @@ export interface NodeContext {
   catalog: Catalog;
   repairer: Repairer;
   scrubber: Scrubber;
-  lifecycle: { ready: boolean };
+  apiKeys: ApiKeys;
+  links: LinkSigner;
+  lifecycle: { ready: boolean; stopping: boolean };
 }

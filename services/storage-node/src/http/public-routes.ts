@@ -1,4 +1,4 @@
-import { Router, type Request } from 'express';
+import express, { Router, type Request } from 'express';
 import multer from 'multer';
 import { ShoalError } from '../../../../shared/errors';
 import { assertValidId, isValidId } from '../../../../shared/ids';
@@ -11,6 +11,7 @@ import { nodeStatus } from './node-status';
 import type { NodeStatus } from '../../../../shared/protocol';
 
 const DEFAULT_PAGE = 100;
+const MAX_LINK_SECONDS = 7 * 24 * 3600;
 
 export function publicRoutes(ctx: NodeContext): Router {
   const router = Router();
@@ -73,6 +74,19 @@ export function publicRoutes(ctx: NodeContext): Router {
       throw new ShoalError('bad_request', `"limit" must be a whole number from 1 to ${MAX_PAGE}`);
     }
     res.json(await ctx.catalog.list(after, limit, req.reqId));
+  });
+
+  /** A download link that works without an API key until it expires. */
+  router.post('/files/:id/links', express.json({ limit: '16kb' }), async (req, res) => {
+    const id = assertValidId(req.params.id);
+    const requested = (req.body as { expiresInSeconds?: unknown } | undefined)?.expiresInSeconds ?? 3600;
+    if (typeof requested !== 'number' || !Number.isInteger(requested) || requested < 1 || requested > MAX_LINK_SECONDS) {
+      throw new ShoalError('bad_request', `expiresInSeconds must be a whole number from 1 to ${MAX_LINK_SECONDS}`);
+    }
+    await ctx.reader.open(id, { method: 'HEAD', reqId: req.reqId }); // 404 for a file that does not exist
+    const expires = Math.floor(Date.now() / 1000) + requested;
+    const path = `/files/${id}?expires=${expires}&sig=${ctx.links.sign(id, expires)}`;
+    res.status(201).json({ url: ctx.selfUrl + path, path, expiresAt: new Date(expires * 1000).toISOString() });
   });
 
   router.get('/files/:id/info', async (req, res) => {

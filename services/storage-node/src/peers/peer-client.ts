@@ -208,7 +208,9 @@ export class PeerClient {
     const headers: Record<string, string> = this.headers(opts.method, path, opts.reqId);
     if (opts.range) headers.range = opts.range;
     if (opts.ifNoneMatch) headers['if-none-match'] = opts.ifNoneMatch;
-    const res = await this.send(baseUrl, path, { method: opts.method, headers });
+    // A peer that accepts the connection and then hangs must not hold a read up for long:
+    // the caller moves on to the next copy.
+    const res = await this.send(baseUrl, path, { method: opts.method, headers, headersTimeoutMs: 5_000 });
     if (res.statusCode === 404) {
       await res.body.dump();
       return undefined;
@@ -249,6 +251,7 @@ export class PeerClient {
       headers: Record<string, string>;
       body?: string | Readable;
       timeoutMs?: number;
+      headersTimeoutMs?: number;
     },
   ): Promise<Dispatcher.ResponseData> {
     try {
@@ -258,6 +261,7 @@ export class PeerClient {
         headers: opts.headers,
         body: opts.body,
         signal: opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined,
+        ...(opts.headersTimeoutMs ? { headersTimeout: opts.headersTimeoutMs } : {}),
       });
     } catch (err) {
       throw toPeerError(baseUrl, err);

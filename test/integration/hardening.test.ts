@@ -1,0 +1,184 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { TestCluster, getJson, waitFor } from '../helpers/cluster';
+import { download, sha256, upload } from '../helpers/client';
+
+const MiB = 1024 * 1024;
+
+/**
+ * Streams a body of `total` bytes to POST /files as one multipart part, honouring backpressure,
+ * and stops as soon as the response arrives. Returns the status and how much had been sent then.
+ */
+function streamUpload(url: string, total: number): Promise<{ status: number; sentBeforeAnswer: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const boundary = 'x' + randomBytes(6).toString('hex');
+    const req = httpRequest(`${url}/files`, {
+      method: 'POST',
+      headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
+    });
+    let sent = 0;
+    let answered = false;
+    req.on('response', (res) => {
+      answered = true;
+      const sentBeforeAnswer = sent;
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, sentBeforeAnswer, body }));
+      res.on('error', reject);
+    });
+    req.on('error', (err) => {
+      if (!answered) reject(err);
+    });
+    req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n`);
+    const chunk = randomBytes(256 * 1024);
+    const pump = (): void => {
+      while (!answered && sent < total) {
+        sent += chunk.length;
+        if (!req.write(chunk)) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+      if (!answered) req.end(`\r\n--${boundary}--\r\n`);
+    };
+    pump();
+  });
+}
+
+describe('limits', () => {
+  let cluster: TestCluster;
+
+  beforeAll(async () => {
+    cluster = await TestCluster.start({ nodes: 3, maxFileSize: MiB });
+  });
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('answers 413 while the upload is still streaming, stores nothing, and keeps serving', async () => {
+    const before = await getJson<{ files: unknown[] }>(`${cluster.url(0)}/files`);
+    const res = await streamUpload(cluster.url(0), 256 * MiB);
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.body).error.code).toBe('payload_too_large');
+    // The answer came long before the client had sent the 256 MiB.
+    expect(res.sentBeforeAnswer).toBeLessThan(32 * MiB);
+    const after = await getJson<{ files: unknown[] }>(`${cluster.url(0)}/files`);
+    expect(after?.files.length).toBe(before?.files.length);
+    const ok = await upload(cluster.url(0), randomBytes(1000), 'small.bin');
+    expect(ok.status).toBe(201);
+  });
+
+  it('refuses file names over 1024 bytes', async () => {
+    const res = await upload(cluster.url(1), randomBytes(10), 'n'.repeat(1025));
+    expect(res.status).toBe(400);
+    expect(res.body.error?.code).toBe('bad_request');
+  });
+});
+
+describe('signed download links and key rotation', () => {
+  let cluster: TestCluster;
+  let keyFile: string;
+  let keyDir: string;
+
+  beforeAll(async () => {
+    keyDir = mkdtempSync(join(tmpdir(), 'shoal-keys-'));
+    keyFile = join(keyDir, 'keys.txt');
+    writeFileSync(keyFile, 'rotating-key-1\n');
+    cluster = await TestCluster.start({ nodes: 3, apiKeys: ['fixed-key'], args: ['--api-keys-file', keyFile] });
+  });
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+    rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  const auth = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
+
+  it('gives a link that downloads without a key until it expires; any change to it gives 403', async () => {
+    const data = randomBytes(5000);
+    const stored = await upload(cluster.url(0), data, 'shared.bin', auth('fixed-key'));
+    expect(stored.status).toBe(201);
+    const id = stored.body.id;
+
+    expect((await fetch(`${cluster.url(1)}/files/${id}/links`, { method: 'POST' })).status).toBe(401);
+    const made = await fetch(`${cluster.url(1)}/files/${id}/links`, {
+      method: 'POST',
+      headers: { ...auth('fixed-key'), 'content-type': 'application/json' },
+      body: JSON.stringify({ expiresInSeconds: 2 }),
+    });
+    expect(made.status).toBe(201);
+    const link = (await made.json()) as { path: string; expiresAt: string };
+
+    // Works from any node, without a key.
+    const viaOther = await download(cluster.url(2), link.path.replace('/files/', ''));
+    expect(viaOther.status).toBe(200);
+    expect(sha256(viaOther.data)).toBe(sha256(data));
+
+    const url = new URL(`${cluster.url(0)}${link.path}`);
+    const tampered = [
+      `${url.pathname}?expires=${Number(url.searchParams.get('expires')) + 1000}&sig=${url.searchParams.get('sig')}`,
+      `${url.pathname}?expires=${url.searchParams.get('expires')}&sig=${'0'.repeat(64)}`,
+      `/files/${id.slice(0, -1)}x?expires=${url.searchParams.get('expires')}&sig=${url.searchParams.get('sig')}`,
+      `${url.pathname}?expires=${url.searchParams.get('expires')}`,
+    ];
+    for (const path of tampered) {
+      const res = await fetch(`${cluster.url(0)}${path}`);
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('forbidden');
+    }
+    // A link is for reading that file only.
+    expect((await fetch(`${cluster.url(0)}${link.path}`, { method: 'DELETE' })).status).toBe(403);
+
+    await new Promise((r) => setTimeout(r, 3_100));
+    expect((await fetch(`${cluster.url(0)}${link.path}`)).status).toBe(403);
+  });
+
+  it('refuses links for files that do not exist', async () => {
+    const res = await fetch(`${cluster.url(0)}/files/nosuchfile/links`, { method: 'POST', headers: auth('fixed-key') });
+    expect(res.status).toBe(404);
+  });
+
+  it('picks up a rotated key file without a restart', async () => {
+    expect((await fetch(`${cluster.url(0)}/cluster`, { headers: auth('rotating-key-1') })).status).toBe(200);
+    writeFileSync(keyFile, 'rotating-key-2\n');
+    await waitFor(
+      async () => (await fetch(`${cluster.url(0)}/cluster`, { headers: auth('rotating-key-2') })).status === 200,
+      10_000,
+      'the new key to be accepted',
+    );
+    expect((await fetch(`${cluster.url(0)}/cluster`, { headers: auth('rotating-key-1') })).status).toBe(401);
+    expect((await fetch(`${cluster.url(0)}/cluster`, { headers: auth('fixed-key') })).status).toBe(200);
+  });
+});
+
+describe('a data dir that vanishes', () => {
+  let cluster: TestCluster;
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('makes the node not ready with a clear error, then ready again when it is back', async () => {
+    cluster = await TestCluster.start({ nodes: 3 });
+    const dir = cluster.node(2).dataDir;
+    renameSync(dir, `${dir}.gone`);
+    try {
+      await waitFor(async () => (await fetch(`${cluster.url(2)}/readyz`)).status === 503, 10_000, 'readyz to turn 503');
+      const refused = await upload(cluster.url(2), randomBytes(100), 'x.bin');
+      expect(refused.status).toBe(503);
+      expect(refused.body.error?.code).toBe('not_ready');
+      // The others route around it.
+      const ok = await upload(cluster.url(0), randomBytes(100), 'y.bin');
+      expect(ok.status).toBe(201);
+      expect(cluster.log(2)).toMatch(/data dir does not take writes/);
+    } finally {
+      renameSync(`${dir}.gone`, dir);
+    }
+    await waitFor(async () => (await fetch(`${cluster.url(2)}/readyz`)).status === 200, 10_000, 'readyz to turn 200');
+    expect((await upload(cluster.url(2), randomBytes(100), 'z.bin')).status).toBe(201);
+  });
+});
