@@ -153,7 +153,12 @@ export interface FanOutResult {
  * `minHealthy` remain; below that the whole copy fails, the source is destroyed and the remaining
  * sinks are destroyed too. The promise resolves once every surviving sink has finished.
  */
-export function fanOut(source: Readable, sinks: Writable[], minHealthy: number): Promise<FanOutResult> {
+export function fanOut(
+  source: Readable,
+  sinks: Writable[],
+  minHealthy: number,
+  stallMs = 0,
+): Promise<FanOutResult> {
   return new Promise((resolve, reject) => {
     const healthy = new Set<number>(sinks.map((_s, i) => i));
     const failed: FanOutResult['failed'] = [];
@@ -161,10 +166,34 @@ export function fanOut(source: Readable, sinks: Writable[], minHealthy: number):
     const waitingForDrain = new Set<number>();
     let sourceEnded = false;
     let settled = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+
+    /**
+     * A sink that takes nothing for `stallMs` (a peer that accepted the connection and hangs)
+     * while at least `minHealthy` others keep up is dropped, so one stuck replica cannot hold
+     * the whole copy hostage. Stalled sinks are the ones not drained (while streaming) or not
+     * finished (after the source ended).
+     */
+    const watchForStall = (): void => {
+      if (stallMs <= 0 || stallTimer || settled) return;
+      stallTimer = setTimeout(() => {
+        stallTimer = undefined;
+        if (settled) return;
+        const stuck = [...healthy].filter((i) => (sourceEnded ? !finished.has(i) : waitingForDrain.has(i)));
+        if (stuck.length > 0 && healthy.size - stuck.length >= minHealthy) {
+          for (const i of stuck) sinks[i]?.destroy(new Error(`replica took no data for ${stallMs} ms`));
+        }
+      }, stallMs);
+    };
+    const clearStall = (): void => {
+      if (stallTimer) clearTimeout(stallTimer);
+      stallTimer = undefined;
+    };
 
     const settle = (error?: Error): void => {
       if (settled) return;
       settled = true;
+      clearStall();
       source.off('data', onData);
       source.off('end', onEnd);
       source.off('error', onSourceError);
@@ -178,7 +207,9 @@ export function fanOut(source: Readable, sinks: Writable[], minHealthy: number):
     };
 
     const maybeDone = (): void => {
-      if (sourceEnded && [...healthy].every((i) => finished.has(i))) settle();
+      if (!sourceEnded) return;
+      if ([...healthy].every((i) => finished.has(i))) settle();
+      else watchForStall();
     };
 
     const dropSink = (index: number, error: Error): void => {
@@ -201,7 +232,10 @@ export function fanOut(source: Readable, sinks: Writable[], minHealthy: number):
           waitingForDrain.add(i);
         }
       }
-      if (waitingForDrain.size > 0) source.pause();
+      if (waitingForDrain.size > 0) {
+        source.pause();
+        watchForStall();
+      }
     }
 
     function onEnd(): void {
@@ -217,7 +251,10 @@ export function fanOut(source: Readable, sinks: Writable[], minHealthy: number):
     sinks.forEach((sink, i) => {
       sink.on('drain', () => {
         waitingForDrain.delete(i);
-        if (waitingForDrain.size === 0 && !settled && !sourceEnded) source.resume();
+        if (waitingForDrain.size === 0 && !settled && !sourceEnded) {
+          clearStall();
+          source.resume();
+        }
       });
       sink.on('error', (error: Error) => dropSink(i, error));
       sink.on('finish', () => {

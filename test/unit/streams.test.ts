@@ -114,3 +114,30 @@ describe('fanOut', () => {
     await expect(done).rejects.toThrow('client went away');
   });
 });
+
+describe('fanOut with a stalled sink', () => {
+  it('drops a sink that takes nothing for the stall time while the quorum keeps up', async () => {
+    const parts = chunks(64, 16 * 1024);
+    const stuck = new Writable({ highWaterMark: 1024, write: () => undefined }); // never calls back
+    const first = collector();
+    const sinks = [first, stuck, collector()];
+    const started = Date.now();
+    const result = await fanOut(Readable.from(parts), sinks, 2, 200);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(result.completed).toEqual([0, 2]);
+    expect(result.failed.map((f) => f.index)).toEqual([1]);
+    expect(Buffer.concat(first.data).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('keeps waiting when dropping the stalled sink would break the quorum', async () => {
+    const stuck = new Writable({ highWaterMark: 1024, write: () => undefined });
+    const done = fanOut(Readable.from(chunks(8, 16 * 1024)), [collector(), stuck], 2, 100);
+    const outcome = await Promise.race([
+      done.then(() => 'settled'),
+      new Promise((r) => setTimeout(() => r('waiting'), 400)),
+    ]);
+    expect(outcome).toBe('waiting');
+    stuck.destroy(new Error('gave up'));
+    await expect(done).rejects.toThrow('gave up');
+  });
+});

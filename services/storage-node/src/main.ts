@@ -195,7 +195,11 @@ export async function runNode(config: Config): Promise<void> {
  * file). If it does not (read-only remount, vanished volume), the node reports not ready, so
  * load balancers and peers route around it, and logs why; it turns ready again once it can.
  */
-async function checkDataDir(dataDir: string, lifecycle: { ready: boolean; stopping: boolean }, log: Logger): Promise<void> {
+async function checkDataDir(
+  dataDir: string,
+  lifecycle: { ready: boolean; stopping: boolean },
+  log: Logger,
+): Promise<void> {
   const probe = join(dataDir, 'tmp', '.write-probe');
   try {
     const handle = await open(probe, 'w');
@@ -211,7 +215,8 @@ async function checkDataDir(dataDir: string, lifecycle: { ready: boolean; stoppi
       log.info('data dir writable again; ready');
     }
   } catch (err) {
-    if (lifecycle.ready) log.error({ err: (err as Error).message, dataDir }, 'data dir does not take writes; not ready');
+    if (lifecycle.ready)
+      log.error({ err: (err as Error).message, dataDir }, 'data dir does not take writes; not ready');
     lifecycle.ready = false;
   }
 }

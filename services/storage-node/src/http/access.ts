@@ -37,7 +37,8 @@ export class ApiKeys {
   /** Checks a presented key against every accepted key, in time that does not depend on which is close. */
   accepts(given: string | undefined): boolean {
     let ok = false;
-    for (const key of [...this.fixed, ...this.fromFile]) ok = (given !== undefined && constantTimeEqual(given, key)) || ok;
+    for (const key of [...this.fixed, ...this.fromFile])
+      ok = (given !== undefined && constantTimeEqual(given, key)) || ok;
     return ok;
   }
 
@@ -56,7 +57,10 @@ export class ApiKeys {
       this.log.info({ keys: keys.length }, 'API keys loaded from file');
     } catch (err) {
       // Keep the keys we had: a Secret being swapped can vanish for a moment. Never log the keys.
-      this.log.warn({ err: (err as Error).message }, 'could not read the API keys file; keeping the previous keys');
+      this.log.warn(
+        { err: (err as Error).message },
+        'could not read the API keys file; keeping the previous keys',
+      );
     }
   }
 }

@@ -56,13 +56,22 @@ function requireApiKey(ctx: NodeContext): RequestHandler {
     if (sig !== undefined || expires !== undefined) {
       const file = FILE_PATH.exec(req.path);
       const verdict =
-        file && (req.method === 'GET' || req.method === 'HEAD') && typeof sig === 'string' && typeof expires === 'string'
+        file &&
+        (req.method === 'GET' || req.method === 'HEAD') &&
+        typeof sig === 'string' &&
+        typeof expires === 'string'
           ? ctx.links.verify(file[1]!, expires, sig)
           : 'bad';
       if (verdict === 'ok') return next();
-      return next(new ShoalError('forbidden', verdict === 'expired' ? 'this link has expired' : 'this link is not valid'));
+      return next(
+        new ShoalError(
+          'forbidden',
+          verdict === 'expired' ? 'this link has expired' : 'this link is not valid',
+        ),
+      );
     }
-    if (!ctx.apiKeys.enabled || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/')) return next();
+    if (!ctx.apiKeys.enabled || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/'))
+      return next();
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
     if (!ctx.apiKeys.accepts(match?.[1])) {
       return next(new ShoalError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>'));

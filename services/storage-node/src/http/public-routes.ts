@@ -80,13 +80,23 @@ export function publicRoutes(ctx: NodeContext): Router {
   router.post('/files/:id/links', express.json({ limit: '16kb' }), async (req, res) => {
     const id = assertValidId(req.params.id);
     const requested = (req.body as { expiresInSeconds?: unknown } | undefined)?.expiresInSeconds ?? 3600;
-    if (typeof requested !== 'number' || !Number.isInteger(requested) || requested < 1 || requested > MAX_LINK_SECONDS) {
-      throw new ShoalError('bad_request', `expiresInSeconds must be a whole number from 1 to ${MAX_LINK_SECONDS}`);
+    if (
+      typeof requested !== 'number' ||
+      !Number.isInteger(requested) ||
+      requested < 1 ||
+      requested > MAX_LINK_SECONDS
+    ) {
+      throw new ShoalError(
+        'bad_request',
+        `expiresInSeconds must be a whole number from 1 to ${MAX_LINK_SECONDS}`,
+      );
     }
     await ctx.reader.open(id, { method: 'HEAD', reqId: req.reqId }); // 404 for a file that does not exist
     const expires = Math.floor(Date.now() / 1000) + requested;
     const path = `/files/${id}?expires=${expires}&sig=${ctx.links.sign(id, expires)}`;
-    res.status(201).json({ url: ctx.selfUrl + path, path, expiresAt: new Date(expires * 1000).toISOString() });
+    res
+      .status(201)
+      .json({ url: ctx.selfUrl + path, path, expiresAt: new Date(expires * 1000).toISOString() });
   });
 
   router.get('/files/:id/info', async (req, res) => {

@@ -106,12 +106,13 @@ export class PeerClient {
     fileId: string,
     body: Readable,
     reqId?: string,
+    signal?: AbortSignal,
   ): Promise<PreparedUpload> {
-    return this.json(baseUrl, 'PUT', `/blobs/${fileId}`, { stream: body, reqId });
+    return this.json(baseUrl, 'PUT', `/blobs/${fileId}`, { stream: body, reqId, signal });
   }
 
   async commitUpload(baseUrl: string, fileId: string, commit: CommitRequest, reqId?: string): Promise<void> {
-    await this.json(baseUrl, 'POST', `/blobs/${fileId}/commit`, { body: commit, reqId });
+    await this.json(baseUrl, 'POST', `/blobs/${fileId}/commit`, { body: commit, reqId, timeoutMs: 10_000 });
   }
 
   async abortUpload(baseUrl: string, token: string, reqId?: string): Promise<void> {
@@ -252,6 +253,7 @@ export class PeerClient {
       body?: string | Readable;
       timeoutMs?: number;
       headersTimeoutMs?: number;
+      signal?: AbortSignal;
     },
   ): Promise<Dispatcher.ResponseData> {
     try {
@@ -260,7 +262,7 @@ export class PeerClient {
         method: opts.method,
         headers: opts.headers,
         body: opts.body,
-        signal: opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined,
+        signal: combineSignals(opts.signal, opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined),
         ...(opts.headersTimeoutMs ? { headersTimeout: opts.headersTimeoutMs } : {}),
       });
     } catch (err) {
@@ -272,7 +274,7 @@ export class PeerClient {
     baseUrl: string,
     method: Dispatcher.HttpMethod,
     route: string,
-    opts: { body?: unknown; stream?: Readable; timeoutMs?: number; reqId?: string },
+    opts: { body?: unknown; stream?: Readable; timeoutMs?: number; reqId?: string; signal?: AbortSignal },
   ): Promise<T> {
     const path = INTERNAL_PREFIX + route;
     const headers = this.headers(method, path, opts.reqId);
@@ -283,7 +285,13 @@ export class PeerClient {
     } else if (opts.stream) {
       headers['content-type'] = 'application/octet-stream';
     }
-    const res = await this.send(baseUrl, path, { method, headers, body, timeoutMs: opts.timeoutMs });
+    const res = await this.send(baseUrl, path, {
+      method,
+      headers,
+      body,
+      timeoutMs: opts.timeoutMs,
+      signal: opts.signal,
+    });
     let text: string;
     try {
       text = await res.body.text();
@@ -310,6 +318,12 @@ export class PeerClient {
     }
     return (text.length > 0 ? JSON.parse(text) : undefined) as T;
   }
+}
+
+function combineSignals(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined {
+  const present = signals.filter((s): s is AbortSignal => s !== undefined);
+  if (present.length <= 1) return present[0];
+  return AbortSignal.any(present);
 }
 
 function toPeerError(peer: string, err: unknown): PeerError {

@@ -9,6 +9,9 @@ import type { PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
 import { LocalTarget, RemoteTarget, type ReplicaTarget } from './replica-target';
 
+/** A replica that takes no bytes for this long while W others keep up is dropped from the upload. */
+export const REPLICA_STALL_MS = 5_000;
+
 export interface QuorumWriterOptions {
   replicas: number;
   writeQuorum: number;
@@ -79,23 +82,39 @@ export class QuorumWriter {
     const sinks = chosen.map(() => new PassThrough());
     // Settle-tracking is attached at once: a replica can fail before the stream ends, and its
     // rejection must never be left unobserved meanwhile.
+    const aborts = chosen.map(() => new AbortController());
+    let fulfilled = 0;
+    let onQuorum: () => void = () => undefined;
+    const quorumReceived = new Promise<void>((resolve) => (onQuorum = resolve));
     const receives = Promise.allSettled(
       chosen.map(({ target }, i) =>
-        target.receive(sinks[i]!, reqId).catch((err: unknown) => {
-          sinks[i]!.destroy(err as Error);
-          throw err;
-        }),
+        target.receive(sinks[i]!, reqId, aborts[i]!.signal).then(
+          (prepared) => {
+            if (++fulfilled >= writeQuorum) onQuorum();
+            return prepared;
+          },
+          (err: unknown) => {
+            sinks[i]!.destroy(err as Error);
+            throw err;
+          },
+        ),
       ),
     );
-
     let streamError: unknown;
     const feed = pipeline(source, limiter, hasher).catch((err: unknown) => {
       streamError ??= err;
     });
-    const fan = fanOut(hasher, sinks, writeQuorum).catch((err: unknown) => {
+    const fan = fanOut(hasher, sinks, writeQuorum, REPLICA_STALL_MS).catch((err: unknown) => {
       streamError ??= err;
     });
     await Promise.all([feed, fan]);
+    // A replica that swallowed the bytes (kernel buffers) but never answers - a hung peer - gets
+    // a short grace once W others have answered, then is given up on.
+    const graceOver = quorumReceived.then(() => new Promise((r) => setTimeout(r, REPLICA_STALL_MS).unref()));
+    await Promise.race([receives, graceOver]);
+    aborts.forEach((a) =>
+      a.abort(new Error(`replica did not answer within ${REPLICA_STALL_MS} ms of the quorum`)),
+    );
     const settled = await receives;
 
     const copies: PreparedCopy[] = [];

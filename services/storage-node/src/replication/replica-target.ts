@@ -10,7 +10,7 @@ import type { PeerClient } from '../peers/peer-client';
  */
 export interface ReplicaTarget {
   readonly nodeId: string;
-  receive(body: Readable, reqId?: string): Promise<PreparedUpload>;
+  receive(body: Readable, reqId?: string, signal?: AbortSignal): Promise<PreparedUpload>;
   commit(request: CommitRequest, reqId?: string): Promise<void>;
   abort(token: string, reqId?: string): Promise<void>;
 }
@@ -42,8 +42,8 @@ export class RemoteTarget implements ReplicaTarget {
     private readonly peers: PeerClient,
   ) {}
 
-  receive(body: Readable, reqId?: string): Promise<PreparedUpload> {
-    return this.peers.prepareUpload(this.url, this.fileId, body, reqId);
+  receive(body: Readable, reqId?: string, signal?: AbortSignal): Promise<PreparedUpload> {
+    return this.peers.prepareUpload(this.url, this.fileId, body, reqId, signal);
   }
 
   commit(request: CommitRequest, reqId?: string): Promise<void> {

@@ -28,6 +28,7 @@ export const CONSOLE_SCRIPT = String.raw`
     replicas: null,
     afterKey: null,
     keyDeclined: false,
+    filesSeq: 0,
   };
 
   // ---------------------------------------------------------------------------------------
@@ -183,9 +184,12 @@ export const CONSOLE_SCRIPT = String.raw`
   async function loadFiles() {
     const after = state.cursors[state.cursors.length - 1];
     const path = '/files?limit=' + state.pageSize + (after ? '&after=' + encodeURIComponent(after) : '');
+    // Uploads finishing close together each ask for the list: only the newest answer is drawn.
+    const seq = ++state.filesSeq;
     $('files-table').setAttribute('aria-busy', 'true');
     try {
       const page = await (await api(path)).json();
+      if (seq !== state.filesSeq) return;
       if (page.files.length === 0 && state.cursors.length > 1) {
         // The last file of a later page was deleted: step back.
         state.cursors.pop();
@@ -195,6 +199,7 @@ export const CONSOLE_SCRIPT = String.raw`
       renderFiles(page.files);
       $('files-error').hidden = true;
     } catch (err) {
+      if (seq !== state.filesSeq) return;
       $('files-error').textContent = 'Could not list files: ' + err.message;
       $('files-error').hidden = false;
     } finally {
@@ -533,8 +538,13 @@ export const CONSOLE_SCRIPT = String.raw`
 
     card('card-nodes', tally.alive + ' / ' + nodes.length, 'alive \u00b7 ' + tally.suspect + ' suspect \u00b7 ' + tally.dead + ' dead',
       tally.dead > 0 ? 'bad' : tally.suspect > 0 ? 'warn' : 'good');
-    card('card-under', under === null ? '\u2014' : count(under), under ? 'files below ' + c.replicas + ' copies' : 'every file has its copies',
-      under === null ? '' : under > 0 ? 'warn' : 'good');
+    // With fewer live nodes than N, "every file has N copies" cannot hold whatever the count says.
+    const short = tally.alive < c.replicas;
+    const underSub = under ? 'files short of copies, being repaired'
+      : short ? 'only ' + tally.alive + ' nodes alive for ' + c.replicas + ' copies'
+      : 'every file has its ' + c.replicas + ' copies';
+    card('card-under', under === null ? '\u2014' : count(under), underSub,
+      under === null ? '' : under > 0 || short ? 'warn' : 'good');
     card('card-pending', pending === null ? '\u2014' : formatBytes(pending), pending ? 'still to copy' : 'nothing to copy', pending ? 'warn' : 'good');
     card('card-policy', 'N ' + c.replicas + ' \u00b7 W ' + c.writeQuorum, 'copies kept \u00b7 copies before 201', '');
 
