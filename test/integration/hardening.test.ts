@@ -12,12 +12,18 @@ const MiB = 1024 * 1024;
  * Streams a body of `total` bytes to POST /files as one multipart part, honouring backpressure,
  * and stops as soon as the response arrives. Returns the status and how much had been sent then.
  */
-function streamUpload(url: string, total: number): Promise<{ status: number; sentBeforeAnswer: number; body: string }> {
+function streamUpload(
+  url: string,
+  total: number,
+): Promise<{ status: number; sentBeforeAnswer: number; body: string }> {
   return new Promise((resolve, reject) => {
     const boundary = 'x' + randomBytes(6).toString('hex');
     const req = httpRequest(`${url}/files`, {
       method: 'POST',
-      headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
+      headers: {
+        'content-type': `multipart/form-data; boundary=${boundary}`,
+        'transfer-encoding': 'chunked',
+      },
     });
     let sent = 0;
     let answered = false;
@@ -88,7 +94,11 @@ describe('signed download links and key rotation', () => {
     keyDir = mkdtempSync(join(tmpdir(), 'shoal-keys-'));
     keyFile = join(keyDir, 'keys.txt');
     writeFileSync(keyFile, 'rotating-key-1\n');
-    cluster = await TestCluster.start({ nodes: 3, apiKeys: ['fixed-key'], args: ['--api-keys-file', keyFile] });
+    cluster = await TestCluster.start({
+      nodes: 3,
+      apiKeys: ['fixed-key'],
+      args: ['--api-keys-file', keyFile],
+    });
   });
 
   afterAll(async () => {
@@ -138,7 +148,10 @@ describe('signed download links and key rotation', () => {
   });
 
   it('refuses links for files that do not exist', async () => {
-    const res = await fetch(`${cluster.url(0)}/files/nosuchfile/links`, { method: 'POST', headers: auth('fixed-key') });
+    const res = await fetch(`${cluster.url(0)}/files/nosuchfile/links`, {
+      method: 'POST',
+      headers: auth('fixed-key'),
+    });
     expect(res.status).toBe(404);
   });
 
@@ -146,7 +159,8 @@ describe('signed download links and key rotation', () => {
     expect((await fetch(`${cluster.url(0)}/cluster`, { headers: auth('rotating-key-1') })).status).toBe(200);
     writeFileSync(keyFile, 'rotating-key-2\n');
     await waitFor(
-      async () => (await fetch(`${cluster.url(0)}/cluster`, { headers: auth('rotating-key-2') })).status === 200,
+      async () =>
+        (await fetch(`${cluster.url(0)}/cluster`, { headers: auth('rotating-key-2') })).status === 200,
       10_000,
       'the new key to be accepted',
     );
@@ -167,7 +181,11 @@ describe('a data dir that vanishes', () => {
     const dir = cluster.node(2).dataDir;
     renameSync(dir, `${dir}.gone`);
     try {
-      await waitFor(async () => (await fetch(`${cluster.url(2)}/readyz`)).status === 503, 10_000, 'readyz to turn 503');
+      await waitFor(
+        async () => (await fetch(`${cluster.url(2)}/readyz`)).status === 503,
+        10_000,
+        'readyz to turn 503',
+      );
       const refused = await upload(cluster.url(2), randomBytes(100), 'x.bin');
       expect(refused.status).toBe(503);
       expect(refused.body.error?.code).toBe('not_ready');
@@ -178,7 +196,11 @@ describe('a data dir that vanishes', () => {
     } finally {
       renameSync(`${dir}.gone`, dir);
     }
-    await waitFor(async () => (await fetch(`${cluster.url(2)}/readyz`)).status === 200, 10_000, 'readyz to turn 200');
+    await waitFor(
+      async () => (await fetch(`${cluster.url(2)}/readyz`)).status === 200,
+      10_000,
+      'readyz to turn 200',
+    );
     expect((await upload(cluster.url(2), randomBytes(100), 'z.bin')).status).toBe(201);
   });
 });
