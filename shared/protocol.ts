@@ -40,6 +40,8 @@ export interface MemberDigest {
   url: string;
   incarnation: number;
   state: MemberState;
+  /** The member's disk is (nearly) full: it takes no new copies until it has room again. */
+  full?: boolean;
 }
 
 export interface GossipMessage {
@@ -75,6 +77,8 @@ export interface NodeStatus {
   /** Delete markers kept until every owner has them and the grace period is over. */
   tombstones: number;
   diskFreeBytes: number | null;
+  /** Free space is below --min-free-bytes: this node takes no new copies. */
+  full: boolean;
   diskTotalBytes: number | null;
   /** Files with fewer than N copies, in the partitions this node leads. */
   underReplicatedFiles: number;

@@ -20,6 +20,7 @@ const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
   'api-keys': 'comma-separated API keys; when set, requests need Authorization: Bearer <key>',
   'api-keys-file': 'file of API keys (one per line), re-read when it changes (a Kubernetes Secret mount)',
   'max-file-size': `largest accepted upload in bytes (default ${DEFAULTS.maxFileSize})`,
+  'min-free-bytes': `free disk below which the node takes no new copies and reports itself full (default ${DEFAULTS.minFreeBytes})`,
   'failure-timeout-ms': `how long a silent peer stays before it is declared dead (default ${DEFAULTS.failureTimeoutMs})`,
   'gossip-interval-ms': `how often membership is exchanged (default ${DEFAULTS.gossipIntervalMs})`,
   'scrub-interval-ms': `how often blobs are re-read and verified (default ${DEFAULTS.scrubIntervalMs})`,

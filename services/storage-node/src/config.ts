@@ -22,6 +22,8 @@ export interface Config {
   /** A file of API keys (one per line or comma-separated), re-read when it changes. */
   readonly apiKeysFile: string | undefined;
   readonly maxFileSize: number;
+  /** Below this much free disk the node takes no new copies (it reports itself full). */
+  readonly minFreeBytes: number;
   readonly failureTimeoutMs: number;
   readonly gossipIntervalMs: number;
   readonly scrubIntervalMs: number;
@@ -47,6 +49,7 @@ export const NODE_FLAGS = [
   'api-keys',
   'api-keys-file',
   'max-file-size',
+  'min-free-bytes',
   'failure-timeout-ms',
   'gossip-interval-ms',
   'scrub-interval-ms',
@@ -67,6 +70,7 @@ export const DEFAULTS = Object.freeze({
   replicas: 3,
   writeQuorum: 2,
   maxFileSize: 10 * 1024 ** 3,
+  minFreeBytes: 256 * 1024 ** 2,
   failureTimeoutMs: 30_000,
   gossipIntervalMs: 1_000,
   scrubIntervalMs: 24 * 60 * 60 * 1000,
@@ -158,6 +162,7 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
     apiKeys: Object.freeze(list(raw('api-keys'))),
     apiKeysFile: raw('api-keys-file'),
     maxFileSize: integer('max-file-size', raw('max-file-size'), DEFAULTS.maxFileSize, 1),
+    minFreeBytes: integer('min-free-bytes', raw('min-free-bytes'), DEFAULTS.minFreeBytes, 0),
     failureTimeoutMs,
     gossipIntervalMs,
     scrubIntervalMs: integer('scrub-interval-ms', raw('scrub-interval-ms'), DEFAULTS.scrubIntervalMs, 1000),

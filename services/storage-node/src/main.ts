@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createLogger, type Logger } from '../../../shared/logging';
 import { resolveNodeId, type Config } from './config';
@@ -127,6 +127,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       res();
     });
   });
+  await checkFreeSpace(dataDir, config.minFreeBytes, membership);
   await membership.start();
   await catchUpDeletes(metadata, blobs, membership, peers, log);
   recordAlive(metadata);
@@ -138,6 +139,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       .catch((err: unknown) => log.warn({ err }, 'expiring temp uploads failed'));
     recordAlive(metadata);
     void checkDataDir(dataDir, lifecycle, log);
+    void checkFreeSpace(dataDir, config.minFreeBytes, membership);
   }, 2_000);
   housekeeping.unref();
   lifecycle.ready = true;
@@ -218,6 +220,16 @@ async function checkDataDir(
     if (lifecycle.ready)
       log.error({ err: (err as Error).message, dataDir }, 'data dir does not take writes; not ready');
     lifecycle.ready = false;
+  }
+}
+
+/** Reports this node full (no new copies) while free space is under --min-free-bytes. */
+async function checkFreeSpace(dataDir: string, minFreeBytes: number, membership: Membership): Promise<void> {
+  try {
+    const fs = await statfs(dataDir);
+    membership.setFull(fs.bavail * fs.bsize < minFreeBytes);
+  } catch {
+    // The data dir check reports a vanished dir; nothing to add here.
   }
 }
 

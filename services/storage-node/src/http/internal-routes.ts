@@ -58,6 +58,7 @@ export function internalRoutes(ctx: NodeContext): Router {
   router.put('/blobs/:id', async (req, res) => {
     assertValidId(req.params.id);
     if (!ctx.lifecycle.ready) throw new ShoalError('not_ready', 'this node is not taking writes');
+    if (ctx.membership.isFull(ctx.selfId)) throw new ShoalError('insufficient_storage', 'this node is full');
     res.json(await ctx.blobs.receive(req));
   });
 
@@ -120,6 +121,7 @@ export function internalRoutes(ctx: NodeContext): Router {
     if (!validMeta(meta, id) || !Array.isArray(sources) || !sources.every((s) => typeof s === 'string')) {
       throw new ShoalError('bad_request', 'pull needs the file metadata and source URLs');
     }
+    if (ctx.membership.isFull(ctx.selfId)) throw new ShoalError('insufficient_storage', 'this node is full');
     const known = new Set(ctx.membership.view().map((m) => m.url));
     // Only fetch from cluster members: a pull must never be a way to make a node call anywhere.
     const bytes = await ctx.repairer.pull(

@@ -24,6 +24,7 @@ export async function nodeStatus(ctx: NodeContext): Promise<NodeStatus> {
     tombstones: counts.tombstones,
     diskFreeBytes,
     diskTotalBytes,
+    full: ctx.membership.isFull(ctx.selfId),
     underReplicatedFiles: repair.underReplicatedFiles,
     underReplicatedPartitions: repair.underReplicatedPartitions,
     pendingRepairBytes: repair.pendingBytes,

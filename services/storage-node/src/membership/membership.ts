@@ -30,6 +30,7 @@ export interface MemberView {
   id: string;
   url: string;
   state: MemberState;
+  full: boolean;
 }
 
 /**
@@ -103,7 +104,7 @@ export class Membership extends EventEmitter {
   view(): MemberView[] {
     this.expireSuspects();
     return [...this.members.values()]
-      .map((m) => ({ id: m.id, url: m.url, state: m.state }))
+      .map((m) => ({ id: m.id, url: m.url, state: m.state, full: m.full === true }))
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
@@ -115,7 +116,7 @@ export class Membership extends EventEmitter {
 
   member(id: string): MemberView | undefined {
     const m = this.members.get(id);
-    return m ? { id: m.id, url: m.url, state: m.state } : undefined;
+    return m ? { id: m.id, url: m.url, state: m.state, full: m.full === true } : undefined;
   }
 
   urlOf(id: string): string | undefined {
@@ -150,6 +151,24 @@ export class Membership extends EventEmitter {
         state,
       })),
     };
+  }
+
+  /**
+   * Announces that this node's disk is full (or has room again). Only the member itself speaks
+   * for its own state, so the news travels as a new incarnation, like a refutation.
+   */
+  setFull(full: boolean): void {
+    if ((this.self.full === true) === full) return;
+    this.self.full = full;
+    this.self.incarnation++;
+    this.log.warn(
+      { full },
+      full ? 'disk full: taking no new copies' : 'disk has room again: taking new copies',
+    );
+  }
+
+  isFull(id: string): boolean {
+    return this.members.get(id)?.full === true;
   }
 
   /** Probes a member on behalf of another (SWIM's ping-req). */
@@ -267,6 +286,7 @@ export class Membership extends EventEmitter {
       }
       if (d.incarnation > known.incarnation) {
         known.url = d.url;
+        known.full = d.full === true;
         this.setState(known, d.state, d.incarnation, 'newer incarnation');
       } else if (d.incarnation === known.incarnation) {
         // Same life: only worse news counts (alive < suspect < dead).

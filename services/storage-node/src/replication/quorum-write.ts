@@ -61,8 +61,14 @@ export class QuorumWriter {
   ) {}
 
   async prepare(fileId: string, source: Readable, reqId: string): Promise<PreparedWrite> {
-    const chosen = await this.chooseTargets(fileId);
+    const { chosen, skippedFull } = await this.chooseTargets(fileId);
     const { writeQuorum } = this.options;
+    if (chosen.length < writeQuorum && skippedFull > 0) {
+      throw new ShoalError(
+        'insufficient_storage',
+        `only ${chosen.length} node(s) have room for a copy, ${writeQuorum} are needed; nothing was stored`,
+      );
+    }
     if (chosen.length < writeQuorum) {
       throw new ShoalError(
         'quorum_unavailable',
@@ -193,26 +199,31 @@ export class QuorumWriter {
    * The first N members of the file's placement order that can be reached. A member we heard a
    * gossip exchange with in the last three rounds is taken on trust; any other is pinged first.
    */
-  private async chooseTargets(fileId: string): Promise<ChosenTarget[]> {
+  private async chooseTargets(fileId: string): Promise<{ chosen: ChosenTarget[]; skippedFull: number }> {
     const placement = this.membership.placement().place(fileId);
     const { replicas } = this.options;
     const reachable: string[] = [];
     const skippedHomes: string[] = [];
+    let skippedFull = 0;
     let next = 0;
     while (reachable.length < replicas && next < placement.order.length) {
       const batch = placement.order.slice(next, next + (replicas - reachable.length));
       next += batch.length;
-      const checks = await Promise.all(batch.map((id) => this.isReachable(id)));
+      // A member that reported its disk full takes no new copy: skipped like an unreachable one.
+      const checks = await Promise.all(
+        batch.map((id) => (this.membership.isFull(id) ? (skippedFull++, false) : this.isReachable(id))),
+      );
       batch.forEach((id, i) => {
         if (checks[i]) reachable.push(id);
         else if (placement.home.includes(id)) skippedHomes.push(id);
       });
     }
     const homes = new Set(placement.home);
-    return reachable.map((nodeId) => ({
+    const chosen = reachable.map((nodeId) => ({
       target: this.targetFor(fileId, nodeId),
       heldFor: homes.has(nodeId) ? null : (skippedHomes.shift() ?? null),
     }));
+    return { chosen, skippedFull };
   }
 
   private async isReachable(nodeId: string): Promise<boolean> {

@@ -296,7 +296,9 @@ export class Repairer {
         if (r.sha256 !== sha256) forgets.push({ member: byId.get(m)!, id, sha256: r.sha256 });
       }
       const meta = [...state.live.values()].find((r) => r.sha256 === sha256)!;
-      const missing = homesAnswered.filter((h) => !good.includes(h));
+      const lacking = homesAnswered.filter((h) => !good.includes(h));
+      // A home member whose disk is full gets no copy now; a stand-in keeps holding it meanwhile.
+      const missing = lacking.filter((h) => !this.membership.isFull(h));
       if (good.length < target) under++;
       if (missing.length > 0) {
         copies.push({
@@ -313,7 +315,8 @@ export class Repairer {
           copiesNow: good.length,
         });
         pending += meta.size * missing.length;
-      } else if (allHomesAnswered) {
+      } else if (allHomesAnswered && lacking.length === 0) {
+        // Surplus goes only once every home member, full ones included, holds a verified copy.
         for (const holder of good) {
           if (!homeIds.includes(holder)) forgets.push({ member: byId.get(holder)!, id, sha256 });
         }
