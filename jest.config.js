@@ -15,6 +15,12 @@ module.exports = {
       transform: tsJest,
       testMatch: ['<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/chaos/**/*.test.ts'],
     },
+    {
+      displayName: 'e2e',
+      testEnvironment: 'node',
+      transform: tsJest,
+      testMatch: ['<rootDir>/test/e2e/**/*.e2e.test.ts'],
+    },
   ],
   // Integration tests start real processes; two cores cannot run several clusters at once.
   maxWorkers: 1,

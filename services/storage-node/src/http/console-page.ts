@@ -101,14 +101,14 @@ export function consoleHtml(nodeId: string): string {
     <p id="cluster-error" class="alert" role="alert" hidden></p>
     <div id="cluster-view">
       <div class="cards">
-        <section class="card" id="card-nodes" aria-label="Nodes"><div class="label">Nodes alive</div><div class="value">—</div><div class="sub"></div></section>
-        <section class="card" id="card-under" aria-label="Under-replicated files"><div class="label">Under-replicated files</div><div class="value">—</div><div class="sub"></div>
+        <div class="card" role="group" id="card-nodes" aria-label="Nodes alive"><div class="label">Nodes alive</div><div class="value">—</div><div class="sub"></div></div>
+        <div class="card" role="group" id="card-under" aria-label="Under-replicated files"><div class="label">Under-replicated files</div><div class="value">—</div><div class="sub"></div>
           <svg id="spark" class="spark" viewBox="0 0 100 40" preserveAspectRatio="none" role="img" aria-label="Under-replicated files over time">
             <line x1="0" y1="38" x2="100" y2="38"></line><polyline id="spark-line" points=""></polyline>
           </svg>
-        </section>
-        <section class="card" id="card-pending" aria-label="Repair pending"><div class="label">Repair pending</div><div class="value">—</div><div class="sub"></div></section>
-        <section class="card" id="card-policy" aria-label="Replication"><div class="label">Replication</div><div class="value">—</div><div class="sub"></div></section>
+        </div>
+        <div class="card" role="group" id="card-pending" aria-label="Repair pending"><div class="label">Repair pending</div><div class="value">—</div><div class="sub"></div></div>
+        <div class="card" role="group" id="card-policy" aria-label="Replication"><div class="label">Replication</div><div class="value">—</div><div class="sub"></div></div>
       </div>
       <section class="panel" aria-labelledby="nodes-heading">
         <div class="panel-head">
@@ -137,7 +137,7 @@ export function consoleHtml(nodeId: string): string {
     </div>
     <p id="cluster-announce" class="visually-hidden" role="status" aria-live="polite"></p>
   </section>
-  <noscript><p class="alert">The console needs JavaScript. The HTTP API works without it (docs/openapi.json).</p></noscript>
+  <noscript><p class="alert">The console needs JavaScript. The HTTP API works without it (docs/openapi.yaml).</p></noscript>
 </main>
 
 <dialog id="key-dialog" aria-labelledby="key-title" aria-describedby="key-reason">

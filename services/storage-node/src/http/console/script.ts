@@ -372,7 +372,10 @@ export const CONSOLE_SCRIPT = String.raw`
   let active = 0;
 
   function enqueue(fileList) {
-    for (const file of Array.from(fileList)) queue.push(uploadItem(file));
+    // Newest batch on top, each batch in the order it was chosen.
+    const batch = Array.from(fileList).map(uploadItem);
+    $('uploads').prepend(...batch.map((item) => item.li));
+    queue.push(...batch);
     pump();
   }
   function pump() {
@@ -396,7 +399,6 @@ export const CONSOLE_SCRIPT = String.raw`
       progress,
       status,
     ]);
-    $('uploads').prepend(li);
     const item = { file, li, progress, status, cancel, xhr: null, cancelled: false };
     cancel.addEventListener('click', () => {
       item.cancelled = true;
@@ -536,13 +538,15 @@ export const CONSOLE_SCRIPT = String.raw`
     const under = typeof c.underReplicatedFiles === 'number' ? c.underReplicatedFiles : null;
     const pending = typeof c.pendingRepairBytes === 'number' ? c.pendingRepairBytes : null;
 
-    card('card-nodes', tally.alive + ' / ' + nodes.length, 'alive \u00b7 ' + tally.suspect + ' suspect \u00b7 ' + tally.dead + ' dead',
-      tally.dead > 0 ? 'bad' : tally.suspect > 0 ? 'warn' : 'good');
+    const full = nodes.filter((n) => n.full === true).length;
+    card('card-nodes', tally.alive + ' / ' + nodes.length,
+      'alive \u00b7 ' + tally.suspect + ' suspect \u00b7 ' + tally.dead + ' dead' + (full ? ' \u00b7 ' + full + ' disk full' : ''),
+      tally.dead > 0 ? 'bad' : tally.suspect > 0 || full > 0 ? 'warn' : 'good');
     // With fewer live nodes than N, "every file has N copies" cannot hold whatever the count says.
     const short = tally.alive < c.replicas;
     const underSub = under ? 'files short of copies, being repaired'
       : short ? 'only ' + tally.alive + ' nodes alive for ' + c.replicas + ' copies'
-      : 'every file has its ' + c.replicas + ' copies';
+      : 'no file is short of copies';
     card('card-under', under === null ? '\u2014' : count(under), underSub,
       under === null ? '' : under > 0 || short ? 'warn' : 'good');
     card('card-pending', pending === null ? '\u2014' : formatBytes(pending), pending ? 'still to copy' : 'nothing to copy', pending ? 'warn' : 'good');
@@ -582,6 +586,9 @@ export const CONSOLE_SCRIPT = String.raw`
         parts.push(el('div', { class: 'bar', role: 'img', 'aria-label': used.toFixed(0) + '% used' }, fill));
       }
       disk = el('div', { class: 'disk' }, parts);
+    }
+    if (n.full === true) {
+      disk = el('div', {}, [disk, el('span', { class: 'badge dead', text: 'full: takes no new copies' })]);
     }
     const figure = (value, format) => el('td', { class: 'num' }, has ? format(value) : unknown());
     return el('tr', { 'data-node': n.id }, [
