@@ -1,14 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import {
-  createReadStream,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { TestCluster, repoRoot } from '../helpers/cluster';
+import { attempt, fmtMiB, ownChildPids, round, sleep, type Outcome } from './bench-kit';
 
 /**
  * `npm run bench`: one run of a few workloads against a real 3-node Shoal cluster (N=3, W=2) and,
@@ -551,16 +544,6 @@ function smallPayload(base: Buffer, seq: number): Buffer {
   return data;
 }
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: string };
-
-async function attempt<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await fn() };
-  } catch (error) {
-    return { ok: false, error: error instanceof Error ? error.message : String(error) };
-  }
-}
-
 interface SystemResults {
   bigUpload: Outcome<BigResult & { via: string }>;
   allCopiesSeconds?: Outcome<number | null>;
@@ -686,28 +669,6 @@ async function startBaseline(dataDir: string): Promise<{ proc: ChildProcess; url
 
 const children = new Set<ChildProcess>();
 
-/**
- * Children of this process, found in /proc. TestCluster.start() loses track of the nodes it has
- * already launched when a later one fails to come up, so cleanup looks them up by parent pid.
- */
-function ownChildPids(): number[] {
-  const pids: number[] = [];
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const m = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'));
-        if (m && Number(m[1]) === process.pid) pids.push(Number(entry));
-      } catch {
-        // It exited while we looked.
-      }
-    }
-  } catch {
-    // No /proc: nothing more to find.
-  }
-  return pids;
-}
-
 function killOwnChildrenNow(except: ReadonlySet<number> = new Set()): void {
   for (const proc of children) {
     if (proc.pid !== undefined && except.has(proc.pid)) continue;
@@ -734,15 +695,6 @@ async function stopChild(proc: ChildProcess): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // Output
-
-function round(n: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(n * f) / f;
-}
-
-function fmtMiB(bytes: number): string {
-  return `${round(bytes / MiB, 1)} MiB`;
-}
 
 function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
@@ -1165,10 +1117,6 @@ function triple(
   baseline: number | undefined,
 ): { shoal: number | null; baseline: number | null; ratio: number | null } {
   return { shoal: shoal ?? null, baseline: baseline ?? null, ratio: ratio(shoal, baseline) ?? null };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 main().then(

@@ -1,10 +1,11 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { placeFile } from '../../services/storage-node/src/placement/placement';
 import { uploadFromDisk, writeRandomFile } from '../helpers/client';
 import { TestCluster, getJson, repoRoot, type ClusterOptions } from '../helpers/cluster';
+import { attempt, fmtMiB, ownChildPids, round, sleep, type Outcome } from './bench-kit';
 
 /**
  * `node dist/test/bench/heal-bench.js`: how fast a real local Shoal cluster heals itself.
@@ -541,8 +542,6 @@ async function scaleOut(root: string, track: (c: TestCluster) => void): Promise<
 // ---------------------------------------------------------------------------------------------
 // Output
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: string };
-
 function renderReport(
   loss: Outcome<NodeLossResult> | undefined,
   scale: Outcome<ScaleOutResult> | undefined,
@@ -662,36 +661,6 @@ function parseArgs(argv: string[]): { lossOnly: boolean; scaleOnly: boolean } {
   throw new Error(`usage: heal-bench.js [--only node-loss|scale-out]; got ${argv.join(' ')}`);
 }
 
-async function attempt<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await fn() };
-  } catch (error) {
-    return { ok: false, error: error instanceof Error ? error.message : String(error) };
-  }
-}
-
-/**
- * Children of this process, found in /proc: TestCluster.start() loses track of the nodes it had
- * launched when a later one fails to come up, so the last-resort cleanup finds them by parent pid.
- */
-function ownChildPids(): number[] {
-  const pids: number[] = [];
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const m = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'));
-        if (m && Number(m[1]) === process.pid) pids.push(Number(entry));
-      } catch {
-        // It exited while we looked.
-      }
-    }
-  } catch {
-    // No /proc: nothing more to find.
-  }
-  return pids;
-}
-
 function killOwnChildrenNow(): void {
   for (const pid of ownChildPids()) {
     try {
@@ -783,21 +752,8 @@ async function main(): Promise<number> {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function round(n: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(n * f) / f;
-}
-
 function ratio(a: number, b: number): string | undefined {
   return b === 0 ? undefined : (a / b).toFixed(2);
-}
-
-function fmtMiB(bytes: number): string {
-  return `${round(bytes / MiB, 1)} MiB`;
 }
 
 function log(message: string): void {
