@@ -42,6 +42,8 @@ export interface MemberDigest {
   state: MemberState;
   /** The member's disk is (nearly) full: it takes no new copies until it has room again. */
   full?: boolean;
+  /** The member is being drained: it owns nothing any more and hands its copies over. */
+  leaving?: boolean;
 }
 
 export interface GossipMessage {

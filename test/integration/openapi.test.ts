@@ -422,6 +422,45 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       url: () => `${base}/files/${file.id}`,
       init: () => ({ method: 'DELETE' }),
     },
+    // Last: a draining node takes no new copies.
+    { why: 'not draining', key: 'GET /admin/drain', status: 200, url: () => `${base}/admin/drain` },
+    {
+      why: 'no key',
+      key: 'GET /admin/drain',
+      status: 401,
+      url: () => `${base}/admin/drain`,
+      anonymous: true,
+    },
+    {
+      why: 'no key',
+      key: 'POST /admin/drain',
+      status: 401,
+      url: () => `${base}/admin/drain`,
+      init: () => ({ method: 'POST' }),
+      anonymous: true,
+    },
+    {
+      why: 'start',
+      key: 'POST /admin/drain',
+      status: 202,
+      url: () => `${base}/admin/drain`,
+      init: () => ({ method: 'POST' }),
+    },
+    {
+      why: 'no key',
+      key: 'DELETE /admin/drain',
+      status: 401,
+      url: () => `${base}/admin/drain`,
+      init: () => ({ method: 'DELETE' }),
+      anonymous: true,
+    },
+    {
+      why: 'cancel',
+      key: 'DELETE /admin/drain',
+      status: 200,
+      url: () => `${base}/admin/drain`,
+      init: () => ({ method: 'DELETE' }),
+    },
   ];
 
   for (const c of cases) {

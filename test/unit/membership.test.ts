@@ -3,11 +3,11 @@ import type { MemberDigest } from '../../shared/protocol';
 import { Membership } from '../../services/storage-node/src/membership/membership';
 import type { PeerClient } from '../../services/storage-node/src/peers/peer-client';
 
-function membership(failureTimeoutMs = 1_000): Membership {
+function membership(failureTimeoutMs = 1_000, selfId = 'a'): Membership {
   return new Membership(
     {
-      selfId: 'a',
-      selfUrl: 'http://a',
+      selfId,
+      selfUrl: `http://${selfId}`,
       seeds: [],
       discoveryDns: undefined,
       port: 7000,
@@ -77,5 +77,22 @@ describe('SWIM membership rules', () => {
     expect(stateOf(m, 'b')).toBe('suspect');
     await new Promise((r) => setTimeout(r, 250));
     expect(stateOf(m, 'b')).toBe('dead');
+  });
+});
+
+describe('flags a member announces about itself', () => {
+  it('travel in its gossip digest with a new incarnation, and change placement', () => {
+    const m = membership();
+    m.receive({ from: 'b', members: [claim('b', 5, 'alive')] });
+    m.setLeaving(true);
+    m.setFull(true);
+    const self = m.digest().members.find((d) => d.id === 'a')!;
+    expect(self).toMatchObject({ leaving: true, full: true });
+    expect(m.placement().members).toEqual(['b']);
+
+    const other = membership(1_000, 'c');
+    other.receive(m.digest());
+    expect(other.isLeaving('a')).toBe(true);
+    expect(other.isFull('a')).toBe(true);
   });
 });

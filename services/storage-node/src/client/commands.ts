@@ -120,7 +120,7 @@ function aborted(signal: AbortSignal): Promise<never> {
   });
 }
 
-/** Adds `put`, `get`, `ls`, `rm`, `info` and `status` to the bin's program. */
+/** Adds `put`, `get`, `ls`, `rm`, `info`, `status` and `drain` to the bin's program. */
 export function registerClientCommands(program: Command): void {
   withCommonOptions(
     program
@@ -190,5 +190,30 @@ export function registerClientCommands(program: Command): void {
     program.command('status').description('show the members of the cluster and how they are doing'),
   ).action(async (opts: CommonOptions) => {
     await run(opts, ({ client, json }) => showStatus(client, json));
+  });
+
+  withCommonOptions(
+    program
+      .command('drain')
+      .description(
+        'hand every copy the node at --to holds to its next owners, so it can be removed (a preStop hook)',
+      )
+      .option('--wait', 'wait until the node holds nothing any more')
+      .option('--cancel', 'stop draining; the node takes its share again'),
+  ).action(async (opts: CommonOptions & { wait?: boolean; cancel?: boolean }) => {
+    await run(opts, async ({ client, json }) => {
+      let status = await client.drain(opts.cancel ? 'DELETE' : 'POST');
+      while (opts.wait && !opts.cancel && !status.done) {
+        if (!json) process.stderr.write(`${status.node}: ${status.files} copies left to hand over\n`);
+        // A referenced timer: nothing else keeps the process alive between polls.
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        status = await client.drain('GET');
+      }
+      if (json) process.stdout.write(JSON.stringify(status) + '\n');
+      else
+        process.stdout.write(
+          `${status.node}: ${status.done ? 'drained' : status.draining ? 'draining' : 'not draining'} (${status.files} copies held)\n`,
+        );
+    });
   });
 }

@@ -19,6 +19,14 @@ export interface StoredFile {
   replicas: string[];
 }
 
+export interface DrainStatus {
+  node: string;
+  draining: boolean;
+  /** Copies the node still holds; the drain is done when this is 0. */
+  files: number;
+  done: boolean;
+}
+
 export interface FilePage {
   files: StoredFile[];
   next: string | null;
@@ -162,6 +170,13 @@ export class ShoalClient {
     const view = await this.getJson<ClusterView>('/cluster');
     if (!Array.isArray(view.nodes)) throw new CliError(`${this.where} sent no member list`, EXIT.error);
     return view;
+  }
+
+  /** Starts (`POST`), reads (`GET`) or cancels (`DELETE`) the drain of the node asked. */
+  async drain(method: 'POST' | 'GET' | 'DELETE'): Promise<DrainStatus> {
+    const res = await this.send(method, '/admin/drain', {});
+    if (res.statusCode !== 200 && res.statusCode !== 202) throw await this.failure(res);
+    return (await res.body.json()) as DrainStatus;
   }
 
   /** Drops every pooled connection so the process can exit at once. */

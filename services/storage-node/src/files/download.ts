@@ -69,10 +69,13 @@ export class FileReader {
 
   /** Nodes to try for a file, best first, this node excluded. */
   candidates(fileId: string): string[] {
-    return this.membership
-      .placement()
-      .place(fileId)
-      .order.filter((id) => id !== this.selfId);
+    const order = this.membership.placement().place(fileId).order;
+    // Members outside placement but alive (draining ones) may still hold the only copy in hand.
+    const others = this.membership
+      .view()
+      .filter((m) => m.state !== 'dead' && !order.includes(m.id))
+      .map((m) => m.id);
+    return [...order, ...others].filter((id) => id !== this.selfId);
   }
 
   /**

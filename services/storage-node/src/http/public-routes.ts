@@ -76,6 +76,28 @@ export function publicRoutes(ctx: NodeContext): Router {
     res.json(await ctx.catalog.list(after, limit, req.reqId));
   });
 
+  /**
+   * Drain: this node leaves placement and hands every copy to its next owner; it holds nothing
+   * (so can be removed) once `files` is 0. Copies are only dropped here after their new owners
+   * verified theirs, so a drain never leaves a file with fewer copies. DELETE cancels.
+   */
+  router.post('/admin/drain', (_req, res) => {
+    ctx.membership.setLeaving(true);
+    res.status(202).json(drainStatus());
+  });
+  router.get('/admin/drain', (_req, res) => {
+    res.json(drainStatus());
+  });
+  router.delete('/admin/drain', (_req, res) => {
+    ctx.membership.setLeaving(false);
+    res.json(drainStatus());
+  });
+  function drainStatus(): { node: string; draining: boolean; files: number; done: boolean } {
+    const draining = ctx.membership.isLeaving(ctx.selfId);
+    const { files } = ctx.metadata.counts();
+    return { node: ctx.selfId, draining, files, done: draining && files === 0 };
+  }
+
   /** A download link that works without an API key until it expires. */
   router.post('/files/:id/links', express.json({ limit: '16kb' }), async (req, res) => {
     const id = assertValidId(req.params.id);

@@ -31,6 +31,7 @@ export interface MemberView {
   url: string;
   state: MemberState;
   full: boolean;
+  leaving: boolean;
 }
 
 /**
@@ -104,7 +105,13 @@ export class Membership extends EventEmitter {
   view(): MemberView[] {
     this.expireSuspects();
     return [...this.members.values()]
-      .map((m) => ({ id: m.id, url: m.url, state: m.state, full: m.full === true }))
+      .map((m) => ({
+        id: m.id,
+        url: m.url,
+        state: m.state,
+        full: m.full === true,
+        leaving: m.leaving === true,
+      }))
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
@@ -116,7 +123,9 @@ export class Membership extends EventEmitter {
 
   member(id: string): MemberView | undefined {
     const m = this.members.get(id);
-    return m ? { id: m.id, url: m.url, state: m.state, full: m.full === true } : undefined;
+    return m
+      ? { id: m.id, url: m.url, state: m.state, full: m.full === true, leaving: m.leaving === true }
+      : undefined;
   }
 
   urlOf(id: string): string | undefined {
@@ -144,11 +153,13 @@ export class Membership extends EventEmitter {
   digest(): GossipMessage {
     return {
       from: this.self.id,
-      members: [...this.members.values()].map(({ id, url, incarnation, state }) => ({
+      members: [...this.members.values()].map(({ id, url, incarnation, state, full, leaving }) => ({
         id,
         url,
         incarnation,
         state,
+        full: full === true,
+        leaving: leaving === true,
       })),
     };
   }
@@ -165,6 +176,25 @@ export class Membership extends EventEmitter {
       { full },
       full ? 'disk full: taking no new copies' : 'disk has room again: taking new copies',
     );
+  }
+
+  /**
+   * Starts (or cancels) draining this node: it leaves placement everywhere, so the leaders of
+   * its partitions copy its files to their new home members and then tell it to drop its own.
+   */
+  setLeaving(leaving: boolean): void {
+    if ((this.self.leaving === true) === leaving) return;
+    this.self.leaving = leaving;
+    this.self.incarnation++;
+    this.log.warn(
+      { leaving },
+      leaving ? 'draining: handing every copy to its next owner' : 'drain cancelled',
+    );
+    this.rebuildPlacement();
+  }
+
+  isLeaving(id: string): boolean {
+    return this.members.get(id)?.leaving === true;
   }
 
   isFull(id: string): boolean {
@@ -287,6 +317,11 @@ export class Membership extends EventEmitter {
       if (d.incarnation > known.incarnation) {
         known.url = d.url;
         known.full = d.full === true;
+        if ((known.leaving === true) !== (d.leaving === true)) {
+          known.leaving = d.leaving === true;
+          this.log.info({ peer: known.id, leaving: known.leaving }, 'member drain state changed');
+          this.rebuildPlacement();
+        }
         this.setState(known, d.state, d.incarnation, 'newer incarnation');
       } else if (d.incarnation === known.incarnation) {
         // Same life: only worse news counts (alive < suspect < dead).
@@ -328,7 +363,10 @@ export class Membership extends EventEmitter {
   }
 
   private rebuildPlacement(): void {
-    const placed = [...this.members.values()].filter((m) => m.state !== 'dead').map((m) => m.id);
+    // A draining member owns nothing: it is out of placement while still alive and serving.
+    const placed = [...this.members.values()]
+      .filter((m) => m.state !== 'dead' && !m.leaving)
+      .map((m) => m.id);
     this.placementTable = new PlacementTable(placed, this.options.replicas);
     this.emit('placement-changed', this.placementTable);
   }

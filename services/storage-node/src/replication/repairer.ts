@@ -263,7 +263,7 @@ export class Repairer {
     let under = 0;
     let pending = 0;
     const now = Date.now();
-    const target = Math.min(this.options.replicas, members.length);
+    const target = Math.min(this.options.replicas, table.members.length);
 
     for (const [id, state] of ids) {
       if (state.tombstones.size > 0) {
@@ -467,12 +467,12 @@ export class Repairer {
     return this.peers.forget(member.url, id, sha256);
   }
 
-  private liveMembers(table: PlacementTable): MemberRef[] {
-    const urls = new Map(this.membership.view().map((m) => [m.id, m.url]));
-    return table.members.flatMap((id) => {
-      const url = urls.get(id);
-      return url ? [{ id, url }] : [];
-    });
+  /** Every member not declared dead, draining ones included: they hold copies to hand over. */
+  private liveMembers(_table?: PlacementTable): MemberRef[] {
+    return this.membership
+      .view()
+      .filter((m) => m.state !== 'dead')
+      .map((m) => ({ id: m.id, url: m.url }));
   }
 
   private async runLimited(tasks: Array<() => Promise<void>>): Promise<void> {
