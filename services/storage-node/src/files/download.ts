@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import { ShoalError } from '../../../../shared/errors';
 import { etagMatches, parseRange } from '../../../../shared/http-range';
 import type { Logger } from '../../../../shared/logging';
@@ -101,10 +101,14 @@ export class FileReader {
     if (streams) {
       body = local.read(decision.start, decision.end);
       if (local.record.size > VERIFY_BEFORE_SERVE && decision.status === 200) {
-        body = body.pipe(
+        // pipeline(), not pipe(): when the client goes away and the outer stream is destroyed,
+        // the file stream must close too (pipe() would leave its descriptor open).
+        body = pipeline(
+          body,
           new VerifyingStream(local.record.sha256, () => {
             void this.scrubber.check(fileId);
           }),
+          () => undefined,
         );
       }
     }

@@ -1,3 +1,4 @@
+import { pipeline } from 'node:stream';
 import type { Logger } from '../../../../shared/logging';
 import type { FileMeta, FileRecord } from '../../../../shared/protocol';
 import { RateLimiter, Throttle } from '../../../../shared/streams';
@@ -402,7 +403,12 @@ export class Repairer {
           bytes += chunk.length;
           this.status.bytesReceived += chunk.length;
         });
-        await this.blobs.storeCopy(res.body.pipe(new Throttle(this.rate)), meta, heldFor);
+        // pipeline(), so a failed store also releases the peer's response and its connection.
+        await this.blobs.storeCopy(
+          pipeline(res.body, new Throttle(this.rate), () => undefined),
+          meta,
+          heldFor,
+        );
         return bytes;
       } catch (err) {
         lastError = err;
