@@ -68,3 +68,8 @@ export function isNoSpaceError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
+
+/** The message of anything thrown, for a log field. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

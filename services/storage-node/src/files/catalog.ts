@@ -1,11 +1,10 @@
-import { ShoalError } from '../../../../shared/errors';
+import { ShoalError, errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
 import type { FileMeta, FileRecord, LocalListing } from '../../../../shared/protocol';
 import type { Membership } from '../membership/membership';
 import type { PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
-import { errorText } from '../replication/quorum-write';
 
 export interface FileSummary extends FileMeta {
   replicas: string[];

@@ -1,12 +1,11 @@
 import { Readable, pipeline } from 'node:stream';
-import { ShoalError } from '../../../../shared/errors';
+import { ShoalError, errorText } from '../../../../shared/errors';
 import { etagMatches, parseRange } from '../../../../shared/http-range';
 import type { Logger } from '../../../../shared/logging';
 import type { FileRecord } from '../../../../shared/protocol';
 import type { Membership } from '../membership/membership';
 import { PeerError, type PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
-import { errorText } from '../replication/quorum-write';
 import type { Repairer } from '../replication/repairer';
 import type { Scrubber } from '../replication/scrubber';
 import { CorruptCopyError, VerifyingStream } from '../../../../shared/streams';

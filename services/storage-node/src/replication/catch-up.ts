@@ -3,7 +3,7 @@ import type { Membership } from '../membership/membership';
 import type { PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
-import { errorText } from './quorum-write';
+import { errorText } from '../../../../shared/errors';
 
 const LAST_ALIVE_KEY = 'last_alive_at';
 /** Allowance for clocks that disagree between nodes. */

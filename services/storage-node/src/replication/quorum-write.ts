@@ -1,6 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ShoalError } from '../../../../shared/errors';
+import { ShoalError, errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
 import type { FileMeta, PreparedUpload } from '../../../../shared/protocol';
 import { ByteLimiter, HashingCounter, fanOut } from '../../../../shared/streams';
@@ -258,8 +258,4 @@ export class QuorumWriter {
       }),
     );
   }
-}
-
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

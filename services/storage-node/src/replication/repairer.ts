@@ -7,7 +7,7 @@ import { PARTITION_COUNT, type PlacementTable } from '../placement/placement';
 import type { PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
-import { errorText } from './quorum-write';
+import { errorText } from '../../../../shared/errors';
 
 export interface RepairOptions {
   replicas: number;

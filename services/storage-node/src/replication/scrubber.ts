@@ -1,7 +1,7 @@
 import type { Logger } from '../../../../shared/logging';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
-import { errorText } from './quorum-write';
+import { errorText } from '../../../../shared/errors';
 
 export interface ScrubOptions {
   intervalMs: number;
