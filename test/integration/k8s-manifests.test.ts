@@ -1,10 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import ts from 'typescript';
-import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { StatefulSet, type IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import {
   PodDisruptionBudget,
@@ -14,10 +13,17 @@ import { ConfigMap, type IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Namespace, type INamespace } from 'kubernetes-models/v1/Namespace';
 import { Secret, type ISecret } from 'kubernetes-models/v1/Secret';
 import { Service, type IService } from 'kubernetes-models/v1/Service';
-import type { IContainer } from 'kubernetes-models/v1/Container';
-import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
-import { envName, NODE_FLAGS, parseConfig, type Config } from '../../services/storage-node/src/config';
+import { envName, NODE_FLAGS } from '../../services/storage-node/src/config';
 import { CLI, freePort, repoRoot } from '../helpers/cluster';
+import {
+  asResource,
+  kustomize,
+  kustomizeHash,
+  onHost,
+  podSpecOf,
+  Rendering,
+  type Resource,
+} from '../helpers/kustomize';
 
 /**
  * The Kubernetes manifests in k8s/, checked without a cluster: rendered the way `kubectl apply -k`
@@ -34,329 +40,6 @@ const RENDERINGS: Array<{ dir: string; namespace: string }> = [
   { dir: 'k8s', namespace: 'default' },
   { dir: 'k8s/overlays/dev', namespace: 'shoal-dev' },
 ];
-
-// ---------------------------------------------------------------------------------------------
-// A small kustomize: exactly the features k8s/ uses, and an error for any other field, so the
-// renderer can never silently ignore something `kubectl apply -k` would apply.
-
-interface Metadata {
-  name: string;
-  namespace?: string;
-  labels?: Record<string, string>;
-  [key: string]: unknown;
-}
-interface Resource {
-  apiVersion: string;
-  kind: string;
-  metadata: Metadata;
-  [key: string]: unknown;
-}
-interface Item {
-  res: Resource;
-  /** Made by a configMapGenerator/secretGenerator: its name gets a content hash at the end. */
-  generated: boolean;
-}
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-
-const SUPPORTED_FIELDS = new Set([
-  'apiVersion',
-  'kind',
-  'resources',
-  'namespace',
-  'labels',
-  'configMapGenerator',
-  'secretGenerator',
-  'patches',
-  'images',
-]);
-/** Kinds k8s/ may contain, and whether the namespace transformer sets their namespace. */
-const KIND_SCOPE: Record<string, 'namespaced' | 'cluster'> = {
-  ConfigMap: 'namespaced',
-  Secret: 'namespaced',
-  Service: 'namespaced',
-  StatefulSet: 'namespaced',
-  PodDisruptionBudget: 'namespaced',
-  Namespace: 'cluster',
-};
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function readYamlDocs(file: string): unknown[] {
-  return parseAllDocuments(readFileSync(file, 'utf8'))
-    .map((doc) => {
-      if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors[0]?.message}`);
-      return doc.toJS() as unknown;
-    })
-    .filter((doc) => doc !== null && doc !== undefined);
-}
-
-function asResource(doc: unknown, where: string): Resource {
-  if (
-    !isObject(doc) ||
-    typeof doc.apiVersion !== 'string' ||
-    typeof doc.kind !== 'string' ||
-    !isObject(doc.metadata) ||
-    typeof doc.metadata.name !== 'string'
-  ) {
-    throw new Error(`${where}: not a Kubernetes object with apiVersion, kind and metadata.name`);
-  }
-  if (!(doc.kind in KIND_SCOPE)) throw new Error(`${where}: kind ${doc.kind} is not known to this renderer`);
-  return doc as Resource;
-}
-
-/** Renders a kustomization directory into the objects `kubectl apply -k DIR` would send. */
-function kustomize(dir: string): Resource[] {
-  const items = build(resolve(ROOT, dir));
-  const renamed = new Map<string, string>();
-  for (const { res, generated } of items) {
-    if (!generated) continue;
-    const hashed = `${res.metadata.name}-${kustomizeHash(res)}`;
-    renamed.set(`${res.kind}/${res.metadata.name}`, hashed);
-    res.metadata.name = hashed;
-  }
-  for (const { res } of items) rewriteReferences(res, renamed);
-  return items.map((i) => i.res);
-}
-
-function build(dir: string): Item[] {
-  const file = join(dir, 'kustomization.yaml');
-  const k = readYamlDocs(file)[0];
-  if (!isObject(k)) throw new Error(`${file} is empty`);
-  const unsupported = Object.keys(k).filter((key) => !SUPPORTED_FIELDS.has(key));
-  if (unsupported.length > 0) {
-    throw new Error(
-      `${relative(ROOT, file)} uses ${unsupported.join(', ')}: not implemented by the renderer in ` +
-        'test/integration/k8s-manifests.test.ts; implement it there too',
-    );
-  }
-  const items: Item[] = [];
-  for (const entry of list(k.resources)) {
-    const path = resolve(dir, String(entry));
-    if (statSync(path).isDirectory()) items.push(...build(path));
-    else
-      for (const doc of readYamlDocs(path))
-        items.push({ res: asResource(doc, relative(ROOT, path)), generated: false });
-  }
-  for (const g of list(k.configMapGenerator)) generate('ConfigMap', g, dir, items);
-  for (const g of list(k.secretGenerator)) generate('Secret', g, dir, items);
-  for (const p of list(k.patches)) applyPatch(p, items);
-  if (typeof k.namespace === 'string') setNamespace(k.namespace, items);
-  for (const l of list(k.labels)) addLabels(l, items);
-  for (const i of list(k.images)) setImage(i, items);
-
-  const seen = new Set<string>();
-  for (const { res } of items) {
-    const key = `${res.kind}/${res.metadata.namespace ?? ''}/${res.metadata.name}`;
-    if (seen.has(key)) throw new Error(`${relative(ROOT, dir)}: ${key} is defined twice`);
-    seen.add(key);
-  }
-  return items;
-}
-
-function list(v: unknown): unknown[] {
-  if (v === undefined) return [];
-  if (!Array.isArray(v)) throw new Error(`expected a list, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function onlyKeys(obj: Record<string, unknown>, allowed: string[], what: string): void {
-  const extra = Object.keys(obj).filter((key) => !allowed.includes(key));
-  if (extra.length > 0) throw new Error(`${what}: ${extra.join(', ')} not implemented by this renderer`);
-}
-
-/** Key=value lines; blank lines and # comments skipped (kustomize's env file format). */
-function parseEnvLines(lines: string[], where: string): Array<[string, string]> {
-  const pairs: Array<[string, string]> = [];
-  for (const raw of lines) {
-    const line = raw.replace(/^\s+/, '');
-    if (line === '' || line.startsWith('#')) continue;
-    const eq = line.indexOf('=');
-    if (eq <= 0) throw new Error(`${where}: "${line}" is not KEY=value`);
-    const key = line.slice(0, eq);
-    if (!/^[-._a-zA-Z0-9]+$/.test(key)) throw new Error(`${where}: ${key} is not a valid key`);
-    const value = line.slice(eq + 1);
-    if (/^["']/.test(value)) throw new Error(`${where}: quoted values are not implemented by this renderer`);
-    pairs.push([key, value]);
-  }
-  return pairs;
-}
-
-function generate(kind: 'ConfigMap' | 'Secret', g: unknown, dir: string, items: Item[]): void {
-  if (!isObject(g) || typeof g.name !== 'string') throw new Error(`${kind} generator without a name`);
-  onlyKeys(g, ['name', 'behavior', 'envs', 'literals', 'type'], `${kind} generator ${g.name}`);
-  const data: Record<string, string> = {};
-  for (const env of list(g.envs)) {
-    const path = resolve(dir, String(env));
-    for (const [key, value] of parseEnvLines(readFileSync(path, 'utf8').split(/\r?\n/), path)) {
-      data[key] = value;
-    }
-  }
-  for (const [key, value] of parseEnvLines(list(g.literals).map(String), `${g.name} literals`)) {
-    data[key] = value;
-  }
-  const encoded =
-    kind === 'Secret'
-      ? Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')]))
-      : data;
-  const behavior = g.behavior ?? 'create';
-  if (behavior === 'create') {
-    const res: Resource = { apiVersion: 'v1', kind, metadata: { name: g.name }, data: encoded };
-    if (kind === 'Secret') res.type = typeof g.type === 'string' ? g.type : 'Opaque';
-    items.push({ res, generated: true });
-    return;
-  }
-  const existing = items.find((i) => i.generated && i.res.kind === kind && i.res.metadata.name === g.name);
-  if (!existing) throw new Error(`${kind} generator ${g.name}: behavior ${String(behavior)} but no base`);
-  if (behavior === 'merge') existing.res.data = { ...(existing.res.data as object), ...encoded };
-  else if (behavior === 'replace') existing.res.data = encoded;
-  else throw new Error(`${kind} generator ${g.name}: behavior ${String(behavior)} not implemented`);
-}
-
-/**
- * kustomize's name suffix: sha256 of Go's JSON of {data, kind, name, type (Secrets)}, 10 characters
- * with some swapped. kustomize v5 hashes before it names the object, so `name` is always empty.
- */
-function kustomizeHash(res: Resource): string {
-  const subject: Record<string, Json> = { kind: res.kind, name: '', data: res.data as Json };
-  if (res.kind === 'Secret') subject.type = res.type as Json;
-  const hex = createHash('sha256').update(goJson(subject)).digest('hex');
-  const swap: Record<string, string> = { '0': 'g', '1': 'h', '3': 'k', a: 'm', e: 't' };
-  return [...hex.slice(0, 10)].map((c) => swap[c] ?? c).join('');
-}
-
-/** encoding/json.Marshal: map keys sorted, <, > and & escaped as in Go. */
-function goJson(v: Json): string {
-  if (Array.isArray(v)) return `[${v.map(goJson).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const keys = Object.keys(v).sort();
-    return `{${keys.map((k) => `${goJson(k)}:${goJson(v[k] as Json)}`).join(',')}}`;
-  }
-  return JSON.stringify(v)
-    .replace(/</g, '\\u003c')
-    .replace(/>/g, '\\u003e')
-    .replace(/&/g, '\\u0026')
-    .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
-}
-
-function applyPatch(p: unknown, items: Item[]): void {
-  if (!isObject(p) || !isObject(p.target) || typeof p.patch !== 'string') {
-    throw new Error('only inline JSON 6902 patches with a target are implemented');
-  }
-  onlyKeys(p, ['target', 'patch'], 'patch');
-  const target = p.target;
-  onlyKeys(target, ['kind', 'name'], 'patch target');
-  const ops = parseYaml(p.patch) as unknown;
-  if (!Array.isArray(ops)) throw new Error('only JSON 6902 patches (a list of operations) are implemented');
-  const targets = items.filter((i) => i.res.kind === target.kind && i.res.metadata.name === target.name);
-  if (targets.length === 0) throw new Error(`patch target ${JSON.stringify(target)} matches nothing`);
-  for (const { res } of targets) for (const op of ops) applyOperation(res, op);
-}
-
-function applyOperation(doc: Record<string, unknown>, op: unknown): void {
-  if (!isObject(op) || typeof op.op !== 'string' || typeof op.path !== 'string') {
-    throw new Error(`bad JSON patch operation ${JSON.stringify(op)}`);
-  }
-  const tokens = op.path
-    .split('/')
-    .slice(1)
-    .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
-  const last = tokens.pop();
-  if (last === undefined) throw new Error(`JSON patch path ${op.path} has no target`);
-  let parent: unknown = doc;
-  for (const t of tokens) {
-    parent = Array.isArray(parent) ? parent[Number(t)] : isObject(parent) ? parent[t] : undefined;
-    if (parent === undefined) throw new Error(`JSON patch path ${op.path} does not exist`);
-  }
-  if (Array.isArray(parent)) {
-    const index = last === '-' ? parent.length : Number(last);
-    if (!Number.isInteger(index) || index < 0 || index > parent.length) {
-      throw new Error(`JSON patch path ${op.path}: bad index`);
-    }
-    if (op.op === 'add') parent.splice(index, 0, op.value);
-    else if (op.op === 'replace' && index < parent.length) parent[index] = op.value;
-    else if (op.op === 'remove' && index < parent.length) parent.splice(index, 1);
-    else throw new Error(`JSON patch ${op.op} ${op.path} cannot be applied`);
-  } else if (isObject(parent)) {
-    if (op.op === 'add') parent[last] = op.value;
-    else if (op.op === 'replace' && last in parent) parent[last] = op.value;
-    else if (op.op === 'remove' && last in parent) delete parent[last];
-    else throw new Error(`JSON patch ${op.op} ${op.path} cannot be applied`);
-  } else {
-    throw new Error(`JSON patch path ${op.path} does not exist`);
-  }
-}
-
-function setNamespace(namespace: string, items: Item[]): void {
-  for (const { res } of items) {
-    if (KIND_SCOPE[res.kind] === 'namespaced') res.metadata.namespace = namespace;
-    else if (res.kind === 'Namespace' && res.metadata.name !== namespace) {
-      throw new Error(
-        `Namespace ${res.metadata.name} differs from the kustomization's namespace ${namespace}`,
-      );
-    }
-  }
-}
-
-function addLabels(l: unknown, items: Item[]): void {
-  if (!isObject(l) || !isObject(l.pairs)) throw new Error('labels entry without pairs');
-  onlyKeys(l, ['pairs'], 'labels entry (includeSelectors/includeTemplates are not implemented)');
-  for (const { res } of items) res.metadata.labels = { ...res.metadata.labels, ...(l.pairs as object) };
-}
-
-function podSpecOf(res: Resource): IPodSpec | undefined {
-  if (res.kind !== 'StatefulSet') return undefined;
-  return (res as unknown as IStatefulSet).spec?.template.spec;
-}
-
-function setImage(i: unknown, items: Item[]): void {
-  if (!isObject(i) || typeof i.name !== 'string') throw new Error('images entry without a name');
-  onlyKeys(i, ['name', 'newName', 'newTag', 'digest'], `images entry ${i.name}`);
-  for (const { res } of items) {
-    const spec = podSpecOf(res);
-    for (const c of [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])]) {
-      const m = /^(.*?)(?::([^:/@]+))?(?:@(.+))?$/.exec(c.image ?? '');
-      if (!m || m[1] !== i.name) continue;
-      const name = typeof i.newName === 'string' ? i.newName : m[1];
-      const suffix =
-        typeof i.digest === 'string'
-          ? `@${i.digest}`
-          : typeof i.newTag === 'string' || typeof i.newTag === 'number'
-            ? `:${i.newTag}`
-            : m[2] !== undefined
-              ? `:${m[2]}`
-              : '';
-      c.image = name + suffix;
-    }
-  }
-}
-
-/** Points references to generated ConfigMaps/Secrets at their hashed names (kustomize's nameReference). */
-function rewriteReferences(res: Resource, renamed: Map<string, string>): void {
-  const spec = podSpecOf(res);
-  if (!spec) return;
-  const fix = (kind: string, ref: { name?: string } | undefined): void => {
-    if (ref?.name !== undefined) ref.name = renamed.get(`${kind}/${ref.name}`) ?? ref.name;
-  };
-  for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
-    for (const from of c.envFrom ?? []) {
-      fix('ConfigMap', from.configMapRef);
-      fix('Secret', from.secretRef);
-    }
-    for (const e of c.env ?? []) {
-      fix('ConfigMap', e.valueFrom?.configMapKeyRef);
-      fix('Secret', e.valueFrom?.secretKeyRef);
-    }
-  }
-  for (const v of spec.volumes ?? []) {
-    fix('ConfigMap', v.configMap);
-    if (v.secret?.secretName !== undefined) {
-      v.secret.secretName = renamed.get(`Secret/${v.secret.secretName}`) ?? v.secret.secretName;
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Schemas: kubernetes-models' validators (the OpenAPI schemas of the Kubernetes API), plus the
@@ -452,116 +135,6 @@ const SHUTDOWN_GRACE_MS = (() => {
   return Number(m[1].replace(/_/g, ''));
 })();
 
-class Rendering {
-  constructor(
-    readonly objects: Resource[],
-    readonly namespace: string,
-  ) {}
-
-  all<T>(kind: string): T[] {
-    return this.objects.filter((o) => o.kind === kind) as unknown as T[];
-  }
-
-  one<T>(kind: string, name?: string): T {
-    const found = this.objects.filter(
-      (o) => o.kind === kind && (name === undefined || o.metadata.name === name),
-    );
-    if (found.length !== 1) throw new Error(`expected one ${kind} ${name ?? ''}, found ${found.length}`);
-    return found[0] as unknown as T;
-  }
-
-  get statefulSet(): IStatefulSet {
-    return this.one<IStatefulSet>('StatefulSet');
-  }
-
-  get podSpec(): IPodSpec {
-    const spec = this.statefulSet.spec?.template.spec;
-    if (!spec) throw new Error('StatefulSet without a pod spec');
-    return spec;
-  }
-
-  get container(): IContainer {
-    const containers = this.podSpec.containers;
-    if (containers.length !== 1) throw new Error(`expected one container, found ${containers.length}`);
-    return containers[0] as IContainer;
-  }
-
-  get headless(): IService {
-    return this.one<IService>('Service', this.statefulSet.spec?.serviceName);
-  }
-
-  podNames(): string[] {
-    const replicas = this.statefulSet.spec?.replicas ?? 1;
-    return [...new Set([0, replicas - 1])].map((i) => `${this.statefulSet.metadata?.name}-${i}`);
-  }
-
-  /**
-   * The environment of pod `podName`: envFrom sources first, then env in order, with $(VAR)
-   * expanded against what is defined before it, as the kubelet does. Also returns the names
-   * used in $(...) references.
-   */
-  podEnv(podName: string): { env: Record<string, string>; referenced: Set<string>; sourced: string[] } {
-    const env: Record<string, string> = {};
-    const referenced = new Set<string>();
-    const sourced: string[] = [];
-    const c = this.container;
-    for (const from of c.envFrom ?? []) {
-      const data = from.configMapRef
-        ? this.one<IConfigMap>('ConfigMap', from.configMapRef.name).data
-        : from.secretRef
-          ? decode(this.one<ISecret>('Secret', from.secretRef.name).data)
-          : undefined;
-      if (!data) throw new Error('envFrom source without data');
-      for (const [key, value] of Object.entries(data)) {
-        env[(from.prefix ?? '') + key] = value;
-        sourced.push((from.prefix ?? '') + key);
-      }
-    }
-    for (const e of c.env ?? []) {
-      if (e.value !== undefined) {
-        env[e.name] = e.value.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name?: string) => {
-          if (name === undefined) return '$';
-          referenced.add(name);
-          return env[name] ?? whole;
-        });
-      } else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') {
-        env[e.name] = podName;
-      } else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace') {
-        env[e.name] = this.namespace;
-      } else if (e.valueFrom?.configMapKeyRef) {
-        const ref = e.valueFrom.configMapKeyRef;
-        const value = this.one<IConfigMap>('ConfigMap', ref.name).data?.[ref.key];
-        if (value === undefined) throw new Error(`${e.name}: ConfigMap ${ref.name} has no ${ref.key}`);
-        env[e.name] = value;
-      } else if (e.valueFrom?.secretKeyRef) {
-        const ref = e.valueFrom.secretKeyRef;
-        const value = decode(this.one<ISecret>('Secret', ref.name).data)[ref.key];
-        if (value === undefined) throw new Error(`${e.name}: Secret ${ref.name} has no ${ref.key}`);
-        env[e.name] = value;
-      } else {
-        throw new Error(`${e.name}: this test does not know how Kubernetes fills it`);
-      }
-    }
-    return { env, referenced, sourced };
-  }
-
-  config(podName: string): Config {
-    return parseConfig({}, this.podEnv(podName).env);
-  }
-
-  /** A port of the container by number or name, as probes and Services' targetPort give it. */
-  containerPort(port: string | number | undefined): number | undefined {
-    if (typeof port === 'number') return port;
-    return this.container.ports?.find((p) => p.name === port)?.containerPort;
-  }
-}
-
-function decode(data: Record<string, string> | undefined): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
-  );
-}
-
 function selects(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined) {
   return (
     selector !== undefined &&
@@ -640,6 +213,12 @@ describe('the kustomize renderer used by these tests', () => {
       const key = (o: Resource) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
       const byKey = (objects: Resource[]) => Object.fromEntries(objects.map((o) => [key(o), o]));
       const theirs = parseAllDocuments(out.stdout).map((d) => asResource(d.toJS(), 'kubectl kustomize'));
+      // kubectl folds long base64 values over several lines; the value is the same.
+      for (const o of theirs) {
+        if (o.kind !== 'Secret') continue;
+        const data = o.data as Record<string, string>;
+        for (const k of Object.keys(data)) data[k] = (data[k] ?? '').replace(/\s+/g, '');
+      }
       expect(byKey(kustomize(dir))).toEqual(byKey(theirs));
     },
   );
@@ -653,7 +232,7 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     expect(r.all('StatefulSet')).toHaveLength(1);
     expect(r.all('Service')).toHaveLength(2);
     expect(r.all('ConfigMap')).toHaveLength(1);
-    expect(r.all('Secret')).toHaveLength(1);
+    expect(r.all('Secret')).toHaveLength(2);
     expect(r.all('PodDisruptionBudget')).toHaveLength(1);
   });
 
@@ -712,6 +291,26 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
         'SHOAL_DISCOVERY_DNS',
       ]),
     );
+  });
+
+  it('reads the API keys from a mounted Secret that an apply updates in place', () => {
+    const [pod] = r.podNames();
+    const { env } = r.podEnv(pod as string);
+    // Keys only from the file: a key in the environment could not be revoked without a restart.
+    expect(env.SHOAL_API_KEYS).toBeUndefined();
+    const file = r.config(pod as string).apiKeysFile;
+    expect(file).toEqual(expect.stringMatching(/^\//));
+    const mount = (r.container.volumeMounts ?? []).find((m) => file?.startsWith(`${m.mountPath}/`));
+    expect(mount?.readOnly).toBe(true);
+    const volume = (r.podSpec.volumes ?? []).find((v) => v.name === mount?.name);
+    const secretName = volume?.secret?.secretName ?? '';
+    const key = file?.slice((mount?.mountPath.length ?? 0) + 1) ?? '';
+    expect(Object.keys(r.secretData(secretName))).toContain(key);
+    // Not name-hashed (kustomize's disableNameSuffixHash): a new hash would roll every pod, where
+    // an update in place reaches the running pods' files.
+    expect(secretName).toBe('shoal-api-keys');
+    // Readable by the node (fsGroup), by no one else.
+    expect(volume?.secret?.defaultMode).toBe(0o440);
   });
 
   it('configures every pod validly, with the pod name as node id', () => {
@@ -820,15 +419,14 @@ describe('a node configured exactly like pod shoal-0', () => {
     if (!statSync(CLI, { throwIfNoEntry: false })) throw new Error(`${CLI} is missing: npm run build`);
     const r = new Rendering(kustomize('k8s'), 'default');
     const pod = r.podNames()[0] as string;
-    const { env } = r.podEnv(pod);
     const port = await freePort();
-    const dataDir = mkdtempSync(join(tmpdir(), 'shoal-k8s-pod-'));
-    // Only what cannot exist on this machine changes: the address and the volume. The cluster
-    // DNS name cannot be looked up here either.
+    const root = mkdtempSync(join(tmpdir(), 'shoal-k8s-pod-'));
+    // Only what cannot exist on this machine changes: the address, and the volumes' paths. The
+    // cluster DNS name cannot be looked up here either.
+    const env = onHost(r.podEnv(pod).env, r.podVolumes(pod, root));
     Object.assign(env, {
       SHOAL_HOST: '127.0.0.1',
       SHOAL_PORT: String(port),
-      SHOAL_DATA_DIR: dataDir,
       SHOAL_ADVERTISE_URL: `http://127.0.0.1:${port}`,
     });
     delete env.SHOAL_DISCOVERY_DNS;
@@ -846,11 +444,18 @@ describe('a node configured exactly like pod shoal-0', () => {
       expect(await get(c.startupProbe?.httpGet?.path ?? '/')).toBe(200);
       expect(await get(c.livenessProbe?.httpGet?.path ?? '/')).toBe(200);
       expect(await get('/cluster')).toBe(401);
+      // The placeholder key from k8s/base/api-keys.txt opens the API; its comment lines do not.
+      const keys = r.secretData('shoal-api-keys').keys ?? '';
+      const as = async (key: string) =>
+        (await fetch(`http://127.0.0.1:${port}/cluster`, { headers: { authorization: `Bearer ${key}` } }))
+          .status;
+      expect(await as('CHANGE-ME-placeholder-api-key')).toBe(200);
+      expect(await as(keys.split('\n')[0] ?? '')).toBe(401);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {
       child.kill('SIGKILL');
-      rmSync(dataDir, { recursive: true, force: true });
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });

@@ -48,8 +48,11 @@ export class ApiKeys {
       const info = await stat(file);
       const stamp = `${info.mtimeMs}:${info.size}:${info.ino}`;
       if (stamp === this.fileStamp) return;
+      // One key per line or comma-separated; lines starting with # are comments (whose key it is).
       const keys = (await readFile(file, 'utf8'))
-        .split(/[\n,]/)
+        .split('\n')
+        .filter((line) => !line.trimStart().startsWith('#'))
+        .flatMap((line) => line.split(','))
         .map((k) => k.trim())
         .filter((k) => k.length > 0);
       this.fileStamp = stamp;
