@@ -7,6 +7,10 @@
 #   3. uploads a file to the first and downloads it from the third (sha256 compared), checks the
 #      user (non-root), PID 1 (tini) and the image's HEALTHCHECK;
 #   4. stops each with SIGTERM (`podman stop -t 30`) and requires exit code 0 and a clean stop.
+# The last line is always `[smoke] PASS ...` or `[smoke] FAIL ...` (or `[smoke] SKIP ...`) with the
+# time each phase took. Containers and volumes are removed on every exit, failure or interrupt.
+# `.ci/run` runs it after `npm test` with SHOAL_SMOKE_REQUIRED=1. Images stay cached in podman's
+# store: a rerun rebuilds only the layers whose inputs changed (see the Dockerfile's order).
 #
 #   scripts/container-smoke.sh
 #
@@ -30,56 +34,80 @@ SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shoal-smoke.XXXXXX")
 CONTAINERS=()
 STARTED_AT=$(date +%s)
+PHASE=prerequisites
+TIMES=()
+RESULT=
 
 say() { echo "[smoke] $*"; }
 quiet_systemd() { grep -v 'systemd connection' >&2 || true; }
 now() { date +%s; }
+# phase NAME: closes the running phase (its seconds go into the final line) and starts NAME.
+PHASE_AT=$STARTED_AT
+phase() {
+  TIMES+=("$PHASE $(($(now) - PHASE_AT))s")
+  PHASE=$1
+  PHASE_AT=$(now)
+}
+summary() {
+  local IFS=,
+  echo "${TIMES[*]}" | sed 's/,/, /g'
+}
 skip() {
   if [ "${SHOAL_SMOKE_REQUIRED:-}" = 1 ]; then
-    echo "[smoke] FAIL: $*" >&2
-    exit 1
+    fail "$* (SHOAL_SMOKE_REQUIRED=1: not skipped)"
   fi
-  echo "[smoke] SKIP: $*"
+  RESULT="SKIP: $*"
   exit 0
 }
 fail() {
-  echo "[smoke] FAIL: $*" >&2
+  RESULT="FAIL in $PHASE: $*"
   exit 1
 }
 
 cleanup() {
   local rc=$?
+  trap - EXIT INT TERM
+  set +e
   if [ $rc -ne 0 ]; then
     for c in "${CONTAINERS[@]}"; do
       echo "----- last log lines of $c -----" >&2
-      "${PODMAN[@]}" logs --tail 30 "$c" >&2 2>&1 || true
+      "${PODMAN[@]}" logs --tail 30 "$c" >&2 2>&1
     done
   fi
   if [ "${SHOAL_SMOKE_KEEP:-}" != 1 ]; then
     for c in "${CONTAINERS[@]}"; do
-      "${PODMAN[@]}" rm -f -t 0 "$c" >/dev/null 2>&1 || true
-      "${PODMAN[@]}" volume rm -f "$c-data" >/dev/null 2>&1 || true
+      "${PODMAN[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
+      "${PODMAN[@]}" volume rm -f "$c-data" >/dev/null 2>&1
     done
     rm -rf "$WORK"
   else
     say "kept: containers ${CONTAINERS[*]}, their volumes, $WORK"
   fi
+  # One closing line, last, whatever happened: PASS, SKIP or FAIL, with the phases' times.
+  [ -n "$RESULT" ] || RESULT="FAIL in $PHASE: exit code $rc"
+  [ $rc -eq 0 ] || case "$RESULT" in FAIL*) ;; *) RESULT="FAIL in $PHASE: exit code $rc" ;; esac
+  TIMES+=("$PHASE $(($(now) - PHASE_AT))s")
+  local line="[smoke] $RESULT ($(summary); total $(($(now) - STARTED_AT))s)"
+  if [ $rc -eq 0 ]; then echo "$line"; else echo "$line" >&2; fi
   exit $rc
 }
 trap cleanup EXIT
+trap 'RESULT="FAIL in $PHASE: interrupted"; exit 130' INT
+trap 'RESULT="FAIL in $PHASE: terminated"; exit 143' TERM
 
 # ---- prerequisites -------------------------------------------------------------------------------
 if ! command -v podman >/dev/null || ! command -v "${SHOAL_PODMAN_RUNTIME:-runc}" >/dev/null; then
   if [ "${SHOAL_SMOKE_INSTALL:-}" = 1 ] || [ "${CI:-}" = true ]; then
     [ "$(id -u)" = 0 ] || skip "podman is missing and installing it needs root"
     say "installing podman and runc from Debian's packages"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null; } ||
       skip "podman could not be installed"
   else
     skip "podman (and runc) not found: apt-get install podman runc, or SHOAL_SMOKE_INSTALL=1"
   fi
 fi
 command -v curl >/dev/null || skip "curl not found"
+command -v node >/dev/null || skip "node not found (it reads the JSON answers)"
 for i in 0 1 2; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$((PORT0 + i))") 2>/dev/null; then
     fail "port $((PORT0 + i)) on 127.0.0.1 is taken (set SHOAL_SMOKE_PORT)"
@@ -87,6 +115,7 @@ for i in 0 1 2; do
 done
 
 # ---- base and image ------------------------------------------------------------------------------
+phase base
 t=$(now)
 if [ -n "${SHOAL_SMOKE_BASE:-}" ]; then
   BASE=$SHOAL_SMOKE_BASE
@@ -96,6 +125,7 @@ fi
 BASE_SECONDS=$(($(now) - t))
 say "base image $BASE (${BASE_SECONDS}s)"
 
+phase build
 t=$(now)
 say "building $IMAGE (log: $WORK/build.log)"
 # --format docker keeps the HEALTHCHECK (the OCI image format has no field for it); --network host
@@ -110,6 +140,7 @@ say "built $IMAGE in ${BUILD_SECONDS}s ($("${PODMAN[@]}" image inspect --format 
 
 # ---- three nodes ---------------------------------------------------------------------------------
 url() { echo "http://127.0.0.1:$((PORT0 + $1))"; }
+phase start
 t=$(now)
 for i in 0 1 2; do
   name=$RUN_ID-$i
@@ -151,6 +182,7 @@ UP_SECONDS=$(($(now) - t))
 say "3 nodes ready and converged in ${UP_SECONDS}s"
 
 # ---- container properties ------------------------------------------------------------------------
+phase checks
 uid=$("${PODMAN[@]}" exec "$RUN_ID-0" id -u)
 [ "$uid" != 0 ] || fail "the node runs as root"
 pid1=$("${PODMAN[@]}" exec "$RUN_ID-0" cat /proc/1/cmdline | tr '\0' ' ')
@@ -159,6 +191,7 @@ case "$pid1" in */tini*) ;; *) fail "PID 1 is not tini: $pid1" ;; esac
 say "uid $uid, PID 1: $pid1, HEALTHCHECK healthy"
 
 # ---- data path -----------------------------------------------------------------------------------
+phase data
 head -c $((3 * 1024 * 1024 + 17)) /dev/urandom >"$WORK/upload.bin"
 want=$(sha256sum "$WORK/upload.bin" | cut -d' ' -f1)
 code=$(curl -s -o /dev/null -w '%{http_code}' -F "file=@$WORK/upload.bin" "$(url 0)/files")
@@ -174,6 +207,7 @@ got=$(sha256sum "$WORK/download.bin" | cut -d' ' -f1)
 say "uploaded $id to node 0, downloaded it from node 2: sha256 matches"
 
 # ---- SIGTERM -------------------------------------------------------------------------------------
+phase sigterm
 for c in "${CONTAINERS[@]}"; do
   t=$(now)
   "${PODMAN[@]}" stop -t 30 "$c" >/dev/null 2> >(quiet_systemd)
@@ -184,4 +218,4 @@ for c in "${CONTAINERS[@]}"; do
   say "$c: SIGTERM -> exit 0 in ${secs}s"
 done
 
-say "ok: base ${BASE_SECONDS}s, image build ${BUILD_SECONDS}s, cluster up ${UP_SECONDS}s, total $(($(now) - STARTED_AT))s"
+RESULT="PASS: image built, 3 nodes up, upload to node 0 read back from node 2, SIGTERM -> exit 0 x3"

@@ -5,15 +5,17 @@
 # bundle (so npm inside the build trusts the same registry certificates the host trusts).
 # It stands in for node:<lts>-bookworm-slim where Docker Hub cannot be reached.
 #
-#   scripts/podman-base-image.sh [IMAGE]     default IMAGE: localhost/shoal-node-base:local
+#   scripts/podman-base-image.sh [IMAGE]     default IMAGE: localhost/shoal-node-base:node-vX.Y.Z
 #
+# The default tag names this machine's node version, so a node upgrade makes a new base instead of
+# reusing one that carries the old node.
 # Needs root, podman, runc and debootstrap (installed from Debian's packages when missing).
 # The Debian root file system is kept as $SHOAL_BASE_DEBIAN_IMAGE (localhost/debian:bookworm-min).
 # Prints the image name on the last line. Work files go to $SHOAL_BASE_WORKDIR (default
 # /tmp/shoal-podman-base). Rebuilds nothing that already exists; `podman rmi IMAGE` forces it.
 set -euo pipefail
 
-IMAGE=${1:-localhost/shoal-node-base:local}
+IMAGE=${1:-localhost/shoal-node-base:node-$(node --version)}
 DEBIAN_IMAGE=${SHOAL_BASE_DEBIAN_IMAGE:-localhost/debian:bookworm-min}
 WORK=${SHOAL_BASE_WORKDIR:-/tmp/shoal-podman-base}
 # crun fails on hosts with hybrid cgroups; runc works. Explicit ulimits: podman's defaults need
@@ -26,6 +28,7 @@ log() { echo "[base] $*" >&2; }
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing podman, runc and debootstrap from Debian's packages"
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
   else
     log "needs podman, runc and debootstrap (apt-get install podman runc debootstrap, as root)"
