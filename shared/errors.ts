@@ -10,8 +10,10 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'not_found'
+  | 'request_timeout'
   | 'payload_too_large'
   | 'range_not_satisfiable'
+  | 'headers_too_large'
   | 'quorum_unavailable'
   | 'replica_unavailable'
   | 'conflict'
@@ -28,9 +30,11 @@ const STATUS: Record<ErrorCode, number> = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  request_timeout: 408,
   conflict: 409,
   payload_too_large: 413,
   range_not_satisfiable: 416,
+  headers_too_large: 431,
   checksum_mismatch: 422,
   internal: 500,
   quorum_unavailable: 503,

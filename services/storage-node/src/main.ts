@@ -7,6 +7,7 @@ import { Catalog } from './files/catalog';
 import { FileReader } from './files/download';
 import { ApiKeys, LinkSigner } from './http/access';
 import { buildApp } from './http/app';
+import { clientErrorHandler } from './http/error-handler';
 import type { NodeContext } from './http/context';
 import { NodeMetrics } from './http/metrics';
 import { Membership } from './membership/membership';
@@ -26,6 +27,12 @@ export interface RunningNode {
 }
 
 const SHUTDOWN_GRACE_MS = 25_000;
+/**
+ * Largest request line plus header block a client may send (Node's own default, chosen here on
+ * purpose): ample for a Bearer key, a signed link and a browser's cookies, and it bounds what one
+ * connection can make the parser buffer. Larger ones get a JSON 431.
+ */
+const MAX_HEADER_BYTES = 16 * 1024;
 const PENDING_UPLOAD_TTL_MS = 10 * 60_000;
 
 /** Composition root: config -> parts -> listen. Nothing else builds parts. */
@@ -112,7 +119,15 @@ export async function startNode(config: Config): Promise<RunningNode> {
   };
   await ctx.apiKeys.start();
 
-  const server = createServer(buildApp(ctx));
+  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, buildApp(ctx));
+  server.on(
+    'clientError',
+    clientErrorHandler({
+      maxHeaderBytes: MAX_HEADER_BYTES,
+      log,
+      onRefused: (status) => ctx.metrics.parserRefusals.inc({ status: String(status) }),
+    }),
+  );
   // Uploads of many GiB take longer than any fixed whole-request limit; stalls are caught by the
   // socket inactivity timeout instead. Headers must still arrive promptly.
   server.requestTimeout = 0;

@@ -1,5 +1,7 @@
 import type { ErrorRequestHandler, Response } from 'express';
 import { MulterError } from 'multer';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ShoalError, errorBody, isNoSpaceError } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
 
@@ -58,4 +60,63 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     log.error({ reqId: req.reqId, err }, 'unexpected error');
     sendError(res, new ShoalError('internal', 'internal error; the node log has the details'));
   };
+}
+
+/** How long a socket refused by the HTTP parser stays open after its answer, so the client can read it. */
+const REFUSED_SOCKET_GRACE_MS = 2_000;
+
+/**
+ * Answers what Node's HTTP parser refuses before express runs (a header block over the limit, a
+ * malformed request line or header, headers that do not arrive in time) with the same JSON error
+ * as every other refusal, instead of Node's bare status line. For the http.Server 'clientError'
+ * event. Never logs the request: its headers may hold API keys.
+ */
+export function clientErrorHandler(options: {
+  maxHeaderBytes: number;
+  log: Logger;
+  onRefused?: (status: number) => void;
+}): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+  // The parser reports its error again for every later chunk from the same socket; one answer.
+  const answered = new WeakSet<Duplex>();
+  return (err, socket) => {
+    if (answered.has(socket)) return;
+    // A response already under way on this keep-alive socket must not get bytes spliced into it.
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    answered.add(socket);
+    const refusal = parserRefusal(err, options.maxHeaderBytes);
+    options.log.debug({ code: err.code, status: refusal.httpStatus }, 'HTTP parser refused a request');
+    options.onRefused?.(refusal.httpStatus);
+    const body = JSON.stringify(errorBody(refusal.code, refusal.message));
+    socket.end(
+      `HTTP/1.1 ${refusal.httpStatus} ${STATUS_CODES[refusal.httpStatus] ?? ''}\r\n` +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        'Connection: close\r\n\r\n' +
+        body,
+    );
+    // end() leaves the read side open (http.Server allows half-open sockets): a client still
+    // sending its oversized headers would otherwise hold the socket as long as it liked.
+    setTimeout(() => socket.destroy(), REFUSED_SOCKET_GRACE_MS).unref();
+  };
+}
+
+function parserRefusal(err: NodeJS.ErrnoException, maxHeaderBytes: number): ShoalError {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new ShoalError(
+        'headers_too_large',
+        `the request line and headers are larger than ${maxHeaderBytes} bytes`,
+      );
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return new ShoalError('payload_too_large', 'the chunk extensions of the request body are too large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new ShoalError('request_timeout', 'the request headers did not arrive in time');
+    default:
+      // The parser's code (HPE_INVALID_METHOD, ...) names what was wrong without echoing the request.
+      return new ShoalError('bad_request', `malformed HTTP request${err.code ? ` (${err.code})` : ''}`);
+  }
 }

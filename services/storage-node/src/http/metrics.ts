@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class NodeMetrics {
   readonly registry = new Registry();
   readonly requests: Histogram<'method' | 'route' | 'status'>;
+  readonly parserRefusals: Counter<'status'>;
   readonly bytesIn: Counter;
   readonly bytesOut: Counter;
   readonly uploads: Counter<'outcome'>;
@@ -27,6 +28,13 @@ export class NodeMetrics {
       help: 'HTTP requests by route pattern, method and status',
       labelNames: ['method', 'route', 'status'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      registers: [this.registry],
+    });
+    // Requests Node's HTTP parser refuses never reach express, so the histogram above misses them.
+    this.parserRefusals = new Counter({
+      name: 'shoal_http_parser_refusals_total',
+      help: 'Requests refused by the HTTP parser before routing (headers too large, malformed, too slow), by status',
+      labelNames: ['status'],
       registers: [this.registry],
     });
     this.bytesIn = new Counter({
