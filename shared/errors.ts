@@ -7,6 +7,8 @@ export type ErrorCode =
   | 'invalid_id'
   | 'missing_file_part'
   | 'malformed_multipart'
+  | 'malformed_part_header'
+  | 'multipart_limit'
   | 'unauthorized'
   | 'forbidden'
   | 'not_found'
@@ -27,12 +29,14 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_id: 400,
   missing_file_part: 400,
   malformed_multipart: 400,
+  malformed_part_header: 400,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
   request_timeout: 408,
   conflict: 409,
   payload_too_large: 413,
+  multipart_limit: 413,
   range_not_satisfiable: 416,
   headers_too_large: 431,
   checksum_mismatch: 422,

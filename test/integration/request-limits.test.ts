@@ -1,12 +1,17 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
-import { TestCluster } from '../helpers/cluster';
+import { join } from 'node:path';
+import { TestCluster, getJson } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
 
 /**
- * Requests refused before any route runs, sent byte for byte over raw sockets to real nodes:
- * what Node's HTTP parser rejects (oversized or malformed request heads) must get the same JSON
- * error as every other refusal, and the node must carry on with nothing lost.
+ * Request heads and multipart bodies over Shoal's limits, sent byte for byte to real nodes:
+ * - what Node's HTTP parser rejects before any route runs (oversized or malformed request heads)
+ *   gets the same JSON error as every other refusal;
+ * - multipart bodies over the part, field and part-header limits get a 4xx JSON error with their
+ *   own code, even when the file part came first and was already streaming to its replicas;
+ * and the nodes carry on with nothing stored, no temp file left and nothing lost.
  */
 
 interface RawResponse {
@@ -128,5 +133,184 @@ describe('requests the HTTP parser refuses', () => {
         expect(sha256(res.data)).toBe(sum);
       }
     }
+  });
+});
+
+interface Part {
+  /** Raw header lines of the part, without CRLFs. */
+  headers: string[];
+  data: string | Buffer;
+}
+
+function filePart(data: Buffer, name = 'refused.bin'): Part {
+  return {
+    headers: [
+      `Content-Disposition: form-data; name="file"; filename="${name}"`,
+      'Content-Type: application/octet-stream',
+    ],
+    data,
+  };
+}
+
+function field(name: string, value: string): Part {
+  return { headers: [`Content-Disposition: form-data; name="${name}"`], data: value };
+}
+
+function multipartBody(boundary: string, parts: Part[]): Buffer {
+  const out: Buffer[] = [];
+  for (const p of parts) {
+    out.push(Buffer.from(`--${boundary}\r\n${p.headers.map((h) => h + '\r\n').join('')}\r\n`));
+    out.push(Buffer.from(p.data), Buffer.from('\r\n'));
+  }
+  out.push(Buffer.from(`--${boundary}--\r\n`));
+  return Buffer.concat(out);
+}
+
+async function postMultipart(
+  url: string,
+  parts: Part[],
+): Promise<{ status: number; body: { error?: { code: string; message: string } } }> {
+  const boundary = 'limits' + randomBytes(8).toString('hex');
+  const res = await fetch(`${url}/files`, {
+    method: 'POST',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    body: multipartBody(boundary, parts),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return { status: res.status, body: (await res.json()) as { error?: { code: string; message: string } } };
+}
+
+/** Files under a data dir's blobs/ and tmp/ (the data-dir write probe aside). */
+function onDisk(dataDir: string): { blobs: number; tmp: string[] } {
+  const blobsDir = join(dataDir, 'blobs');
+  const blobs = readdirSync(blobsDir).reduce((n, shard) => n + readdirSync(join(blobsDir, shard)).length, 0);
+  const tmp = readdirSync(join(dataDir, 'tmp')).filter((f) => f !== '.write-probe');
+  return { blobs, tmp };
+}
+
+describe('multipart limits', () => {
+  let cluster: TestCluster;
+
+  beforeAll(async () => {
+    cluster = await TestCluster.start({ nodes: 3 });
+    const res = await upload(cluster.url(0), randomBytes(10_000), 'before.bin');
+    expect(res.status).toBe(201);
+  });
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  const listIds = async (): Promise<string[]> =>
+    (
+      (await getJson<{ files: Array<{ id: string }> }>(`${cluster.url(1)}/files?limit=1000`))?.files ?? []
+    ).map((f) => f.id);
+
+  // The file part comes first in each, so its bytes are already on their replicas (prepared)
+  // when the offending part arrives: those copies must be aborted, not left behind.
+  const cases: Array<[string, number, string, RegExp, () => Part[]]> = [
+    [
+      'a part with 3,000 header pairs',
+      400,
+      'malformed_part_header',
+      /16384 bytes/,
+      () => [
+        filePart(randomBytes(200_000)),
+        {
+          headers: [
+            'Content-Disposition: form-data; name="note"',
+            ...Array.from({ length: 3000 }, (_v, i) => `X-Pair-${i}: v`),
+          ],
+          data: 'x',
+        },
+      ],
+    ],
+    [
+      'a part with a 20 KiB header line',
+      400,
+      'malformed_part_header',
+      /16384 bytes/,
+      () => [
+        filePart(randomBytes(200_000)),
+        { headers: [`Content-Disposition: form-data; name="note"; x="${'a'.repeat(20 * 1024)}"`], data: 'x' },
+      ],
+    ],
+    [
+      'a file part whose own header line is 20 KiB',
+      400,
+      'malformed_part_header',
+      /16384 bytes/,
+      () => [
+        {
+          headers: [
+            'Content-Disposition: form-data; name="file"; filename="f.bin"',
+            `X-Long: ${'a'.repeat(20 * 1024)}`,
+          ],
+          data: randomBytes(1000),
+        },
+      ],
+    ],
+    [
+      'a form with 17 fields',
+      413,
+      'multipart_limit',
+      /at most 16 fields/,
+      () => [filePart(randomBytes(200_000)), ...Array.from({ length: 17 }, (_v, i) => field(`f${i}`, 'v'))],
+    ],
+    [
+      'a field value of 16 KiB + 1 byte',
+      413,
+      'multipart_limit',
+      /16384 bytes/,
+      () => [filePart(randomBytes(200_000)), field('note', 'v'.repeat(16 * 1024 + 1))],
+    ],
+    [
+      'a field name of 257 characters',
+      413,
+      'multipart_limit',
+      /256 characters/,
+      () => [filePart(randomBytes(200_000)), field('n'.repeat(257), 'v')],
+    ],
+    [
+      'a form with 21 parts',
+      413,
+      'multipart_limit',
+      /at most 20 parts/,
+      () => [
+        filePart(randomBytes(200_000)),
+        // Parts without a Content-Disposition are skipped, but still count as parts.
+        ...Array.from({ length: 20 }, () => ({ headers: ['X-Nothing: here'], data: 'x' })),
+      ],
+    ],
+  ];
+
+  it.each(cases)(
+    'refuses %s with %d, stores nothing and leaves no temp file',
+    async (_what, status, code, message, parts) => {
+      const before = await listIds();
+      const disks = cluster.nodes.map((n) => onDisk(n.dataDir));
+      const res = await postMultipart(cluster.url(0), parts());
+      expect(res.status).toBe(status);
+      expect(res.body.error?.code).toBe(code);
+      expect(res.body.error?.message).toMatch(message);
+      // Prepared copies are aborted before the answer goes out, so nothing is left even now.
+      expect(await listIds()).toEqual(before);
+      expect(cluster.nodes.map((n) => onDisk(n.dataDir))).toEqual(disks.map((d) => ({ ...d, tmp: [] })));
+      // And the node takes the next upload as usual.
+      expect((await upload(cluster.url(0), randomBytes(1000), 'after.bin')).status).toBe(201);
+    },
+  );
+
+  it('takes a form within every limit', async () => {
+    const data = randomBytes(100_000);
+    const parts = [
+      ...Array.from({ length: 15 }, (_v, i) => field(`f${i}`, 'v')),
+      field('n'.repeat(256), 'v'.repeat(16 * 1024)),
+      filePart(data, 'within.bin'),
+    ];
+    const res = await postMultipart(cluster.url(2), parts);
+    expect(res.status).toBe(201);
+    const got = await download(cluster.url(1), (res.body as { id: string }).id);
+    expect(sha256(got.data)).toBe(sha256(data));
   });
 });

@@ -14,6 +14,34 @@ export interface PreparedFile {
 
 export const MAX_NAME_LENGTH = 1024;
 
+/**
+ * Limits on an upload's multipart body besides --max-file-size, for multer (which hands them to
+ * busboy). Shoal keeps one file part and ignores every other field, so the rest gets a small
+ * budget: busboy holds each field value whole in memory, so one request can make it buffer at
+ * most fields x fieldSize = 256 KiB. Going over any of them gets 413 `multipart_limit`.
+ */
+export const MULTIPART_LIMITS = {
+  /** File parts: the one named "file" (a second one gets 400). */
+  files: 1,
+  /** Non-file fields; tolerated because forms often carry a few, then dropped. */
+  fields: 16,
+  /** Bytes of one field value. */
+  fieldSize: 16 * 1024,
+  /** Characters of a part's name (multer counts characters). */
+  fieldNameSize: 256,
+  /** Parts of any kind, the file part and parts busboy skips (no Content-Disposition) included. */
+  parts: 20,
+} as const;
+
+/**
+ * The header block of one part is capped by busboy itself (its MAX_HEADER_SIZE, not settable);
+ * over it, busboy reports a malformed part header and the upload gets 400 `malformed_part_header`.
+ * busboy 1.x has no per-part limit on header pairs: it ignores multer's `headerPairs` option
+ * (only busboy 0.x read it), keeps the first 2000 pairs and drops the rest, so the byte cap is
+ * what bounds a part's headers, which is why `headerPairs` is not set above.
+ */
+export const PART_HEADER_MAX_BYTES = 16 * 1024;
+
 /** How long a refused upload's body is still read (so the client can read the answer) before the connection is cut. */
 const DRAIN_GRACE_MS = 2_000;
 

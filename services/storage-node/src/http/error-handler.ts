@@ -4,6 +4,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ShoalError, errorBody, isNoSpaceError } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
+import { MULTIPART_LIMITS, PART_HEADER_MAX_BYTES } from '../files/upload';
 
 export function sendError(res: Response, err: ShoalError): void {
   if (res.headersSent) {
@@ -23,6 +24,23 @@ export function toShoalError(err: unknown): ShoalError | undefined {
       case 'LIMIT_UNEXPECTED_FILE':
       case 'LIMIT_FILE_COUNT':
         return new ShoalError('bad_request', 'send exactly one file, in a part named "file"');
+      case 'LIMIT_PART_COUNT':
+        return new ShoalError('multipart_limit', `too many parts: at most ${MULTIPART_LIMITS.parts} parts`);
+      case 'LIMIT_FIELD_COUNT':
+        return new ShoalError(
+          'multipart_limit',
+          `too many fields: at most ${MULTIPART_LIMITS.fields} fields besides the file`,
+        );
+      case 'LIMIT_FIELD_KEY':
+        return new ShoalError(
+          'multipart_limit',
+          `a part name is longer than ${MULTIPART_LIMITS.fieldNameSize} characters`,
+        );
+      case 'LIMIT_FIELD_VALUE':
+        return new ShoalError(
+          'multipart_limit',
+          `a field value is longer than ${MULTIPART_LIMITS.fieldSize} bytes`,
+        );
       default:
         return new ShoalError('bad_request', `multipart body refused: ${err.message}`);
     }
@@ -33,10 +51,14 @@ export function toShoalError(err: unknown): ShoalError | undefined {
   if (e?.type === 'entity.parse.failed') return new ShoalError('bad_request', 'the JSON body does not parse');
   if (e?.type === 'entity.too.large')
     return new ShoalError('payload_too_large', 'the request body is too large');
-  if (
-    typeof e?.message === 'string' &&
-    /multipart|boundary|unexpected end of form|malformed part header/i.test(e.message)
-  ) {
+  // busboy says the same for a part header block over its size cap and for one that does not parse.
+  if (typeof e?.message === 'string' && /malformed part header/i.test(e.message)) {
+    return new ShoalError(
+      'malformed_part_header',
+      `the headers of a part are malformed or larger than ${PART_HEADER_MAX_BYTES} bytes`,
+    );
+  }
+  if (typeof e?.message === 'string' && /multipart|boundary|unexpected end of form/i.test(e.message)) {
     return new ShoalError('malformed_multipart', `malformed multipart body: ${e.message}`);
   }
   if (typeof e?.message === 'string' && /request (aborted|closed)/i.test(e.message)) {

@@ -3,7 +3,7 @@ import multer from 'multer';
 import { ShoalError } from '../../../../shared/errors';
 import { assertValidId, isValidId } from '../../../../shared/ids';
 import { MAX_PAGE } from '../files/catalog';
-import { ReplicatingStorage, type PreparedFile } from '../files/upload';
+import { MULTIPART_LIMITS, ReplicatingStorage, type PreparedFile } from '../files/upload';
 import type { NodeContext } from './context';
 import { sendFile } from './file-response';
 import { consoleHtml } from './console-page';
@@ -19,7 +19,7 @@ export function publicRoutes(ctx: NodeContext): Router {
     storage: new ReplicatingStorage(ctx.writer, (req) => req.reqId),
     // Browsers and curl send UTF-8 file names; busboy would read them as latin1 otherwise.
     defParamCharset: 'utf8',
-    limits: { files: 1, fields: 32, parts: 40, fieldSize: 64 * 1024, fieldNameSize: 256, headerPairs: 64 },
+    limits: MULTIPART_LIMITS,
   }).single('file');
 
   router.get('/', (_req, res) => {
