@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * Separate network hosts on one machine, for partition tests: one network namespace per node,
@@ -10,6 +12,7 @@ import { randomBytes } from 'node:crypto';
  */
 const NET = '127.0.101';
 const PREFIX = 'shl';
+const ETC_NETNS = '/etc/netns';
 
 function run(...args: string[]): string {
   return execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -87,11 +90,27 @@ export class NetLab {
       for (const pid of tryPids(ns)) tryRun('kill', '-9', pid);
       tryRun('ip', 'netns', 'del', ns);
     }
+    if (existsSync(ETC_NETNS)) {
+      for (const dir of readdirSync(ETC_NETNS)) {
+        if (dir.startsWith(PREFIX)) rmSync(join(ETC_NETNS, dir), { recursive: true, force: true });
+      }
+    }
     const links = run('ip', '-o', 'link', 'show')
       .split('\n')
       .map((l) => /^\d+:\s+([^@:]+)/.exec(l)?.[1] ?? '')
       .filter((n) => n.startsWith(PREFIX));
     for (const link of links) tryRun('ip', 'link', 'del', link);
+  }
+
+  /**
+   * Sets /etc/<name> as programs in host i see it (`ip netns exec` binds /etc/netns/<ns>/<name> over
+   * it), e.g. `hosts` for the names they resolve. Rewritten in place, so running programs see a
+   * change at their next lookup.
+   */
+  setEtcFile(i: number, name: string, content: string): void {
+    const dir = join(ETC_NETNS, this.ns(i));
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, name), content);
   }
 
   address(i: number): string {
@@ -150,6 +169,7 @@ export class NetLab {
     for (let i = 1; i <= this.hosts; i++) {
       for (const pid of tryPids(this.ns(i))) tryRun('kill', '-9', pid);
       tryRun('ip', 'netns', 'del', this.ns(i));
+      rmSync(join(ETC_NETNS, this.ns(i)), { recursive: true, force: true });
     }
     tryRun('ip', 'netns', 'del', this.bridgeNs());
     tryRun('ip', 'link', 'del', `${PREFIX}${this.tag}h`);

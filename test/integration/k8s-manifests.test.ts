@@ -378,9 +378,11 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     expect(spread.every((s) => selects(s.labelSelector?.matchLabels, labels))).toBe(true);
   });
 
-  it("gives a stopping pod more time than the node's own shutdown grace", () => {
+  it("pauses before SIGTERM while endpoints drop the pod, and then allows the node's shutdown grace", () => {
     const seconds = r.podSpec.terminationGracePeriodSeconds ?? 30;
-    expect(seconds * 1000).toBeGreaterThanOrEqual(SHUTDOWN_GRACE_MS + 5_000);
+    const preStop = (r.container.lifecycle?.preStop?.sleep?.seconds ?? 0) * 1000;
+    expect(preStop).toBeGreaterThan(0);
+    expect(seconds * 1000).toBeGreaterThanOrEqual(preStop + SHUTDOWN_GRACE_MS + 5_000);
   });
 
   it('keeps Service links from shadowing SHOAL_* variables', () => {
