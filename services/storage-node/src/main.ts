@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { mkdir, open, readFile, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { errorText } from '../../../shared/errors';
 import { createLogger, type Logger } from '../../../shared/logging';
 import { resolveNodeId, type Config } from './config';
 import { Catalog } from './files/catalog';
@@ -8,7 +9,7 @@ import { FileReader } from './files/download';
 import { ApiKeys, LinkSigner } from './http/access';
 import { buildApp } from './http/app';
 import { clientErrorHandler } from './http/error-handler';
-import type { NodeContext } from './http/context';
+import type { Lifecycle, NodeContext } from './http/context';
 import { NodeMetrics } from './http/metrics';
 import { Membership } from './membership/membership';
 import { PeerClient } from './peers/peer-client';
@@ -42,7 +43,14 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const selfId = resolveNodeId(config.nodeId, await readStoredId(dataDir));
   await writeFile(join(dataDir, 'node-id'), selfId + '\n');
   const log = createLogger({ nodeId: selfId, level: config.logLevel });
-  const lifecycle = { ready: false, stopping: false };
+  let started = false;
+  const lifecycle: Lifecycle = {
+    stopping: false,
+    diskFault: null,
+    get ready() {
+      return started && !this.stopping && this.diskFault === null;
+    },
+  };
 
   const metadata = new MetadataStore(join(dataDir, 'metadata.sqlite'));
   const blobs = new BlobStore(dataDir, metadata);
@@ -142,22 +150,34 @@ export async function startNode(config: Config): Promise<RunningNode> {
       res();
     });
   });
-  await checkFreeSpace(dataDir, config.minFreeBytes, membership);
+  const checkDisk = (): Promise<void> =>
+    checkDataDir(dataDir, config.minFreeBytes, lifecycle, membership, log);
+  await checkDisk();
   await membership.start();
   await catchUpDeletes(metadata, blobs, membership, peers, log);
   recordAlive(metadata);
   repairer.start();
   scrubber.start();
+  let aliveStampFailing = false;
   const housekeeping = setInterval(() => {
     blobs
       .expirePending(PENDING_UPLOAD_TTL_MS)
       .catch((err: unknown) => log.warn({ err }, 'expiring temp uploads failed'));
-    recordAlive(metadata);
-    void checkDataDir(dataDir, lifecycle, log);
-    void checkFreeSpace(dataDir, config.minFreeBytes, membership);
+    // A synchronous SQLite write in a timer: if the disk refuses it, throwing here would take the
+    // whole process down, copies others could still read from it included. The data dir check
+    // reports the cause; this only notes when the stamp stops and resumes.
+    try {
+      recordAlive(metadata);
+      if (aliveStampFailing) log.info('recording the last-alive time works again');
+      aliveStampFailing = false;
+    } catch (err) {
+      if (!aliveStampFailing) log.warn({ err: errorText(err) }, 'could not record the last-alive time');
+      aliveStampFailing = true;
+    }
+    void checkDisk();
   }, 2_000);
   housekeeping.unref();
-  lifecycle.ready = true;
+  started = true;
   log.info(
     { url: config.advertiseUrl, dataDir, replicas: config.replicas, writeQuorum: config.writeQuorum },
     'node ready',
@@ -166,7 +186,6 @@ export async function startNode(config: Config): Promise<RunningNode> {
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      lifecycle.ready = false;
       lifecycle.stopping = true;
       log.info('shutting down: finishing in-flight requests');
       membership.stop();
@@ -208,15 +227,49 @@ export async function runNode(config: Config): Promise<void> {
 }
 
 /**
- * Proves every few seconds that the data dir still takes writes (write, fsync, delete a probe
- * file). If it does not (read-only remount, vanished volume), the node reports not ready, so
- * load balancers and peers route around it, and logs why; it turns ready again once it can.
+ * Run every few seconds: proves the data dir still takes writes (write, fsync, delete a probe
+ * file) and measures its free space. A data dir that refuses writes (ext4 remounted read-only
+ * after an error, a vanished volume) makes the node not ready, so load balancers route around
+ * it and its public routes answer 503 with the reason; like one below --min-free-bytes, it also
+ * makes the node announce through gossip that it takes no new copies, so writers and repair skip
+ * it instead of failing against it. Its copies stay readable by peers. Both clear by themselves.
  */
 async function checkDataDir(
   dataDir: string,
-  lifecycle: { ready: boolean; stopping: boolean },
+  minFreeBytes: number,
+  lifecycle: Lifecycle,
+  membership: Membership,
   log: Logger,
 ): Promise<void> {
+  const fault = await probeWrites(dataDir);
+  if (fault && lifecycle.diskFault === null) {
+    log.error(
+      { dataDir, err: fault.detail },
+      'data dir does not take writes; not ready, taking no new copies',
+    );
+  } else if (!fault && lifecycle.diskFault !== null) {
+    log.info({ dataDir }, 'data dir takes writes again; ready');
+  }
+  lifecycle.diskFault = fault?.reason ?? null;
+  let lowSpace = false;
+  try {
+    const fs = await statfs(dataDir);
+    lowSpace = fs.bavail * fs.bsize < minFreeBytes;
+  } catch {
+    // A vanished dir: the probe above already reported it.
+  }
+  membership.setFull(
+    fault !== undefined || lowSpace,
+    fault
+      ? `data dir does not take writes: ${fault.reason}`
+      : lowSpace
+        ? 'free space under --min-free-bytes'
+        : undefined,
+  );
+}
+
+/** Undefined when a probe file could be written, fsync'd and deleted; otherwise why not. */
+async function probeWrites(dataDir: string): Promise<{ reason: string; detail: string } | undefined> {
   const probe = join(dataDir, 'tmp', '.write-probe');
   try {
     const handle = await open(probe, 'w');
@@ -227,24 +280,30 @@ async function checkDataDir(
       await handle.close();
     }
     await unlink(probe);
-    if (!lifecycle.ready && !lifecycle.stopping) {
-      lifecycle.ready = true;
-      log.info('data dir writable again; ready');
-    }
+    return undefined;
   } catch (err) {
-    if (lifecycle.ready)
-      log.error({ err: (err as Error).message, dataDir }, 'data dir does not take writes; not ready');
-    lifecycle.ready = false;
+    return { reason: describeWriteFailure(err), detail: errorText(err) };
   }
 }
 
-/** Reports this node full (no new copies) while free space is under --min-free-bytes. */
-async function checkFreeSpace(dataDir: string, minFreeBytes: number, membership: Membership): Promise<void> {
-  try {
-    const fs = await statfs(dataDir);
-    membership.setFull(fs.bavail * fs.bsize < minFreeBytes);
-  } catch {
-    // The data dir check reports a vanished dir; nothing to add here.
+/** A short account of a failed write that names no path (it is shown on /readyz). */
+function describeWriteFailure(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'EROFS':
+      return 'the file system is read-only (EROFS)';
+    case 'ENOENT':
+      return 'the data dir is missing (ENOENT)';
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return `no space left (${code})`;
+    case 'EIO':
+      return 'I/O error (EIO)';
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied (${code})`;
+    default:
+      return code ?? 'unknown error';
   }
 }
 

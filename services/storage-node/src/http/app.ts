@@ -1,7 +1,7 @@
 import express, { type Express, type RequestHandler } from 'express';
 import { ShoalError } from '../../../../shared/errors';
 import { INTERNAL_PREFIX } from '../../../../shared/protocol';
-import type { NodeContext } from './context';
+import { notReadyReason, type NodeContext } from './context';
 import { errorHandler, sendError } from './error-handler';
 import { internalRoutes } from './internal-routes';
 import { publicRoutes } from './public-routes';
@@ -24,7 +24,8 @@ export function buildApp(ctx: NodeContext): Express {
     res.json({ status: 'ok', node: ctx.selfId });
   });
   app.get('/readyz', (_req, res) => {
-    res.status(ctx.lifecycle.ready ? 200 : 503).json({ ready: ctx.lifecycle.ready, node: ctx.selfId });
+    if (ctx.lifecycle.ready) res.json({ ready: true, node: ctx.selfId });
+    else res.status(503).json({ ready: false, node: ctx.selfId, reason: notReadyReason(ctx.lifecycle) });
   });
   app.get('/metrics', async (_req, res) => {
     await refreshMetrics(ctx);
@@ -37,7 +38,7 @@ export function buildApp(ctx: NodeContext): Express {
     if (ctx.lifecycle.ready) return next();
     // No "Connection: close": the client may still be sending a body, and must get to read the answer.
     res.setHeader('Retry-After', '1');
-    sendError(res, new ShoalError('not_ready', 'this node is starting or shutting down'));
+    sendError(res, new ShoalError('not_ready', notReadyReason(ctx.lifecycle)));
   });
   app.use(publicRoutes(ctx));
 

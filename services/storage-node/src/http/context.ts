@@ -12,6 +12,23 @@ import type { MetadataStore } from '../store/metadata';
 import type { ApiKeys, LinkSigner } from './access';
 import type { NodeMetrics } from './metrics';
 
+/** Whether this node takes public requests and new copies, and if not, why. */
+export interface Lifecycle {
+  /** Started (missed deletes applied), not stopping, and the data dir takes writes. */
+  readonly ready: boolean;
+  stopping: boolean;
+  /** Why the data dir takes no writes (read-only file system, vanished), or null while it does. */
+  diskFault: string | null;
+}
+
+/** Why a node that is not ready is not, for people (no paths: /readyz answers anyone). */
+export function notReadyReason(lifecycle: Lifecycle): string {
+  if (lifecycle.stopping) return 'this node is shutting down';
+  if (lifecycle.diskFault !== null)
+    return `this node's data dir does not take writes: ${lifecycle.diskFault}`;
+  return 'this node is starting';
+}
+
 /** Everything the HTTP layer may call, built once by main.ts. */
 export interface NodeContext {
   config: Config;
@@ -30,5 +47,5 @@ export interface NodeContext {
   scrubber: Scrubber;
   apiKeys: ApiKeys;
   links: LinkSigner;
-  lifecycle: { ready: boolean; stopping: boolean };
+  lifecycle: Lifecycle;
 }

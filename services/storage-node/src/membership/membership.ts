@@ -165,17 +165,15 @@ export class Membership extends EventEmitter {
   }
 
   /**
-   * Announces that this node's disk is full (or has room again). Only the member itself speaks
-   * for its own state, so the news travels as a new incarnation, like a refutation.
+   * Announces that this node takes no new copies (its disk is full, or refuses writes), or takes
+   * them again. Only the member itself speaks for its own state, so the news travels as a new
+   * incarnation, like a refutation. `reason` is for the log.
    */
-  setFull(full: boolean): void {
+  setFull(full: boolean, reason?: string): void {
     if ((this.self.full === true) === full) return;
     this.self.full = full;
     this.self.incarnation++;
-    this.log.warn(
-      { full },
-      full ? 'disk full: taking no new copies' : 'disk has room again: taking new copies',
-    );
+    this.log.warn({ full, reason }, full ? 'taking no new copies' : 'taking new copies again');
   }
 
   /**
