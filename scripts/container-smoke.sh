@@ -216,6 +216,10 @@ for c in "${CONTAINERS[@]}"; do
   [ "$rc" = 0 ] || fail "$c exited $rc after SIGTERM, expected 0"
   "${PODMAN[@]}" logs "$c" 2>&1 | grep -q '"msg":"stopped"' || fail "$c did not log a clean stop"
   say "$c: SIGTERM -> exit 0 in ${secs}s"
+  if [ "$secs" -ge 10 ]; then # passed, but slow: show why, before podman's 30 s SIGKILL makes it a failure
+    say "$c took ${secs}s to stop; its last log lines:"
+    "${PODMAN[@]}" logs --tail 15 "$c" 2>&1 | sed 's/^/    /'
+  fi
 done
 
 RESULT="PASS: image built, 3 nodes up, upload to node 0 read back from node 2, SIGTERM -> exit 0 x3"
