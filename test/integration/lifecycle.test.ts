@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, request } from 'undici';
 import { CLI, SECRET, TestCluster, freePort } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
 
@@ -27,6 +28,42 @@ describe('node lifecycle', () => {
     expect(await exitCode).toBe(0);
     const back = await download(cluster.url(0), res.body.id);
     expect(sha256(back.data)).toBe(sha256(data));
+  });
+
+  it('on SIGTERM ends busy keep-alive connections after their answer instead of waiting for the grace', async () => {
+    await cluster.restart(2);
+    const stored = await upload(cluster.url(0), randomBytes(1024 * 1024), 'busy.bin');
+    expect(stored.status).toBe(201);
+    // Clients (or peers) that never let their keep-alive connections rest: four at a time, each
+    // request taking the node a moment.
+    const agent = new Agent({ connections: 4, keepAliveTimeout: 60_000 });
+    let busy = true;
+    const statuses: number[] = [];
+    const hammers = Array.from({ length: 4 }, async () => {
+      while (busy) {
+        try {
+          const res = await request(`${cluster.url(2)}/files/${stored.body.id}`, { dispatcher: agent });
+          await res.body.dump({ limit: 2 * 1024 * 1024 });
+          statuses.push(res.statusCode);
+        } catch {
+          return; // the node has closed its port: a client goes elsewhere
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const started = Date.now();
+    const code = await cluster.kill(2, 'SIGTERM');
+    const took = Date.now() - started;
+    busy = false;
+    await Promise.all(hammers);
+    await agent.close();
+    expect(code).toBe(0);
+    // The node's grace for in-flight requests is 25 s; requests that were answered must not
+    // keep it waiting that long.
+    expect(took).toBeLessThan(10_000);
+    // Answered in full before the SIGTERM; after it, a clear 503 (the client retries elsewhere).
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0);
+    expect(statuses.filter((s) => s !== 200 && s !== 503)).toEqual([]);
   });
 
   it('comes back on the same data dir under the same identity', async () => {

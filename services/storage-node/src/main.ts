@@ -47,6 +47,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const lifecycle: Lifecycle = {
     stopping: false,
     diskFault: null,
+    inFlight: new Map(),
     get ready() {
       return started && !this.stopping && this.diskFault === null;
     },
@@ -194,9 +195,28 @@ export async function startNode(config: Config): Promise<RunningNode> {
       ctx.apiKeys.stop();
       clearInterval(housekeeping);
       const closed = new Promise<void>((res) => server.close(() => res()));
+      // close() ends the connections idle at that moment; those busy then end after their answer
+      // (Connection: close, app.ts), or here, if a request ends without one.
       server.closeIdleConnections();
+      let waited = 0;
+      const idle = setInterval(() => {
+        server.closeIdleConnections();
+        // Every 5 s, say what the shutdown is waiting for.
+        if (++waited % 20 === 0 && lifecycle.inFlight.size > 0) {
+          const now = Date.now();
+          log.info(
+            {
+              requests: [...lifecycle.inFlight.values()]
+                .slice(0, 10)
+                .map((r) => `${r.request} (${Math.round((now - r.since) / 1000)} s)`),
+            },
+            'shutdown waiting for requests in flight',
+          );
+        }
+      }, 250);
       const forced = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await closed;
+      clearInterval(idle);
       clearTimeout(forced);
       await peers.close();
       metadata.close();

@@ -19,6 +19,12 @@ export function buildApp(ctx: NodeContext): Express {
 
   app.use(requestId());
   app.use(measure(ctx));
+  // Once stopping, every answer ends its connection: a peer or client that keeps reusing a
+  // keep-alive connection would otherwise hold the node open until the shutdown grace runs out.
+  app.use((_req, res, next) => {
+    if (ctx.lifecycle.stopping) res.setHeader('Connection', 'close');
+    next();
+  });
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', node: ctx.selfId });
@@ -84,6 +90,8 @@ function requireApiKey(ctx: NodeContext): RequestHandler {
 function measure(ctx: NodeContext): RequestHandler {
   return (req, res, next) => {
     const end = ctx.metrics.requests.startTimer();
+    ctx.lifecycle.inFlight.set(req, { request: `${req.method} ${req.path}`, since: Date.now() });
+    res.on('close', () => ctx.lifecycle.inFlight.delete(req));
     res.on('finish', () => {
       const pattern = req.route?.path as string | undefined;
       const route = pattern ? `${req.baseUrl}${pattern}` : 'unmatched';

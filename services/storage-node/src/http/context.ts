@@ -19,6 +19,8 @@ export interface Lifecycle {
   stopping: boolean;
   /** Why the data dir takes no writes (read-only file system, vanished), or null while it does. */
   diskFault: string | null;
+  /** Requests being answered (method and route, no query: it may hold a signature), by start time. */
+  readonly inFlight: Map<object, { request: string; since: number }>;
 }
 
 /** Why a node that is not ready is not, for people (no paths: /readyz answers anyone). */
