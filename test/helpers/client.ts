@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync, statSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
@@ -121,4 +122,53 @@ export function rssOf(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Streams a body of `total` bytes to POST /files as one multipart file part, after `preamble`
+ * (raw multipart text for earlier parts, with boundary BOUNDARY), honouring backpressure, and
+ * stops as soon as the response arrives. Returns the status and how much had been sent then.
+ */
+export function streamUpload(
+  url: string,
+  total: number,
+  preamble = '',
+): Promise<{ status: number; sentBeforeAnswer: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const boundary = 'x' + randomBytes(6).toString('hex');
+    const req = httpRequest(`${url}/files`, {
+      method: 'POST',
+      headers: {
+        'content-type': `multipart/form-data; boundary=${boundary}`,
+        'transfer-encoding': 'chunked',
+      },
+    });
+    let sent = 0;
+    let answered = false;
+    req.on('response', (res) => {
+      answered = true;
+      const sentBeforeAnswer = sent;
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, sentBeforeAnswer, body }));
+      res.on('error', reject);
+    });
+    req.on('error', (err) => {
+      if (!answered) reject(err);
+    });
+    req.write(preamble.replaceAll('BOUNDARY', boundary));
+    req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n`);
+    const chunk = randomBytes(256 * 1024);
+    const pump = (): void => {
+      while (!answered && sent < total) {
+        sent += chunk.length;
+        if (!req.write(chunk)) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+      if (!answered) req.end(`\r\n--${boundary}--\r\n`);
+    };
+    pump();
+  });
 }

@@ -1,58 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { TestCluster, getJson, waitFor } from '../helpers/cluster';
-import { download, sha256, upload } from '../helpers/client';
+import { download, sha256, streamUpload, upload } from '../helpers/client';
 
 const MiB = 1024 * 1024;
-
-/**
- * Streams a body of `total` bytes to POST /files as one multipart part, honouring backpressure,
- * and stops as soon as the response arrives. Returns the status and how much had been sent then.
- */
-function streamUpload(
-  url: string,
-  total: number,
-): Promise<{ status: number; sentBeforeAnswer: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const boundary = 'x' + randomBytes(6).toString('hex');
-    const req = httpRequest(`${url}/files`, {
-      method: 'POST',
-      headers: {
-        'content-type': `multipart/form-data; boundary=${boundary}`,
-        'transfer-encoding': 'chunked',
-      },
-    });
-    let sent = 0;
-    let answered = false;
-    req.on('response', (res) => {
-      answered = true;
-      const sentBeforeAnswer = sent;
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, sentBeforeAnswer, body }));
-      res.on('error', reject);
-    });
-    req.on('error', (err) => {
-      if (!answered) reject(err);
-    });
-    req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n`);
-    const chunk = randomBytes(256 * 1024);
-    const pump = (): void => {
-      while (!answered && sent < total) {
-        sent += chunk.length;
-        if (!req.write(chunk)) {
-          req.once('drain', pump);
-          return;
-        }
-      }
-      if (!answered) req.end(`\r\n--${boundary}--\r\n`);
-    };
-    pump();
-  });
-}
 
 describe('limits', () => {
   let cluster: TestCluster;

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { TestCluster, getJson } from '../helpers/cluster';
-import { download, sha256, upload } from '../helpers/client';
+import { download, sha256, streamUpload, upload } from '../helpers/client';
 
 /**
  * Request heads and multipart bodies over Shoal's limits, sent byte for byte to real nodes:
@@ -297,6 +297,43 @@ describe('multipart limits', () => {
       expect(await listIds()).toEqual(before);
       expect(cluster.nodes.map((n) => onDisk(n.dataDir))).toEqual(disks.map((d) => ({ ...d, tmp: [] })));
       // And the node takes the next upload as usual.
+      expect((await upload(cluster.url(0), randomBytes(1000), 'after.bin')).status).toBe(201);
+    },
+  );
+
+  // A refusal must not wait for the rest of the body: the node would read whatever the client
+  // sends, gigabytes, before saying why.
+  const part = (headers: string, data = 'x'): string => `--BOUNDARY\r\n${headers}\r\n\r\n${data}\r\n`;
+  const early: Array<[string, number, string, string]> = [
+    [
+      'a form with 17 fields',
+      413,
+      'multipart_limit',
+      Array.from({ length: 17 }, (_v, i) => part(`Content-Disposition: form-data; name="f${i}"`)).join(''),
+    ],
+    [
+      'a part with a 20 KiB header line',
+      400,
+      'malformed_part_header',
+      part(`Content-Disposition: form-data; name="note"; x="${'a'.repeat(20 * 1024)}"`),
+    ],
+    [
+      'a second file part',
+      400,
+      'bad_request',
+      part('Content-Disposition: form-data; name="file"; filename="first.bin"', 'first'),
+    ],
+  ];
+
+  it.each(early)(
+    'answers %s with %d while 256 MiB of body are still coming',
+    async (_what, status, code, preamble) => {
+      const before = await listIds();
+      const res = await streamUpload(cluster.url(0), 256 * 1024 * 1024, preamble);
+      expect(res.status).toBe(status);
+      expect((JSON.parse(res.body) as { error: { code: string } }).error.code).toBe(code);
+      expect(res.sentBeforeAnswer).toBeLessThan(32 * 1024 * 1024);
+      expect(await listIds()).toEqual(before);
       expect((await upload(cluster.url(0), randomBytes(1000), 'after.bin')).status).toBe(201);
     },
   );

@@ -42,20 +42,44 @@ export const MULTIPART_LIMITS = {
  */
 export const PART_HEADER_MAX_BYTES = 16 * 1024;
 
-/** How long a refused upload's body is still read (so the client can read the answer) before the connection is cut. */
+/** How long a refused request's body is still read (so the client can read the answer) before the connection is cut. */
 const DRAIN_GRACE_MS = 2_000;
 
 /**
+ * For an answer sent while the request body is still arriving (a refused upload): the connection
+ * closes after the answer, and the rest of the body is read and thrown away for DRAIN_GRACE_MS at
+ * most (so a client still sending can read the answer instead of a reset), then the socket goes.
+ */
+export function closeAfterAnswer(req: Request): void {
+  const res = req.res;
+  if (!res || req.complete || res.headersSent) return;
+  res.setHeader('Connection', 'close');
+  res.once('finish', () => setTimeout(() => req.destroy(), DRAIN_GRACE_MS).unref());
+}
+
+/**
  * Answers a refused upload while its body is still arriving, instead of after reading all of it
- * (multer would drain the whole body first: gigabytes, for a file over the size limit). The
- * connection closes shortly after, whatever the client still sends.
+ * (multer would drain the whole body first: gigabytes, for a file over the size limit).
  */
 function answerNow(req: Request, err: ShoalError): void {
   const res = req.res;
   if (!res || res.headersSent) return;
-  res.setHeader('Connection', 'close');
+  closeAfterAnswer(req);
   res.status(err.httpStatus).json(errorBody(err.code, err.message));
-  res.once('finish', () => setTimeout(() => req.destroy(), DRAIN_GRACE_MS).unref());
+}
+
+/**
+ * multer's `streamHandler`: feeds the body to busboy. When multer gives up on a body (a limit, a
+ * malformed part, a second file: it unpipes busboy) while the client is still sending, multer
+ * would read the rest before it reports the error, however large. A 'close' on the request is one
+ * of the events multer waits for, so it reports at once, the error handler answers, and
+ * closeAfterAnswer ends the connection.
+ */
+export function feedBusboy(req: Request, busboy: NodeJS.WritableStream): void {
+  busboy.once('unpipe', () => {
+    if (!req.complete) setImmediate(() => req.emit('close'));
+  });
+  req.pipe(busboy);
 }
 
 /**

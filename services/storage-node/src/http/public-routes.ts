@@ -3,7 +3,7 @@ import multer from 'multer';
 import { ShoalError } from '../../../../shared/errors';
 import { assertValidId, isValidId } from '../../../../shared/ids';
 import { MAX_PAGE } from '../files/catalog';
-import { MULTIPART_LIMITS, ReplicatingStorage, type PreparedFile } from '../files/upload';
+import { feedBusboy, MULTIPART_LIMITS, ReplicatingStorage, type PreparedFile } from '../files/upload';
 import type { NodeContext } from './context';
 import { sendFile } from './file-response';
 import { consoleHtml } from './console-page';
@@ -15,12 +15,15 @@ const MAX_LINK_SECONDS = 7 * 24 * 3600;
 
 export function publicRoutes(ctx: NodeContext): Router {
   const router = Router();
-  const upload = multer({
+  // multer 2.5's streamHandler option is not in @types/multer 2.3.
+  const options: multer.Options & { streamHandler: typeof feedBusboy } = {
     storage: new ReplicatingStorage(ctx.writer, (req) => req.reqId),
     // Browsers and curl send UTF-8 file names; busboy would read them as latin1 otherwise.
     defParamCharset: 'utf8',
     limits: MULTIPART_LIMITS,
-  }).single('file');
+    streamHandler: feedBusboy,
+  };
+  const upload = multer(options).single('file');
 
   router.get('/', (_req, res) => {
     res.type('html').send(consoleHtml(ctx.selfId));
