@@ -151,8 +151,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       res();
     });
   });
-  const checkDisk = (): Promise<void> =>
-    checkDataDir(dataDir, config.minFreeBytes, lifecycle, membership, log);
+  const checkDisk = dataDirChecker(dataDir, config.minFreeBytes, lifecycle, membership, log);
   await checkDisk();
   await membership.start();
   await catchUpDeletes(metadata, blobs, membership, peers, log);
@@ -244,6 +243,43 @@ export async function runNode(config: Config): Promise<void> {
   process.on('unhandledRejection', (err) => node.ctx.log.error({ err }, 'unhandled rejection'));
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+}
+
+/** A write probe unanswered for this long means the data dir hangs (a stuck volume, a dead NFS server). */
+const DISK_HANG_MS = 10_000;
+
+/**
+ * checkDataDir, one at a time: a probe still running when the next is due is not doubled (on a
+ * hung disk each would hold another libuv thread for good); once it has run DISK_HANG_MS the
+ * node reports the data dir as hanging, like one that refuses writes, until a probe completes.
+ */
+function dataDirChecker(
+  dataDir: string,
+  minFreeBytes: number,
+  lifecycle: Lifecycle,
+  membership: Membership,
+  log: Logger,
+): () => Promise<void> {
+  let running: { since: number; done: Promise<void> } | undefined;
+  return () => {
+    if (running) {
+      const waited = Date.now() - running.since;
+      if (waited >= DISK_HANG_MS) {
+        const reason = `writes to the data dir hang (no answer in ${Math.round(waited / 1000)} s)`;
+        if (lifecycle.diskFault === null) {
+          log.error({ dataDir }, 'data dir writes hang; not ready, taking no new copies');
+        }
+        lifecycle.diskFault = reason;
+        membership.setFull(true, `data dir does not take writes: ${reason}`);
+      }
+      return running.done;
+    }
+    const done = checkDataDir(dataDir, minFreeBytes, lifecycle, membership, log).finally(() => {
+      running = undefined;
+    });
+    running = { since: Date.now(), done };
+    return done;
+  };
 }
 
 /**
