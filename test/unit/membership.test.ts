@@ -96,3 +96,35 @@ describe('flags a member announces about itself', () => {
     expect(other.isFull('a')).toBe(true);
   });
 });
+
+describe('a settled view', () => {
+  afterEach(() => jest.useRealTimers());
+
+  it('comes a settle period after a member last entered placement; deaths and drains do not delay it', () => {
+    jest.useFakeTimers({ now: 100_000 });
+    const m = membership(1_000);
+    // One DNS re-lookup period (at least 5 s) plus 4 gossip intervals of 100 ms.
+    expect(m.settlePeriodMs).toBe(5_400);
+    expect(m.settledAt()).toBe(105_400);
+
+    jest.setSystemTime(110_000);
+    m.receive({ from: 'b', members: [claim('b', 5, 'alive'), claim('c', 5, 'alive')] });
+    expect(m.settledAt()).toBe(115_400);
+
+    // Known members changing their minds, dying or draining grow nothing.
+    jest.setSystemTime(111_000);
+    m.receive({ from: 'b', members: [claim('b', 6, 'alive'), claim('c', 5, 'dead')] });
+    m.receive({ from: 'b', members: [{ ...claim('b', 7, 'alive'), leaving: true }] });
+    expect(m.placement().members).toEqual(['a']);
+    expect(m.settledAt()).toBe(115_400);
+
+    // A member back from the dead, or one that stops draining, is placed again: that is growth.
+    jest.setSystemTime(112_000);
+    m.receive({ from: 'c', members: [claim('c', 6, 'alive')] });
+    expect(m.settledAt()).toBe(117_400);
+    jest.setSystemTime(113_000);
+    m.receive({ from: 'b', members: [claim('b', 8, 'alive')] });
+    expect(m.placement().members).toEqual(['a', 'b', 'c']);
+    expect(m.settledAt()).toBe(118_400);
+  });
+});

@@ -181,8 +181,13 @@ export class FileReader {
     throw notFound();
   }
 
-  /** Read repair: a home member that had to borrow a copy fetches its own in the background. */
+  /**
+   * Read repair: a home member that had to borrow a copy fetches its own in the background. Not
+   * while members are still joining (the view has not settled): this node may be home only until
+   * it hears of a newcomer, and anti-entropy makes every copy that restores redundancy anyway.
+   */
   private repairIfHome(record: FileRecord, sourceUrl: string): void {
+    if (Date.now() < this.membership.settledAt()) return;
     if (!this.membership.placement().place(record.id).home.includes(this.selfId)) return;
     this.repairer.pull(toMeta(record), [sourceUrl]).then(
       (bytes) => {

@@ -60,6 +60,17 @@ export class Membership extends EventEmitter {
   private placementTable: PlacementTable;
   private running = false;
   private probeOrder: string[] = [];
+  /** Local time a member last entered placement (joined, came back from dead, stopped draining). */
+  private placementGrewAt: number;
+  /**
+   * How long placement must go without gaining a member before the view counts as settled (see
+   * settledAt). It covers how late one member can learn of a newcomer that another already knows:
+   * a newcomer may find the cluster only at its next DNS re-lookup (discoveryIntervalMs: its first
+   * lookup can come before the Service lists anyone, or fail), and from the first member that
+   * knows it, push-pull gossip reaches every member within a few protocol periods (log n of them;
+   * 4 covers a few dozen members).
+   */
+  readonly settlePeriodMs: number;
 
   constructor(
     private readonly options: MembershipOptions,
@@ -78,6 +89,9 @@ export class Membership extends EventEmitter {
     };
     this.members.set(this.self.id, this.self);
     this.placementTable = new PlacementTable([this.self.id], options.replicas);
+    // A node that has just started knows nobody yet: its view is as unsettled as it gets.
+    this.placementGrewAt = Date.now();
+    this.settlePeriodMs = this.discoveryIntervalMs() + 4 * options.gossipIntervalMs;
   }
 
   get selfId(): string {
@@ -119,6 +133,17 @@ export class Membership extends EventEmitter {
   placement(): PlacementTable {
     this.expireSuspects();
     return this.placementTable;
+  }
+
+  /**
+   * Local time from which this node's view counts as settled: settlePeriodMs after a member last
+   * entered placement. Until then a member this node has not heard of yet may be about to join and
+   * outrank members that look like home members now, so moves that only rebalance wait (repairer).
+   * Only growth counts: when a member dies or drains, every other member keeps or improves its
+   * rank (rendezvous hashing), so no copy made before that news arrived turns out to be misplaced.
+   */
+  settledAt(): number {
+    return this.placementGrewAt + this.settlePeriodMs;
   }
 
   member(id: string): MemberView | undefined {
@@ -281,7 +306,7 @@ export class Membership extends EventEmitter {
     const name = this.options.discoveryDns;
     if (!name) return [];
     const now = Date.now();
-    if (now - this.lastDnsLookup < Math.max(this.options.gossipIntervalMs * 5, 5_000)) return this.dnsSeeds;
+    if (now - this.lastDnsLookup < this.discoveryIntervalMs()) return this.dnsSeeds;
     this.lastDnsLookup = now;
     try {
       const records = await lookup(name, { all: true });
@@ -294,6 +319,11 @@ export class Membership extends EventEmitter {
       this.log.debug({ err: (err as Error).message, name }, 'discovery lookup failed');
     }
     return this.dnsSeeds;
+  }
+
+  /** How often --discovery-dns is looked up again. */
+  private discoveryIntervalMs(): number {
+    return Math.max(this.options.gossipIntervalMs * 5, 5_000);
   }
 
   private merge(digests: readonly MemberDigest[]): void {
@@ -365,6 +395,8 @@ export class Membership extends EventEmitter {
     const placed = [...this.members.values()]
       .filter((m) => m.state !== 'dead' && !m.leaving)
       .map((m) => m.id);
+    const before = new Set(this.placementTable.members);
+    if (placed.some((id) => !before.has(id))) this.placementGrewAt = Date.now();
     this.placementTable = new PlacementTable(placed, this.options.replicas);
     this.emit('placement-changed', this.placementTable);
   }

@@ -41,6 +41,8 @@ interface CopyAction {
   to: MemberRef[];
   from: MemberRef[];
   copiesNow: number;
+  /** Restores redundancy (false: only moves a file that has its copies onto a new home member). */
+  restores: boolean;
 }
 
 interface PartitionPlan {
@@ -48,6 +50,8 @@ interface PartitionPlan {
   tombstones: Array<{ member: MemberRef; id: string; deletedAt: string }>;
   copies: CopyAction[];
   forgets: Array<{ member: MemberRef; id: string; sha256: string | null }>;
+  /** Files whose copies only rebalance and wait for a settled view. */
+  deferred: number;
 }
 
 interface IdState {
@@ -70,6 +74,8 @@ const MAX_PARTITIONS_PER_ROUND = 512;
  *  - has every home member that lacks a verified copy pull one from a holder (fewest copies
  *    first, at a bounded rate and concurrency) - this is repair after a loss, hinted handoff
  *    back to a returning home, and rebalancing onto a new member, all one mechanism;
+ *  - makes a copy at once when it restores redundancy, but holds back one that only moves a
+ *    file which has its copies until this node's view has settled (see isRestore);
  *  - once every home member holds a verified copy, tells members that are not home to drop
  *    their surplus copy, so no file keeps more than N copies and none ever has fewer than it had;
  *  - forgets tombstones that every home member has held for longer than the grace period.
@@ -82,6 +88,8 @@ export class Repairer {
   private readonly underReplicated = new Map<number, number>();
   private readonly pendingBytes = new Map<number, number>();
   private readonly pulling = new Map<string, Promise<number>>();
+  /** When the last round held back rebalance moves: the time its view settles; 0 otherwise. */
+  private deferredUntil = 0;
   /** One budget for every copy this node receives, whatever the concurrency. */
   private readonly rate: RateLimiter;
   readonly status: Omit<RepairStatus, 'underReplicatedFiles' | 'underReplicatedPartitions' | 'pendingBytes'> =
@@ -115,12 +123,12 @@ export class Repairer {
           return false;
         })
         .then((busy) => {
-          // While there is work, go again soon; an idle cluster costs one digest call per member per interval.
-          if (this.running)
-            this.timer = setTimeout(
-              tick,
-              busy ? Math.min(200, this.options.intervalMs) : this.options.intervalMs,
-            );
+          // While there is work, go again soon; an idle cluster costs one digest call per member per
+          // interval. Moves held back for a settled view go as soon as it has settled.
+          if (!this.running) return;
+          let delay = busy ? Math.min(200, this.options.intervalMs) : this.options.intervalMs;
+          if (this.deferredUntil > 0) delay = Math.min(delay, Math.max(50, this.deferredUntil - Date.now()));
+          this.timer = setTimeout(tick, delay);
         });
     };
     this.timer = setTimeout(tick, Math.min(1_000, this.options.intervalMs));
@@ -147,6 +155,7 @@ export class Repairer {
   /** One anti-entropy round over the partitions this node leads. Returns whether it found work. */
   async round(): Promise<boolean> {
     const table = this.membership.placement();
+    const settledAt = this.membership.settledAt();
     const members = this.liveMembers(table);
     const led: number[] = [];
     const bitmap = Buffer.alloc(PARTITION_COUNT / 8);
@@ -196,17 +205,28 @@ export class Repairer {
       } else outOfSync.push(p);
     }
     this.status.lastRoundAt = new Date().toISOString();
-    if (outOfSync.length === 0) return false;
+    if (outOfSync.length === 0) {
+      this.deferredUntil = 0;
+      return false;
+    }
     this.log.debug({ partitions: outOfSync.length }, 'partitions out of sync');
     const plans: PartitionPlan[] = [];
     for (const p of outOfSync.slice(0, MAX_PARTITIONS_PER_ROUND)) {
       if (!this.running) break;
       try {
-        plans.push(await this.plan(p, table, members, digests));
+        plans.push(await this.plan(p, table, members, digests, Date.now() >= settledAt));
       } catch (err) {
         this.log.warn({ partition: p, err: errorText(err) }, 'could not plan a partition repair');
       }
     }
+    const deferred = plans.reduce((sum, plan) => sum + plan.deferred, 0);
+    if (deferred > 0 && this.deferredUntil === 0) {
+      this.log.info(
+        { files: deferred, settlesInMs: Math.max(0, settledAt - Date.now()) },
+        'rebalance waits for a settled view',
+      );
+    }
+    this.deferredUntil = deferred > 0 ? settledAt : 0;
     await this.execute(plans);
     // Busy only when something was done: a partition that cannot be fixed yet (a home member
     // unreachable) is retried at the normal interval, not in a tight loop.
@@ -219,6 +239,7 @@ export class Repairer {
     table: PlacementTable,
     members: MemberRef[],
     digests: Map<string, Record<string, string>>,
+    settled: boolean,
   ): Promise<PartitionPlan> {
     const order = table.orderFor(partition);
     const homeIds = order.slice(0, this.options.replicas);
@@ -263,8 +284,10 @@ export class Repairer {
     const tombstones: Array<{ member: MemberRef; id: string; deletedAt: string }> = [];
     let under = 0;
     let pending = 0;
+    let deferred = 0;
     const now = Date.now();
     const target = Math.min(this.options.replicas, table.members.length);
+    const placed = new Set(table.members);
 
     for (const [id, state] of ids) {
       if (state.tombstones.size > 0) {
@@ -301,7 +324,13 @@ export class Repairer {
       // A home member whose disk is full gets no copy now; a stand-in keeps holding it meanwhile.
       const missing = lacking.filter((h) => !this.membership.isFull(h));
       if (good.length < target) under++;
-      if (missing.length > 0) {
+      const restores = missing.length > 0 && this.isRestore(good, placed, target);
+      if (missing.length > 0 && !restores && !settled) {
+        // The file has its copies; the move waits until no newcomer can still take the place of
+        // the member it would go to. Surplus is not dropped meanwhile: a home member lacks it.
+        deferred++;
+        pending += meta.size * missing.length;
+      } else if (missing.length > 0) {
         copies.push({
           meta: {
             id,
@@ -314,6 +343,7 @@ export class Repairer {
           to: missing.map((h) => byId.get(h)!),
           from: good.map((m) => byId.get(m)!),
           copiesNow: good.length,
+          restores,
         });
         pending += meta.size * missing.length;
       } else if (allHomesAnswered && lacking.length === 0) {
@@ -328,7 +358,22 @@ export class Repairer {
     this.pendingBytes.set(partition, pending);
     if (answered.length < involved.length)
       this.log.debug({ partition }, 'some members did not answer; partial repair');
-    return { partition, tombstones, copies, forgets };
+    return { partition, tombstones, copies, forgets, deferred };
+  }
+
+  /**
+   * Whether copying a file to the home members that lack it restores redundancy, rather than only
+   * moving a file that already has its copies. It restores when fewer than min(N, placed members)
+   * verified copies sit on live members that are not leaving (a holder died: its rows are not
+   * read, so its copy does not count), or when a holder is leaving (a drain: its copy must move).
+   * Otherwise every missing copy goes to a member that is home only because the member set grew
+   * (or back to a returning home, which a stand-in covers meanwhile): a pure rebalance move, which
+   * waits for a settled view. Copying it while a leader knows one newcomer but not yet another
+   * would send some files to the first only for the second to take them over moments later.
+   */
+  private isRestore(good: readonly string[], placed: ReadonlySet<string>, target: number): boolean {
+    const onPlaced = good.filter((m) => placed.has(m)).length;
+    return onPlaced < target || good.some((m) => this.membership.isLeaving(m));
   }
 
   /**
@@ -358,7 +403,16 @@ export class Repairer {
             Math.max(0, (this.pendingBytes.get(c.partition) ?? 0) - c.meta.size),
           );
           this.status.copiesMade++;
-          this.log.info({ fileId: c.meta.id, peer: to.id, bytes, copiesBefore: c.copiesNow }, 'copy made');
+          this.log.info(
+            {
+              fileId: c.meta.id,
+              peer: to.id,
+              bytes,
+              copiesBefore: c.copiesNow,
+              reason: c.restores ? 'restore' : 'rebalance',
+            },
+            'copy made',
+          );
         }),
       ),
     );
