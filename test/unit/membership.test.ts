@@ -128,3 +128,39 @@ describe('a settled view', () => {
     expect(m.settledAt()).toBe(118_400);
   });
 });
+
+describe('seeds', () => {
+  it('learns the cluster in its first round even when a seed is this node itself, and skips that seed after', async () => {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const own = 'http://10.0.0.1:7000';
+      const calls: string[] = [];
+      const peers = {
+        gossip: async (url: string) => {
+          calls.push(url);
+          // A headless Service's name resolves to every pod, this one included.
+          if (url === own) return self.digest();
+          return { from: 'b', members: [claim('b', 5, 'alive')] };
+        },
+      } as unknown as PeerClient;
+      const self = new Membership(
+        {
+          selfId: 'a',
+          selfUrl: 'http://a.headless:7000',
+          seeds: [own, 'http://10.0.0.2:7000'],
+          discoveryDns: undefined,
+          port: 7000,
+          replicas: 3,
+          gossipIntervalMs: 100,
+          failureTimeoutMs: 1_000,
+        },
+        peers,
+        silentLogger(),
+      );
+      await self.start();
+      self.stop();
+      expect(self.view().map((v) => v.id)).toEqual(['a', 'b']);
+      for (let i = 0; i < 10; i++) await self.round();
+      expect(calls.filter((url) => url === own).length).toBeLessThanOrEqual(1);
+    }
+  });
+});

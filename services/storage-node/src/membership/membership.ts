@@ -56,6 +56,8 @@ export class Membership extends EventEmitter {
   private readonly self: Member;
   private timer: NodeJS.Timeout | undefined;
   private dnsSeeds: string[] = [];
+  /** Seed URLs that turned out to reach this very node (a headless Service lists every pod). */
+  private readonly ownUrls = new Set<string>();
   private lastDnsLookup = 0;
   private placementTable: PlacementTable;
   private running = false;
@@ -262,6 +264,11 @@ export class Membership extends EventEmitter {
   private async exchange(url: string, timeoutMs: number): Promise<boolean> {
     try {
       const answer = await this.peers.gossip(url, this.digest(), timeoutMs);
+      if (answer.from === this.self.id) {
+        // Nothing learned, and nothing to learn there next time either.
+        this.ownUrls.add(url);
+        return false;
+      }
       this.merge(answer.members);
       const peer = this.members.get(answer.from);
       if (peer) peer.lastContact = Date.now();
@@ -294,11 +301,16 @@ export class Membership extends EventEmitter {
     const targets: string[] = [];
     if (dead[0] && Math.random() < 0.3) targets.push(dead[0].url);
     const knownUrls = new Set(live.map((m) => m.url));
-    const seeds = [...this.options.seeds, ...(await this.discoveredSeeds())].filter(
-      (url) => url !== this.self.url && !knownUrls.has(url),
+    const seeds = shuffle(
+      [...this.options.seeds, ...(await this.discoveredSeeds())].filter(
+        (url) => url !== this.self.url && !this.ownUrls.has(url) && !knownUrls.has(url),
+      ),
     );
-    const seed = shuffle(seeds)[0];
-    if (seed && (live.length === 0 || Math.random() < 0.2)) targets.push(seed);
+    // Knowing nobody (just started, or cut off from everyone), ask a few seeds at once: a node
+    // turns ready after its first round, and one seed alone may be this node itself (the Service's
+    // addresses include its own, which it cannot tell from the others) or not listening yet.
+    if (live.length === 0) targets.push(...seeds.slice(0, SEEDS_WHEN_ALONE));
+    else if (seeds[0] && Math.random() < 0.2) targets.push(seeds[0]);
     return targets;
   }
 
@@ -401,6 +413,9 @@ export class Membership extends EventEmitter {
     this.emit('placement-changed', this.placementTable);
   }
 }
+
+/** Seeds asked in one round by a node that knows no live member. */
+const SEEDS_WHEN_ALONE = 3;
 
 function rank(state: MemberState): number {
   return state === 'alive' ? 0 : state === 'suspect' ? 1 : 2;
