@@ -42,19 +42,23 @@ export const MULTIPART_LIMITS = {
  */
 export const PART_HEADER_MAX_BYTES = 16 * 1024;
 
-/** How long a refused request's body is still read (so the client can read the answer) before the connection is cut. */
+/** How long the rest of a refused request's body is still read (and thrown away) before the connection is cut. */
 const DRAIN_GRACE_MS = 2_000;
 
 /**
- * For an answer sent while the request body is still arriving (a refused upload): the connection
- * closes after the answer, and the rest of the body is read and thrown away for DRAIN_GRACE_MS at
- * most (so a client still sending can read the answer instead of a reset), then the socket goes.
+ * For an answer sent while the request body is still arriving (a refused upload, a 401 before an
+ * upload): Node reads the rest of the body and throws it away, so that a client still sending can
+ * read the answer and reuse the connection; this caps that at DRAIN_GRACE_MS, then cuts the
+ * connection, so a refused client cannot make the node read gigabytes.
  */
-export function closeAfterAnswer(req: Request): void {
+export function capDrain(req: Request): void {
   const res = req.res;
-  if (!res || req.complete || res.headersSent) return;
-  res.setHeader('Connection', 'close');
-  res.once('finish', () => setTimeout(() => req.destroy(), DRAIN_GRACE_MS).unref());
+  if (!res || req.complete) return;
+  res.once('finish', () => {
+    setTimeout(() => {
+      if (!req.complete) req.destroy();
+    }, DRAIN_GRACE_MS).unref();
+  });
 }
 
 /**
@@ -64,7 +68,7 @@ export function closeAfterAnswer(req: Request): void {
 function answerNow(req: Request, err: ShoalError): void {
   const res = req.res;
   if (!res || res.headersSent) return;
-  closeAfterAnswer(req);
+  capDrain(req);
   res.status(err.httpStatus).json(errorBody(err.code, err.message));
 }
 
@@ -73,7 +77,7 @@ function answerNow(req: Request, err: ShoalError): void {
  * malformed part, a second file: it unpipes busboy) while the client is still sending, multer
  * would read the rest before it reports the error, however large. A 'close' on the request is one
  * of the events multer waits for, so it reports at once, the error handler answers, and
- * closeAfterAnswer ends the connection.
+ * capDrain bounds what is read after it.
  */
 export function feedBusboy(req: Request, busboy: NodeJS.WritableStream): void {
   busboy.once('unpipe', () => {

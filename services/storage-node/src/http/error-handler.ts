@@ -4,7 +4,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ShoalError, errorBody, isNoSpaceError } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
-import { closeAfterAnswer, MULTIPART_LIMITS, PART_HEADER_MAX_BYTES } from '../files/upload';
+import { capDrain, MULTIPART_LIMITS, PART_HEADER_MAX_BYTES } from '../files/upload';
 
 export function sendError(res: Response, err: ShoalError): void {
   if (res.headersSent) {
@@ -72,7 +72,7 @@ export function toShoalError(err: unknown): ShoalError | undefined {
 
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    closeAfterAnswer(req);
+    capDrain(req);
     const known = toShoalError(err);
     if (known) {
       if (known.httpStatus >= 500)
