@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import type { StorageEngine } from 'multer';
 import type { Readable } from 'node:stream';
-import { ShoalError, errorBody } from '../../../../shared/errors';
+import { ShoalError } from '../../../../shared/errors';
 import { newFileId } from '../../../../shared/ids';
 import type { FileMeta } from '../../../../shared/protocol';
 import type { PreparedWrite, QuorumWriter } from '../replication/quorum-write';
@@ -62,17 +62,6 @@ export function capDrain(req: Request): void {
 }
 
 /**
- * Answers a refused upload while its body is still arriving, instead of after reading all of it
- * (multer would drain the whole body first: gigabytes, for a file over the size limit).
- */
-function answerNow(req: Request, err: ShoalError): void {
-  const res = req.res;
-  if (!res || res.headersSent) return;
-  capDrain(req);
-  res.status(err.httpStatus).json(errorBody(err.code, err.message));
-}
-
-/**
  * multer's `streamHandler`: feeds the body to busboy. When multer gives up on a body (a limit, a
  * malformed part, a second file: it unpipes busboy) while the client is still sending, multer
  * would read the rest before it reports the error, however large. A 'close' on the request is one
@@ -124,7 +113,6 @@ export class ReplicatingStorage implements StorageEngine {
         callback(null, { size: write.size, prepared: { meta, write } });
       },
       (err: unknown) => {
-        if (err instanceof ShoalError && err.httpStatus === 413) answerNow(req, err);
         // Multer waits for the part to be consumed; make sure a failed write does not stall it.
         stream.resume();
         callback(err);
