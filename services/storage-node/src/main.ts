@@ -249,7 +249,8 @@ export async function runNode(config: Config): Promise<void> {
 const DISK_HANG_MS = 10_000;
 
 /**
- * checkDataDir, one at a time: a probe still running when the next is due is not doubled (on a
+ * Runs checkDataDir and reports what it finds (readiness, the full flag in gossip, one log line
+ * per change), one at a time: a probe still running when the next is due is not doubled (on a
  * hung disk each would hold another libuv thread for good); once it has run DISK_HANG_MS the
  * node reports the data dir as hanging, like one that refuses writes, until a probe completes.
  */
@@ -261,22 +262,38 @@ function dataDirChecker(
   log: Logger,
 ): () => Promise<void> {
   let running: { since: number; done: Promise<void> } | undefined;
+  const report = (fault: string | undefined, lowSpace: boolean, detail?: string): void => {
+    if (fault !== undefined && lifecycle.diskFault === null) {
+      log.error(
+        { dataDir, err: detail ?? fault },
+        'data dir does not take writes; not ready, taking no new copies',
+      );
+    } else if (fault === undefined && lifecycle.diskFault !== null) {
+      log.info({ dataDir }, 'data dir takes writes again; ready');
+    }
+    lifecycle.diskFault = fault ?? null;
+    membership.setFull(
+      fault !== undefined || lowSpace,
+      fault
+        ? `data dir does not take writes: ${fault}`
+        : lowSpace
+          ? 'free space under --min-free-bytes'
+          : undefined,
+    );
+  };
   return () => {
     if (running) {
       const waited = Date.now() - running.since;
       if (waited >= DISK_HANG_MS) {
-        const reason = `writes to the data dir hang (no answer in ${Math.round(waited / 1000)} s)`;
-        if (lifecycle.diskFault === null) {
-          log.error({ dataDir }, 'data dir writes hang; not ready, taking no new copies');
-        }
-        lifecycle.diskFault = reason;
-        membership.setFull(true, `data dir does not take writes: ${reason}`);
+        report(`writes to the data dir hang (no answer in ${Math.round(waited / 1000)} s)`, false);
       }
       return running.done;
     }
-    const done = checkDataDir(dataDir, minFreeBytes, lifecycle, membership, log).finally(() => {
-      running = undefined;
-    });
+    const done = checkDataDir(dataDir, minFreeBytes)
+      .then(({ fault, lowSpace }) => report(fault?.reason, lowSpace, fault?.detail))
+      .finally(() => {
+        running = undefined;
+      });
     running = { since: Date.now(), done };
     return done;
   };
@@ -293,20 +310,8 @@ function dataDirChecker(
 async function checkDataDir(
   dataDir: string,
   minFreeBytes: number,
-  lifecycle: Lifecycle,
-  membership: Membership,
-  log: Logger,
-): Promise<void> {
+): Promise<{ fault: { reason: string; detail: string } | undefined; lowSpace: boolean }> {
   const fault = await probeWrites(dataDir);
-  if (fault && lifecycle.diskFault === null) {
-    log.error(
-      { dataDir, err: fault.detail },
-      'data dir does not take writes; not ready, taking no new copies',
-    );
-  } else if (!fault && lifecycle.diskFault !== null) {
-    log.info({ dataDir }, 'data dir takes writes again; ready');
-  }
-  lifecycle.diskFault = fault?.reason ?? null;
   let lowSpace = false;
   try {
     const fs = await statfs(dataDir);
@@ -314,14 +319,7 @@ async function checkDataDir(
   } catch {
     // A vanished dir: the probe above already reported it.
   }
-  membership.setFull(
-    fault !== undefined || lowSpace,
-    fault
-      ? `data dir does not take writes: ${fault.reason}`
-      : lowSpace
-        ? 'free space under --min-free-bytes'
-        : undefined,
-  );
+  return { fault, lowSpace };
 }
 
 /** Undefined when a probe file could be written, fsync'd and deleted; otherwise why not. */
