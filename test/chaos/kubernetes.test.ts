@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot, waitFor } from '../helpers/cluster';
+import { getJson, repoRoot, waitFor } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
 import { StatefulSetSim } from '../helpers/k8s-sim';
 import { kustomize, Rendering } from '../helpers/kustomize';
@@ -47,14 +47,7 @@ maybe('Shoal on a simulated Kubernetes', () => {
 
   const auth = (): Record<string, string> => ({ authorization: `Bearer ${key}` });
 
-  async function json<T>(url: string): Promise<T | undefined> {
-    try {
-      const res = await fetch(url, { headers: auth(), signal: AbortSignal.timeout(5_000) });
-      return res.ok ? ((await res.json()) as T) : undefined;
-    } catch {
-      return undefined;
-    }
-  }
+  const json = <T>(url: string): Promise<T | undefined> => getJson<T>(url, auth());
 
   async function put(tag: string, bytes: number): Promise<{ id: string; status: number }> {
     const data = randomBytes(bytes);
