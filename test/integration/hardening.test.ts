@@ -85,7 +85,8 @@ describe('signed download links and key rotation', () => {
     const tampered = [
       `${url.pathname}?expires=${Number(url.searchParams.get('expires')) + 1000}&sig=${url.searchParams.get('sig')}`,
       `${url.pathname}?expires=${url.searchParams.get('expires')}&sig=${'0'.repeat(64)}`,
-      `/files/${id.slice(0, -1)}x?expires=${url.searchParams.get('expires')}&sig=${url.searchParams.get('sig')}`,
+      // Another id: its last character changed (to x, or to y when it already was x).
+      `/files/${id.slice(0, -1)}${id.endsWith('x') ? 'y' : 'x'}?expires=${url.searchParams.get('expires')}&sig=${url.searchParams.get('sig')}`,
       `${url.pathname}?expires=${url.searchParams.get('expires')}`,
     ];
     for (const path of tampered) {
