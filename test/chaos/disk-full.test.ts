@@ -106,6 +106,8 @@ maybe('a node whose disk fills up', () => {
       10_000,
       'node-3 to have room again',
     );
+    // /cluster shows each node's own word; the writers' membership hears it by gossip (200 ms).
+    await new Promise((r) => setTimeout(r, 1_000));
     let tookOne = false;
     for (let i = 0; i < 12 && !tookOne; i++) {
       const res = await upload(cluster.url(0), randomBytes(1000 + i), `after-${i}.bin`);
