@@ -1,5 +1,6 @@
-# Shoal storage node image. Two stages on the same base, so the native better-sqlite3 module built
-# in the first stage is built for exactly the Node.js (ABI) and glibc that the second one runs.
+# Shoal storage node image. Two stages on the same base: the first installs and builds, the second
+# carries only what runs. better-sqlite3 13 ships prebuilt Node-API binaries in its npm package
+# (no compiler, no download at install), and needs Node 22 or newer; the image runs Node 24 LTS.
 #   docker build -t shoal .
 #   docker run -v shoal-data:/data -p 7000:7000 -e SHOAL_CLUSTER_SECRET=... shoal
 # The base is an argument so the image also builds where no registry is reachable, from a
@@ -8,33 +9,26 @@ ARG BASE=node:24-bookworm-slim
 
 FROM ${BASE} AS build
 WORKDIR /src
-# better-sqlite3 compiles from source (npm ci runs its install script: package.json allowScripts),
-# which needs python3, make and g++; slim bases lack them, full ones have them. tini is taken from
-# Debian here and copied, as its static build, into the runtime stage, which then needs no apt.
+# tini is taken from Debian here and copied, as its static build, into the runtime stage, which then
+# needs no apt.
 RUN set -eux; \
-    pkgs="tini"; \
-    for tool in python3 make g++; do command -v "$tool" >/dev/null || pkgs="$pkgs $tool"; done; \
     apt-get update; \
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkgs; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini; \
     rm -rf /var/lib/apt/lists/*; \
     test -x /usr/bin/tini-static
 COPY package.json package-lock.json ./
-# Official Node images carry the headers under /usr/local/include/node; pointing node-gyp at them
-# saves a download of the same headers (and lets the build run where nodejs.org is unreachable).
 # The npm cache survives between builds of this stage on the same builder.
-RUN --mount=type=cache,target=/root/.npm set -eux; \
-    if [ -f /usr/local/include/node/node_api.h ]; then export npm_config_nodedir=/usr/local; fi; \
-    npm ci --no-audit --no-fund
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY shared ./shared
 COPY services ./services
-# Build, drop dev dependencies, then the C sources and object files of the native module (only its
-# .node file is loaded at run time).
+# Build, drop dev dependencies, then the SQLite and addon sources and the other systems' prebuilt
+# binaries of better-sqlite3 (only the Linux .node files are loaded at run time).
 RUN set -eux; \
     npm run build; \
     npm prune --omit=dev --no-audit --no-fund; \
     rm -rf node_modules/better-sqlite3/deps node_modules/better-sqlite3/src \
-      node_modules/better-sqlite3/build/Release/obj.target node_modules/better-sqlite3/build/Release/.deps
+      node_modules/better-sqlite3/prebuilds/darwin-* node_modules/better-sqlite3/prebuilds/win32-*
 
 FROM ${BASE}
 ENV NODE_ENV=production \

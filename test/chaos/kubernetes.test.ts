@@ -81,7 +81,7 @@ maybe('Shoal on a simulated Kubernetes', () => {
     try {
       await waitFor(settled, timeoutMs, what);
     } catch (err) {
-      throw new Error(`${(err as Error).message}; last unsettled: ${unsettled}`);
+      throw new Error(`${(err as Error).message}; last unsettled: ${unsettled}`, { cause: err });
     }
   }
 

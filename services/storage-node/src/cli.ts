@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './runtime-check';
 import { Command, Option } from 'commander';
 import { ConfigError, DEFAULTS, envName, NODE_FLAGS, parseConfig, type RawFlags } from './config';
 import { runDevCluster } from './dev-cluster';
