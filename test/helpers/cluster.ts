@@ -62,6 +62,8 @@ export interface ClusterOptions {
   /** Run node i (0-based) on its own network host: address and command prefix. */
   host?: (i: number) => { address: string; wrap: string[] };
   env?: Record<string, string>;
+  /** Flags for the node runtime itself (V8 and Node options), before the script. */
+  runtimeFlags?: string[];
 }
 
 export class TestCluster {
@@ -198,6 +200,7 @@ export class TestCluster {
     const o = this.options;
     const seeds = this.nodes.filter((m) => m !== n).map((m) => m.url);
     const args = [
+      ...(o.runtimeFlags ?? []),
       CLI,
       'node',
       '--host',
