@@ -188,7 +188,13 @@ uid=$("${PODMAN[@]}" exec "$RUN_ID-0" id -u)
 pid1=$("${PODMAN[@]}" exec "$RUN_ID-0" cat /proc/1/cmdline | tr '\0' ' ')
 case "$pid1" in */tini*) ;; *) fail "PID 1 is not tini: $pid1" ;; esac
 "${PODMAN[@]}" healthcheck run "$RUN_ID-0" >/dev/null || fail "the image's HEALTHCHECK failed"
-say "uid $uid, PID 1: $pid1, HEALTHCHECK healthy"
+# A base made here carries the Node that ran the test suite (CI: Node 24 from the npm registry),
+# so what CI tested is what the image ships.
+image_node=$("${PODMAN[@]}" exec "$RUN_ID-0" node --version)
+if [ -z "${SHOAL_SMOKE_BASE:-}" ] && [ "$image_node" != "$(node --version)" ]; then
+  fail "the image runs node $image_node, but the base was made from $(node --version)"
+fi
+say "uid $uid, PID 1: $pid1, node $image_node, HEALTHCHECK healthy"
 
 # ---- data path -----------------------------------------------------------------------------------
 phase data
