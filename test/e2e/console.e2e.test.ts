@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
-import { launchChromium, watchPageErrors } from '../helpers/browser';
+import { CHROMIUM_INSTALLED, launchChromium, watchPageErrors } from '../helpers/browser';
 import { upload } from '../helpers/client';
 import { TestCluster, resolveFromRoot } from '../helpers/cluster';
+import { systemDescribe } from '../helpers/requirements';
 
 /**
  * The web console in a real browser against a real 3-node cluster that wants an API key: the page
@@ -25,7 +26,9 @@ async function inPage<T>(page: Page, source: string): Promise<T> {
   return (await page.evaluate(source)) as T;
 }
 
-describe('web console in headless Chromium', () => {
+const describeSystem = systemDescribe({ needs: [CHROMIUM_INSTALLED] });
+
+describeSystem('web console in headless Chromium', () => {
   let browser: Browser;
   let cluster: TestCluster;
   let page: Page;
@@ -34,7 +37,6 @@ describe('web console in headless Chromium', () => {
   const dropped = { name: 'dropped-photo.bin', data: randomBytes(3 * 1024 * 1024 + 17) };
 
   beforeAll(async () => {
-    // The browser first: without it the test fails here, with the fix in the message.
     browser = await launchChromium();
     cluster = await TestCluster.start({ nodes: 3, apiKeys: [KEY] });
     const context = await browser.newContext({

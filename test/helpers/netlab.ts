@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { command, root, type Requirement } from './requirements';
 
 /**
  * Separate network hosts on one machine, for partition tests: one network namespace per node,
@@ -21,6 +22,12 @@ const ETC_NETNS = '/etc/netns';
 /** Locally administered and unicast; no veth is given it. */
 const NOWHERE_MAC = '02:00:00:5e:00:00';
 
+/** What a NetLab needs of this machine. */
+export const NETLAB_NEEDS: Requirement[] = [
+  root('CAP_NET_ADMIN', 'CAP_SYS_ADMIN'),
+  command('ip', 'iproute2'),
+];
+
 function run(...args: string[]): string {
   return execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
@@ -39,16 +46,6 @@ function routeLocalnet(ns: string, links: string[]): void {
   // on every machine.
   const writes = links.map((l) => `echo 1 > /proc/sys/net/ipv4/conf/${l}/route_localnet`).join('; ');
   run('ip', 'netns', 'exec', ns, 'sh', '-c', writes);
-}
-
-export function netLabMissing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'partition tests need root (network namespaces)';
-  try {
-    run('sh', '-c', 'command -v ip');
-  } catch {
-    return 'partition tests need ip (iproute2)';
-  }
-  return undefined;
 }
 
 function killAll(pids: string[]): void {
