@@ -4,6 +4,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestCluster, getJson, waitFor } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
+import { command, root, systemDescribe } from '../helpers/requirements';
 
 /**
  * A node on a small dedicated file system (a tmpfs the test mounts, as root) that fills up:
@@ -11,19 +12,16 @@ import { download, sha256, upload } from '../helpers/client';
  * copies again once space is freed.
  */
 const MiB = 1024 * 1024;
-const isRoot = process.getuid?.() === 0;
-const maybe = isRoot ? describe : describe.skip;
-if (!isRoot && process.env.SHOAL_SKIP_ROOT_TESTS !== '1') {
-  throw new Error(
-    'the disk-full test mounts a tmpfs and needs root; SHOAL_SKIP_ROOT_TESTS=1 skips it on purpose',
-  );
-}
+const describeSystem = systemDescribe({
+  needs: [root('CAP_SYS_ADMIN'), command('mount', 'mount')],
+  optOut: 'SHOAL_SKIP_ROOT_TESTS',
+});
 
 interface View {
   nodes: Array<{ id: string; full?: boolean; diskFreeBytes?: number }>;
 }
 
-maybe('a node whose disk fills up', () => {
+describeSystem('a node whose disk fills up', () => {
   let cluster: TestCluster;
   let mount: string | undefined;
 

@@ -6,7 +6,8 @@ import { getJson, repoRoot, waitFor } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
 import { StatefulSetSim } from '../helpers/k8s-sim';
 import { kustomize, Rendering } from '../helpers/kustomize';
-import { NetLab, netLabMissing } from '../helpers/netlab';
+import { NETLAB_NEEDS, NetLab } from '../helpers/netlab';
+import { systemDescribe } from '../helpers/requirements';
 
 /**
  * What Kubernetes does to Shoal, with real node processes configured exactly as the manifests
@@ -16,11 +17,7 @@ import { NetLab, netLabMissing } from '../helpers/netlab';
  * (nothing unreadable, nothing copied that did not need copying), then drain and remove two pods
  * (5 -> 3) with no moment where any file has fewer copies, and nothing lost.
  */
-const missing = netLabMissing();
-if (missing && process.env.SHOAL_SKIP_NETNS !== '1') {
-  throw new Error(`${missing}; set SHOAL_SKIP_NETNS=1 to skip the Kubernetes simulation on purpose`);
-}
-const maybe = missing ? describe.skip : describe;
+const describeSystem = systemDescribe({ needs: NETLAB_NEEDS, optOut: 'SHOAL_SKIP_NETNS' });
 
 interface FileInfo {
   replicas: Array<{ nodeId: string; state: string }>;
@@ -35,7 +32,7 @@ interface LogLine {
   bytes?: number;
 }
 
-maybe('Shoal on a simulated Kubernetes', () => {
+describeSystem('Shoal on a simulated Kubernetes', () => {
   let root: string;
   let lab: NetLab;
   let sim: StatefulSetSim;

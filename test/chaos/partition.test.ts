@@ -1,20 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { TestCluster, getJson, waitFor } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
-import { NetLab, netLabMissing } from '../helpers/netlab';
+import { NETLAB_NEEDS, NetLab } from '../helpers/netlab';
+import { systemDescribe } from '../helpers/requirements';
 
 /**
  * A network partition between real hosts (network namespaces): the cluster splits 2 | 3, both
  * sides keep taking writes (each has W=2 nodes), and when the network heals the views merge back
  * into one, every acknowledged file is readable everywhere, and copies settle back to N.
  */
-const missing = netLabMissing();
-if (missing && process.env.SHOAL_SKIP_NETNS !== '1') {
-  throw new Error(`${missing}; set SHOAL_SKIP_NETNS=1 to skip the partition tests on purpose`);
-}
-const maybe = missing ? describe.skip : describe;
+const describeSystem = systemDescribe({ needs: NETLAB_NEEDS, optOut: 'SHOAL_SKIP_NETNS' });
 
-maybe('a network partition that heals', () => {
+describeSystem('a network partition that heals', () => {
   let lab: NetLab;
   let cluster: TestCluster;
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { TestCluster, getJson, waitFor } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
+import { command, loopDevicesAndExt4, root, systemDescribe } from '../helpers/requirements';
 
 /**
  * A node whose data dir turns read-only while it runs, the way it happens in production: ext4
@@ -15,37 +16,21 @@ import { download, sha256, upload } from '../helpers/client';
  * announce that it takes no new copies, keep running, and nothing may be lost.
  */
 const MiB = 1024 * 1024;
-const isRoot = process.getuid?.() === 0;
-if (!isRoot && process.env.SHOAL_SKIP_ROOT_TESTS !== '1') {
-  throw new Error(
-    'the read-only disk test mounts an ext4 image through a loop device and needs root; ' +
-      'SHOAL_SKIP_ROOT_TESTS=1 skips it on purpose',
-  );
-}
-
-/** Why loop-mounted ext4 cannot be used here, or undefined when it can. */
-function missingLoopSupport(): string | undefined {
-  if (!existsSync('/dev/loop-control')) return 'no loop devices (/dev/loop-control is missing)';
-  if (!/\bext4\b/.test(readFileSync('/proc/filesystems', 'utf8'))) return 'the kernel has no ext4';
-  for (const tool of ['mkfs.ext4', 'losetup', 'mount', 'umount']) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    } catch {
-      return `${tool} is not installed`;
-    }
-  }
-  return undefined;
-}
-
-const whyNot = isRoot ? missingLoopSupport() : 'not root';
-if (whyNot) process.stdout.write(`read-only disk test skipped: ${whyNot}\n`);
-const maybe = whyNot ? describe.skip : describe;
+const describeSystem = systemDescribe({
+  needs: [
+    root('CAP_SYS_ADMIN'),
+    loopDevicesAndExt4,
+    command('mkfs.ext4', 'e2fsprogs'),
+    command('losetup', 'mount'),
+  ],
+  optOut: 'SHOAL_SKIP_ROOT_TESTS',
+});
 
 interface View {
   nodes: Array<{ id: string; full?: boolean; ready?: boolean }>;
 }
 
-maybe('a node whose data dir turns read-only at runtime', () => {
+describeSystem('a node whose data dir turns read-only at runtime', () => {
   let cluster: TestCluster | undefined;
   let scratch: string | undefined;
   let loopDevice: string | undefined;

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
-import { launchChromium, watchPageErrors } from '../helpers/browser';
+import { CHROMIUM_INSTALLED, launchChromium, watchPageErrors } from '../helpers/browser';
 import { upload } from '../helpers/client';
 import { TestCluster, resolveFromRoot } from '../helpers/cluster';
+import { systemDescribe } from '../helpers/requirements';
 
 /**
  * The web console in a real browser against a real 3-node cluster that wants an API key: the page
@@ -25,7 +26,9 @@ async function inPage<T>(page: Page, source: string): Promise<T> {
   return (await page.evaluate(source)) as T;
 }
 
-describe('web console in headless Chromium', () => {
+const describeSystem = systemDescribe({ needs: [CHROMIUM_INSTALLED] });
+
+describeSystem('web console in headless Chromium', () => {
   let browser: Browser;
   let cluster: TestCluster;
   let page: Page;
@@ -34,7 +37,6 @@ describe('web console in headless Chromium', () => {
   const dropped = { name: 'dropped-photo.bin', data: randomBytes(3 * 1024 * 1024 + 17) };
 
   beforeAll(async () => {
-    // The browser first: without it the test fails here, with the fix in the message.
     browser = await launchChromium();
     cluster = await TestCluster.start({ nodes: 3, apiKeys: [KEY] });
     const context = await browser.newContext({
@@ -60,7 +62,7 @@ describe('web console in headless Chromium', () => {
     await page.getByRole('button', { name: 'Save' }).click();
     await page.waitForSelector('#key-dialog', { state: 'hidden' });
     await page.getByText('No files yet').waitFor();
-    expect(await page.textContent('#key-button')).toBe('API key: set');
+    await eventually(() => page.textContent('#key-button')).toBe('API key: set');
   });
 
   test('uploads with the picker and by drag and drop, each with its own progress bar', async () => {
@@ -79,7 +81,7 @@ describe('web console in headless Chromium', () => {
       })()`,
     );
     await page.dispatchEvent('#dropzone', 'dragenter', { dataTransfer: transfer });
-    expect(await page.getAttribute('#dropzone', 'class')).toContain('over');
+    await eventually(() => page.getAttribute('#dropzone', 'class')).toContain('over');
     await page.dispatchEvent('#dropzone', 'drop', { dataTransfer: transfer });
 
     const items = page.locator('#uploads li');
@@ -87,9 +89,8 @@ describe('web console in headless Chromium', () => {
     for (const f of [picked, dropped]) {
       const item = items.filter({ hasText: f.name });
       await item.locator('.upload-status', { hasText: /^Stored on node-\d, node-\d, node-\d$/ }).waitFor();
-      expect(await item.getByRole('progressbar', { name: 'Upload of ' + f.name }).getAttribute('value')).toBe(
-        '100',
-      );
+      const bar = item.getByRole('progressbar', { name: 'Upload of ' + f.name });
+      await eventually(() => bar.getAttribute('value')).toBe('100');
     }
   });
 
@@ -123,14 +124,15 @@ describe('web console in headless Chromium', () => {
     const row = fileRow(page, dropped.name);
     const toggle = row.getByRole('button', { name: 'Copies of ' + dropped.name });
     await toggle.click();
-    expect(await toggle.getAttribute('aria-expanded')).toBe('true');
+    await eventually(() => toggle.getAttribute('aria-expanded')).toBe('true');
     const detail = page.locator('tr.detail');
     await detail.getByText('3 of 3 copies healthy').waitFor();
-    const states = await detail.locator('tbody .badge').allTextContents();
-    expect(states).toEqual(['ok', 'ok', 'ok']);
-    expect(await detail.locator('dd.mono').first().textContent()).toBe(await row.getAttribute('data-id'));
+    await eventually(() => detail.locator('tbody .badge').allTextContents()).toEqual(['ok', 'ok', 'ok']);
+    const id = await row.getAttribute('data-id');
+    await eventually(() => detail.locator('dd.mono').first().textContent()).toBe(id);
     await toggle.click();
-    expect(await page.locator('tr.detail').count()).toBe(0);
+    await eventually(() => page.locator('tr.detail').count()).toBe(0);
+    await eventually(() => toggle.getAttribute('aria-expanded')).toBe('false');
   });
 
   test('pages through a longer list', async () => {
@@ -147,8 +149,8 @@ describe('web console in headless Chromium', () => {
     await expect2(async () => (await page.locator('#files-body tr').count()) === 10, 'a page of 10');
     await page.getByRole('button', { name: 'Next' }).click();
     await page.getByText('Page 2', { exact: true }).waitFor();
-    expect(await page.locator('#files-body tr[data-id]').count()).toBe(2);
-    expect(await page.getByRole('button', { name: 'Next' }).isDisabled()).toBe(true);
+    await eventually(() => page.locator('#files-body tr[data-id]').count()).toBe(2);
+    await eventually(() => page.getByRole('button', { name: 'Next' }).isDisabled()).toBe(true);
     await page.getByRole('button', { name: 'Previous' }).click();
     await page.getByText('Page 1', { exact: true }).waitFor();
     await page.selectOption('#page-size', '25');
@@ -167,7 +169,8 @@ describe('web console in headless Chromium', () => {
     expect(await fileRow(page, picked.name).count()).toBe(1);
 
     await row.getByRole('button', { name: 'Delete ' + picked.name }).click();
-    expect(await dialog.textContent()).toContain(picked.name);
+    await dialog.waitFor();
+    await eventually(() => dialog.textContent()).toContain(picked.name);
     await dialog.getByRole('button', { name: 'Delete' }).click();
     await fileRow(page, picked.name).waitFor({ state: 'detached' });
     const res = await fetch(`${cluster.url(2)}/files/${id}`, { headers: cluster.authHeaders() });
@@ -176,20 +179,23 @@ describe('web console in headless Chromium', () => {
 
   test('the cluster page shows three alive nodes and refreshes by itself', async () => {
     await page.getByRole('link', { name: 'Cluster' }).click();
-    expect(await page.getByRole('link', { name: 'Cluster' }).getAttribute('aria-current')).toBe('page');
+    // The page switches views on hashchange, after the click has returned.
+    const link = page.getByRole('link', { name: 'Cluster' });
+    await eventually(() => link.getAttribute('aria-current')).toBe('page');
     const rows = page.locator('#nodes-body tr');
     await expect2(async () => (await rows.count()) === 3, 'three node rows');
-    expect(await rows.locator('.badge').allTextContents()).toEqual(['alive', 'alive', 'alive']);
-    expect(await rows.locator('td:first-child .mono:not(.node-url)').allTextContents()).toEqual([
+    await eventually(() => rows.locator('.badge').allTextContents()).toEqual(['alive', 'alive', 'alive']);
+    await eventually(() => rows.locator('td:first-child .mono:not(.node-url)').allTextContents()).toEqual([
       'node-1',
       'node-2',
       'node-3',
     ]);
-    expect(await page.textContent('#card-nodes .value')).toBe('3 / 3');
-    expect(await page.textContent('#card-policy .value')).toBe('N 3 · W 2');
+    await eventually(() => page.textContent('#card-nodes .value')).toBe('3 / 3');
+    await eventually(() => page.textContent('#card-policy .value')).toBe('N 3 · W 2');
     // Files and bytes per node: the 11 live files, 3 copies each, spread over 3 nodes.
-    const files = (await rows.locator('td:nth-child(3)').allTextContents()).map(Number);
-    expect(files).toEqual([11, 11, 11]);
+    await eventually(async () =>
+      (await rows.locator('td:nth-child(3)').allTextContents()).map(Number),
+    ).toEqual([11, 11, 11]);
     await expect2(
       async () => (await page.textContent('#card-under .value')) === '0',
       'no under-replicated files',
@@ -218,9 +224,9 @@ describe('web console in headless Chromium', () => {
       'node-3 dead',
       20_000,
     );
-    expect(await page.textContent('#card-nodes .value')).toBe('2 / 3');
+    await eventually(() => page.textContent('#card-nodes .value')).toBe('2 / 3');
     // A screen reader hears the change once, from the live region.
-    expect(await page.textContent('#cluster-announce')).toMatch(/node-3 is now (suspect|dead)/);
+    await eventually(() => page.textContent('#cluster-announce')).toMatch(/node-3 is now (suspect|dead)/);
     await page.screenshot({ path: `${SHOTS}/console-cluster-dead.png`, fullPage: true });
 
     await cluster.restart(2);
@@ -229,7 +235,7 @@ describe('web console in headless Chromium', () => {
       'node-3 alive',
       20_000,
     );
-    expect(await page.textContent('#card-nodes .value')).toBe('3 / 3');
+    await eventually(() => page.textContent('#card-nodes .value')).toBe('3 / 3');
   }, 90_000);
 
   test('the page logged no errors and broke no Content-Security-Policy rule', async () => {
@@ -250,6 +256,34 @@ function fileRow(page: Page, name: string) {
 
 async function expectVisible(page: Page, selector: string): Promise<void> {
   await page.waitForSelector(selector, { state: 'visible', timeout: 10_000 });
+}
+
+/**
+ * expect() for what the page sets after an action has returned (an event, a fetch): reads again
+ * until the matcher passes and, if it never does, fails with the matcher's last Expected/Received.
+ * playwright's expect.poll does this, but playwright-core has no expect.
+ *
+ *   await eventually(() => link.getAttribute('aria-current')).toBe('page');
+ */
+function eventually<T>(read: () => Promise<T>, timeoutMs = 10_000): jest.Matchers<Promise<void>, T> {
+  type Matcher = (...expected: unknown[]) => void;
+  return new Proxy({} as jest.Matchers<Promise<void>, T>, {
+    get: (_, matcher) => {
+      if (typeof matcher !== 'string' || matcher === 'then') return undefined;
+      return async (...expected: unknown[]) => {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          try {
+            (expect(await read()) as unknown as Record<string, Matcher>)[matcher]!(...expected);
+            return;
+          } catch (err) {
+            if (Date.now() > deadline) throw err;
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+    },
+  });
 }
 
 /** Polls until `check` holds; the failure names what was awaited. */

@@ -1,13 +1,19 @@
-import { accessSync, constants } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { executable } from './requirements';
 
 /**
  * Headless Chromium for end-to-end tests: Debian's `chromium` package driven by playwright-core
- * (no browser download at install time). A missing browser is a test failure with the fix in the
- * message, never a silent skip; `.ci/run` installs the package.
+ * (no browser download at install time). Without it the end-to-end suite skips itself with a line
+ * saying so, or fails under SHOAL_SYSTEM_TESTS=required; `.ci/run` installs the package.
  */
 
 export const CHROMIUM_PATH = process.env.SHOAL_CHROMIUM ?? '/usr/bin/chromium';
+
+export const CHROMIUM_INSTALLED = executable(
+  CHROMIUM_PATH,
+  'Chromium',
+  'apt-get install chromium, or SHOAL_CHROMIUM=<path of a Chromium>',
+);
 
 /** Flags for a container without a GPU, a sandbox or the internet. */
 export const CHROMIUM_ARGS = [
@@ -22,14 +28,6 @@ export const CHROMIUM_ARGS = [
 ];
 
 export async function launchChromium(): Promise<Browser> {
-  try {
-    accessSync(CHROMIUM_PATH, constants.X_OK);
-  } catch {
-    throw new Error(
-      `Chromium is not installed at ${CHROMIUM_PATH}; the console end-to-end test needs it. ` +
-        'Install it with `apt-get install -y chromium` (.ci/run does so), or point SHOAL_CHROMIUM at a Chromium binary.',
-    );
-  }
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     args: CHROMIUM_ARGS,

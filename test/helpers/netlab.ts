@@ -2,17 +2,31 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { command, root, type Requirement } from './requirements';
 
 /**
  * Separate network hosts on one machine, for partition tests: one network namespace per node,
  * all on one bridge, with addresses in the loopback range 127.0.101.0/24 (route_localnet), so no
  * packet ever uses a private or public address. The test process itself joins the bridge from the
- * root namespace at 127.0.101.254. Partitions are iptables DROP rules inside the namespaces.
- * Needs root, iproute2 and iptables (.ci/run installs iptables when it is missing).
+ * root namespace at 127.0.101.254. Needs root and iproute2, nothing else.
+ *
+ * A partition is a cut cable, not a refusal: packets between the two sides vanish and a sender
+ * learns nothing until its own timeouts fire. Each host gets a permanent neighbour (ARP) entry
+ * for every host across the cut that points at a MAC address no interface has, so the bridge
+ * floods those frames and every host discards them. (A blackhole or prohibit route would fail a
+ * local sender at once with EINVAL or EACCES: a crash, not a partition.)
  */
 const NET = '127.0.101';
 const PREFIX = 'shl';
 const ETC_NETNS = '/etc/netns';
+/** Locally administered and unicast; no veth is given it. */
+const NOWHERE_MAC = '02:00:00:5e:00:00';
+
+/** What a NetLab needs of this machine. */
+export const NETLAB_NEEDS: Requirement[] = [
+  root('CAP_NET_ADMIN', 'CAP_SYS_ADMIN'),
+  command('ip', 'iproute2'),
+];
 
 function run(...args: string[]): string {
   return execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -26,16 +40,22 @@ function tryRun(...args: string[]): void {
   }
 }
 
-export function netLabMissing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'partition tests need root (network namespaces)';
-  for (const tool of ['ip', 'iptables']) {
+/** Turns on route_localnet (127.0.0.0/8 on a real link) in namespace `ns`, for `links`. */
+function routeLocalnet(ns: string, links: string[]): void {
+  // /proc/sys/net belongs to the namespace of the process that opens it; sh, unlike sysctl, is
+  // on every machine.
+  const writes = links.map((l) => `echo 1 > /proc/sys/net/ipv4/conf/${l}/route_localnet`).join('; ');
+  run('ip', 'netns', 'exec', ns, 'sh', '-c', writes);
+}
+
+function killAll(pids: string[]): void {
+  for (const pid of pids) {
     try {
-      run('sh', '-c', `command -v ${tool}`);
+      process.kill(Number(pid), 'SIGKILL');
     } catch {
-      return `partition tests need ${tool}`;
+      // already gone
     }
   }
-  return undefined;
 }
 
 export class NetLab {
@@ -57,16 +77,7 @@ export class NetLab {
       run('ip', 'link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', `v${i}`, 'netns', br);
       run('ip', 'netns', 'exec', br, 'ip', 'link', 'set', `v${i}`, 'master', 'br0', 'up');
       run('ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
-      run(
-        'ip',
-        'netns',
-        'exec',
-        ns,
-        'sysctl',
-        '-qw',
-        'net.ipv4.conf.all.route_localnet=1',
-        'net.ipv4.conf.eth0.route_localnet=1',
-      );
+      routeLocalnet(ns, ['all', 'eth0']);
       run('ip', 'netns', 'exec', ns, 'ip', 'addr', 'add', `${NET}.${i}/24`, 'dev', 'eth0');
       run('ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'eth0', 'up');
     }
@@ -74,7 +85,7 @@ export class NetLab {
     const leg = `${PREFIX}${lab.tag}h`;
     run('ip', 'link', 'add', leg, 'type', 'veth', 'peer', 'name', 'vh', 'netns', br);
     run('ip', 'netns', 'exec', br, 'ip', 'link', 'set', 'vh', 'master', 'br0', 'up');
-    run('sysctl', '-qw', `net.ipv4.conf.${leg}.route_localnet=1`);
+    writeFileSync(`/proc/sys/net/ipv4/conf/${leg}/route_localnet`, '1');
     run('ip', 'addr', 'add', `${NET}.254/24`, 'dev', leg);
     run('ip', 'link', 'set', leg, 'up');
     return lab;
@@ -87,7 +98,7 @@ export class NetLab {
       .map((l) => l.split(' ')[0] ?? '')
       .filter((n) => n.startsWith(PREFIX));
     for (const ns of namespaces) {
-      for (const pid of tryPids(ns)) tryRun('kill', '-9', pid);
+      killAll(tryPids(ns));
       tryRun('ip', 'netns', 'del', ns);
     }
     if (existsSync(ETC_NETNS)) {
@@ -122,57 +133,36 @@ export class NetLab {
     return ['ip', 'netns', 'exec', this.ns(i)];
   }
 
-  /** Drops all traffic between every host of `a` and every host of `b`, both ways. */
+  /** Cuts every host of `a` off from every host of `b`, both ways: their packets are lost. */
   partition(a: number[], b: number[]): void {
     for (const i of a) {
       for (const j of b) {
-        for (const [x, y] of [
-          [i, j],
-          [j, i],
-        ] as const) {
-          run(
-            'ip',
-            'netns',
-            'exec',
-            this.ns(x),
-            'iptables',
-            '-I',
-            'INPUT',
-            '-s',
-            this.address(y),
-            '-j',
-            'DROP',
-          );
-          run(
-            'ip',
-            'netns',
-            'exec',
-            this.ns(x),
-            'iptables',
-            '-I',
-            'OUTPUT',
-            '-d',
-            this.address(y),
-            '-j',
-            'DROP',
-          );
-        }
+        this.sendNowhere(i, j);
+        this.sendNowhere(j, i);
       }
     }
   }
 
+  /** Ends every partition: hosts learn each other's real addresses again by ARP. */
   heal(): void {
-    for (let i = 1; i <= this.hosts; i++) run('ip', 'netns', 'exec', this.ns(i), 'iptables', '-F');
+    for (let i = 1; i <= this.hosts; i++)
+      run('ip', '-n', this.ns(i), 'neigh', 'flush', 'dev', 'eth0', 'nud', 'permanent');
   }
 
   destroy(): void {
     for (let i = 1; i <= this.hosts; i++) {
-      for (const pid of tryPids(this.ns(i))) tryRun('kill', '-9', pid);
+      killAll(tryPids(this.ns(i)));
       tryRun('ip', 'netns', 'del', this.ns(i));
       rmSync(join(ETC_NETNS, this.ns(i)), { recursive: true, force: true });
     }
     tryRun('ip', 'netns', 'del', this.bridgeNs());
     tryRun('ip', 'link', 'del', `${PREFIX}${this.tag}h`);
+  }
+
+  /** Host `from` addresses frames for host `to` to a MAC address no interface has. */
+  private sendNowhere(from: number, to: number): void {
+    const entry = [this.address(to), 'lladdr', NOWHERE_MAC, 'dev', 'eth0', 'nud', 'permanent'];
+    run('ip', '-n', this.ns(from), 'neigh', 'replace', ...entry);
   }
 
   private ns(i: number): string {
