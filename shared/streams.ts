@@ -243,19 +243,32 @@ export interface FanOutResult {
   failed: Array<{ index: number; error: Error }>;
 }
 
+export interface FanOutOptions {
+  /** A sink that takes nothing for this long while `minHealthy` others keep up is dropped (0: never). */
+  stallMs?: number;
+  /**
+   * The error the copy fails with once fewer than `minHealthy` sinks remain, from the last sink's
+   * error (by default that error itself).
+   */
+  tooFew?: (cause: Error) => Error;
+}
+
 /**
  * Copies one source to several sinks at once, at the pace of the slowest healthy sink
  * (backpressure: the source is paused whenever any sink's buffer is full).
  *
  * A sink that errors is dropped and the copy carries on with the others, as long as at least
- * `minHealthy` remain; below that the whole copy fails, the source is destroyed and the remaining
- * sinks are destroyed too. The promise resolves once every surviving sink has finished.
+ * `minHealthy` remain; below that the whole copy fails, and the source and the remaining sinks
+ * are destroyed with the error it fails with. With that error, not a bare destroy (which reads as
+ * "premature close" upstream), a pipeline feeding the source passes on why the copy stopped: an
+ * upload's multipart stream reports it to the client. The promise resolves once every surviving
+ * sink has finished.
  */
 export function fanOut(
   source: Readable,
   sinks: Writable[],
   minHealthy: number,
-  stallMs = 0,
+  { stallMs = 0, tooFew = (cause) => cause }: FanOutOptions = {},
 ): Promise<FanOutResult> {
   return new Promise((resolve, reject) => {
     const healthy = new Set<number>(sinks.map((_s, i) => i));
@@ -298,7 +311,7 @@ export function fanOut(
       // nobody hears would end the process.
       if (error) {
         for (const i of healthy) sinks[i]?.destroy(error);
-        source.destroy();
+        source.destroy(error);
         reject(error);
       } else {
         resolve({ completed: [...finished].sort((a, b) => a - b), failed });
@@ -317,7 +330,7 @@ export function fanOut(
       waitingForDrain.delete(index);
       failed.push({ index, error });
       if (healthy.size < minHealthy) {
-        settle(error);
+        settle(tooFew(error));
         return;
       }
       if (waitingForDrain.size === 0 && source.isPaused()) source.resume();
@@ -367,7 +380,7 @@ export function fanOut(
     });
 
     if (healthy.size < minHealthy) {
-      settle(new Error(`only ${healthy.size} sinks for a quorum of ${minHealthy}`));
+      settle(tooFew(new Error(`only ${healthy.size} sinks for a quorum of ${minHealthy}`)));
       return;
     }
     source.on('data', onData);

@@ -112,6 +112,19 @@ describe('fanOut', () => {
     expect(sinks[2]!.destroyed).toBe(true);
   });
 
+  it('fails with the error tooFew makes, and tells whatever feeds the source', async () => {
+    const upstream = new PassThrough();
+    const source = new PassThrough();
+    const feed = pipeline(upstream, source);
+    const sinks = [collector({ failAfter: 1024 }), collector()];
+    const done = fanOut(source, sinks, 2, { tooFew: (cause) => new Error(`quorum lost: ${cause.message}`) });
+    upstream.write(Buffer.alloc(4096));
+    await expect(done).rejects.toThrow('quorum lost: sink broke');
+    // Not "premature close": upstream learns why the copy stopped.
+    await expect(feed).rejects.toThrow('quorum lost: sink broke');
+    expect(upstream.destroyed).toBe(true);
+  });
+
   it('fails when the source fails', async () => {
     const source = new PassThrough();
     const sinks = [collector(), collector()];
@@ -129,7 +142,7 @@ describe('fanOut with a stalled sink', () => {
     const first = collector();
     const sinks = [first, stuck, collector()];
     const started = Date.now();
-    const result = await fanOut(Readable.from(parts), sinks, 2, 200);
+    const result = await fanOut(Readable.from(parts), sinks, 2, { stallMs: 200 });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(result.completed).toEqual([0, 2]);
     expect(result.failed.map((f) => f.index)).toEqual([1]);
@@ -138,7 +151,7 @@ describe('fanOut with a stalled sink', () => {
 
   it('keeps waiting when dropping the stalled sink would break the quorum', async () => {
     const stuck = new Writable({ highWaterMark: 1024, write: () => undefined });
-    const done = fanOut(Readable.from(chunks(8, 16 * 1024)), [collector(), stuck], 2, 100);
+    const done = fanOut(Readable.from(chunks(8, 16 * 1024)), [collector(), stuck], 2, { stallMs: 100 });
     const outcome = await Promise.race([
       done.then(() => 'settled'),
       new Promise((r) => setTimeout(() => r('waiting'), 400)),
