@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, Writable, finished, type TransformCallback } from 'node:stream';
 
 /** Passes bytes through unchanged while computing their sha256 and counting them. */
 export class HashingCounter extends Transform {
@@ -131,6 +131,104 @@ export class VerifyingStream extends Transform {
   }
 }
 
+/**
+ * Lets go of a stream that nobody will read or write any more. Its destroy may still report an
+ * error: undici turns destroying a response body that has not ended into a RequestAbortedError.
+ * An 'error' event that nobody listens to ends the process, and this one is expected, so it is
+ * heard here and dropped.
+ */
+export function discard(stream: Readable | Writable | undefined): void {
+  if (!stream) return;
+  stream.on('error', () => undefined);
+  stream.destroy();
+}
+
+/** Bytes of a file coming from one place (a node id in `from`, for logs). */
+export interface ByteSource {
+  from: string;
+  body: Readable;
+}
+
+/**
+ * One body read from a series of sources of the same bytes, `start` to `end` (inclusive): when
+ * the source in hand fails or ends before `end`, the bytes from the one reached onwards come
+ * from the next source `openRest` finds, so the reader still receives one whole body. Only when
+ * no source is left does the body fail (and the response is cut off). A CorruptCopyError ends it
+ * at once: bytes already passed on came from a damaged copy, so the body must never complete.
+ *
+ * Who stops the read matters. A source that fails is replaced; a reader that goes away (this
+ * stream is destroyed: the client hung up) ends the read for good: nothing more is fetched,
+ * and the source in hand is released at once, even one that was never read (an open file, a
+ * peer's response holding a pooled connection). Sources are released with discard().
+ */
+export class ResumingReadable extends Readable {
+  private position: number;
+  private readonly end: number;
+  private source: ByteSource | undefined;
+
+  constructor(
+    first: ByteSource,
+    range: { start: number; end: number },
+    private readonly openRest: (from: number) => Promise<ByteSource | undefined>,
+    private readonly onFailover: (failed: ByteSource, at: number, err: Error) => void,
+  ) {
+    super();
+    this.position = range.start;
+    this.end = range.end;
+    this.follow(first);
+  }
+
+  override _read(): void {
+    this.source?.body.resume();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    const source = this.source;
+    this.source = undefined;
+    discard(source?.body);
+    callback(err);
+  }
+
+  private follow(source: ByteSource): void {
+    this.source = source;
+    const onData = (chunk: Buffer): void => {
+      this.position += chunk.length;
+      if (!this.push(chunk)) source.body.pause();
+    };
+    source.body.on('data', onData);
+    finished(source.body, { writable: false }, (err) => {
+      source.body.off('data', onData);
+      this.sourceStopped(source, err ?? undefined);
+    });
+  }
+
+  private sourceStopped(source: ByteSource, err: Error | undefined): void {
+    // Released by _destroy: the reader is gone and this is the echo of that.
+    if (this.source !== source) return;
+    this.source = undefined;
+    discard(source.body);
+    if (err instanceof CorruptCopyError) {
+      this.destroy(err);
+      return;
+    }
+    // Every byte arrived: whatever the source did after its last one changes nothing.
+    if (this.position > this.end) {
+      this.push(null);
+      return;
+    }
+    this.onFailover(source, this.position, err ?? new Error(`the copy ended early at byte ${this.position}`));
+    const from = this.position;
+    this.openRest(from).then(
+      (next) => {
+        if (this.destroyed) discard(next?.body);
+        else if (next) this.follow(next);
+        else this.destroy(new Error(`no copy could send the bytes from ${from} on`));
+      },
+      (error: unknown) => this.destroy(error as Error),
+    );
+  }
+}
+
 /** A writable that discards everything: the end of a pipeline that only hashes. */
 export class Sink extends Writable {
   override _write(_chunk: Buffer, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
@@ -145,19 +243,32 @@ export interface FanOutResult {
   failed: Array<{ index: number; error: Error }>;
 }
 
+export interface FanOutOptions {
+  /** A sink that takes nothing for this long while `minHealthy` others keep up is dropped (0: never). */
+  stallMs?: number;
+  /**
+   * The error the copy fails with once fewer than `minHealthy` sinks remain, from the last sink's
+   * error (by default that error itself).
+   */
+  tooFew?: (cause: Error) => Error;
+}
+
 /**
  * Copies one source to several sinks at once, at the pace of the slowest healthy sink
  * (backpressure: the source is paused whenever any sink's buffer is full).
  *
  * A sink that errors is dropped and the copy carries on with the others, as long as at least
- * `minHealthy` remain; below that the whole copy fails, the source is destroyed and the remaining
- * sinks are destroyed too. The promise resolves once every surviving sink has finished.
+ * `minHealthy` remain; below that the whole copy fails, and the source and the remaining sinks
+ * are destroyed with the error it fails with. With that error, not a bare destroy (which reads as
+ * "premature close" upstream), a pipeline feeding the source passes on why the copy stopped: an
+ * upload's multipart stream reports it to the client. The promise resolves once every surviving
+ * sink has finished.
  */
 export function fanOut(
   source: Readable,
   sinks: Writable[],
   minHealthy: number,
-  stallMs = 0,
+  { stallMs = 0, tooFew = (cause) => cause }: FanOutOptions = {},
 ): Promise<FanOutResult> {
   return new Promise((resolve, reject) => {
     const healthy = new Set<number>(sinks.map((_s, i) => i));
@@ -196,10 +307,11 @@ export function fanOut(
       clearStall();
       source.off('data', onData);
       source.off('end', onEnd);
-      source.off('error', onSourceError);
+      // onSourceError stays: a source destroyed below may still report an error, and one that
+      // nobody hears would end the process.
       if (error) {
         for (const i of healthy) sinks[i]?.destroy(error);
-        source.destroy();
+        source.destroy(error);
         reject(error);
       } else {
         resolve({ completed: [...finished].sort((a, b) => a - b), failed });
@@ -218,7 +330,7 @@ export function fanOut(
       waitingForDrain.delete(index);
       failed.push({ index, error });
       if (healthy.size < minHealthy) {
-        settle(error);
+        settle(tooFew(error));
         return;
       }
       if (waitingForDrain.size === 0 && source.isPaused()) source.resume();
@@ -268,7 +380,7 @@ export function fanOut(
     });
 
     if (healthy.size < minHealthy) {
-      settle(new Error(`only ${healthy.size} sinks for a quorum of ${minHealthy}`));
+      settle(tooFew(new Error(`only ${healthy.size} sinks for a quorum of ${minHealthy}`)));
       return;
     }
     source.on('data', onData);

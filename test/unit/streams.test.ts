@@ -1,7 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ByteLimiter, HashingCounter, fanOut } from '../../shared/streams';
+import {
+  ByteLimiter,
+  CorruptCopyError,
+  HashingCounter,
+  ResumingReadable,
+  fanOut,
+  type ByteSource,
+} from '../../shared/streams';
 
 function collector(
   opts: { highWaterMark?: number; delayMs?: number; failAfter?: number } = {},
@@ -105,6 +112,19 @@ describe('fanOut', () => {
     expect(sinks[2]!.destroyed).toBe(true);
   });
 
+  it('fails with the error tooFew makes, and tells whatever feeds the source', async () => {
+    const upstream = new PassThrough();
+    const source = new PassThrough();
+    const feed = pipeline(upstream, source);
+    const sinks = [collector({ failAfter: 1024 }), collector()];
+    const done = fanOut(source, sinks, 2, { tooFew: (cause) => new Error(`quorum lost: ${cause.message}`) });
+    upstream.write(Buffer.alloc(4096));
+    await expect(done).rejects.toThrow('quorum lost: sink broke');
+    // Not "premature close": upstream learns why the copy stopped.
+    await expect(feed).rejects.toThrow('quorum lost: sink broke');
+    expect(upstream.destroyed).toBe(true);
+  });
+
   it('fails when the source fails', async () => {
     const source = new PassThrough();
     const sinks = [collector(), collector()];
@@ -122,7 +142,7 @@ describe('fanOut with a stalled sink', () => {
     const first = collector();
     const sinks = [first, stuck, collector()];
     const started = Date.now();
-    const result = await fanOut(Readable.from(parts), sinks, 2, 200);
+    const result = await fanOut(Readable.from(parts), sinks, 2, { stallMs: 200 });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(result.completed).toEqual([0, 2]);
     expect(result.failed.map((f) => f.index)).toEqual([1]);
@@ -131,7 +151,7 @@ describe('fanOut with a stalled sink', () => {
 
   it('keeps waiting when dropping the stalled sink would break the quorum', async () => {
     const stuck = new Writable({ highWaterMark: 1024, write: () => undefined });
-    const done = fanOut(Readable.from(chunks(8, 16 * 1024)), [collector(), stuck], 2, 100);
+    const done = fanOut(Readable.from(chunks(8, 16 * 1024)), [collector(), stuck], 2, { stallMs: 100 });
     const outcome = await Promise.race([
       done.then(() => 'settled'),
       new Promise((r) => setTimeout(() => r('waiting'), 400)),
@@ -139,5 +159,99 @@ describe('fanOut with a stalled sink', () => {
     expect(outcome).toBe('waiting');
     stuck.destroy(new Error('gave up'));
     await expect(done).rejects.toThrow('gave up');
+  });
+});
+
+/**
+ * A peer's response body as undici makes it: destroying it before its end reports an error.
+ * It sends `data` in 1000-byte chunks, then ends, fails with `failWith`, or (`hold`) waits.
+ */
+function peerBody(data: Buffer, then: { failWith?: Error; hold?: boolean } = {}): Readable {
+  let offset = 0;
+  return new Readable({
+    read() {
+      if (offset < data.length) {
+        this.push(data.subarray(offset, (offset += 1000)));
+      } else if (then.failWith) {
+        this.destroy(then.failWith);
+      } else if (!then.hold) {
+        this.push(null);
+      }
+    },
+    destroy(err, cb) {
+      cb(err ?? (this.readableEnded ? null : new Error('Request aborted')));
+    },
+  });
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of stream) parts.push(chunk as Buffer);
+  return Buffer.concat(parts);
+}
+
+describe('ResumingReadable', () => {
+  const data = randomBytes(10_000);
+  const range = { start: 0, end: data.length - 1 };
+  const rest = (from: number): Promise<ByteSource> =>
+    Promise.resolve({ from: 'b', body: peerBody(data.subarray(from)) });
+
+  it('finishes a body from the next source when one fails part-way', async () => {
+    const openRest = jest.fn(rest);
+    const failovers: number[] = [];
+    const first = peerBody(data.subarray(0, 3000), { failWith: new Error('peer died') });
+    const body = new ResumingReadable({ from: 'a', body: first }, range, openRest, (_s, at) =>
+      failovers.push(at),
+    );
+    expect((await readAll(body)).equals(data)).toBe(true);
+    expect(openRest.mock.calls).toEqual([[3000]]);
+    expect(failovers).toEqual([3000]);
+  });
+
+  it('resumes nothing for a reader that went away, and lets go of the source at once', async () => {
+    const openRest = jest.fn(rest);
+    const first = peerBody(data, { hold: true });
+    const body = new ResumingReadable({ from: 'a', body: first }, range, openRest, () => undefined);
+    await new Promise<void>((resolve) => body.once('data', () => resolve()));
+    body.on('error', () => undefined);
+    body.destroy(new Error('Premature close'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(first.destroyed).toBe(true);
+    expect(openRest).not.toHaveBeenCalled();
+  });
+
+  it('lets go of a source that was never read when the reader goes first', async () => {
+    const first = peerBody(data, { hold: true });
+    const body = new ResumingReadable({ from: 'a', body: first }, range, rest, () => undefined);
+    body.destroy();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(first.destroyed).toBe(true);
+  });
+
+  it('ends the body when a source fails after its last byte, without resuming', async () => {
+    const openRest = jest.fn(rest);
+    const first = peerBody(data, { failWith: new Error('other side closed') });
+    const body = new ResumingReadable({ from: 'a', body: first }, range, openRest, () => undefined);
+    expect((await readAll(body)).equals(data)).toBe(true);
+    expect(openRest).not.toHaveBeenCalled();
+  });
+
+  it('never completes a body from a damaged copy', async () => {
+    const openRest = jest.fn(rest);
+    const first = peerBody(data.subarray(0, 5000), { failWith: new CorruptCopyError('sha256 mismatch') });
+    const body = new ResumingReadable({ from: 'a', body: first }, range, openRest, () => undefined);
+    await expect(readAll(body)).rejects.toThrow('sha256 mismatch');
+    expect(openRest).not.toHaveBeenCalled();
+  });
+
+  it('fails when no source is left to finish the body', async () => {
+    const first = peerBody(data.subarray(0, 5000), { failWith: new Error('peer died') });
+    const body = new ResumingReadable(
+      { from: 'a', body: first },
+      range,
+      () => Promise.resolve(undefined),
+      () => undefined,
+    );
+    await expect(readAll(body)).rejects.toThrow('no copy could send the bytes from 5000 on');
   });
 });

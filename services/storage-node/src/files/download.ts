@@ -8,7 +8,7 @@ import { PeerError, type PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
 import type { Repairer } from '../replication/repairer';
 import type { Scrubber } from '../replication/scrubber';
-import { CorruptCopyError, VerifyingStream } from '../../../../shared/streams';
+import { ResumingReadable, VerifyingStream, discard, type ByteSource } from '../../../../shared/streams';
 import { toMeta } from './catalog';
 
 /** Copies up to this size are re-hashed before any byte is served. */
@@ -125,8 +125,7 @@ export class FileReader {
             body: this.resumable(
               fileId,
               local.record,
-              local.body,
-              this.selfId,
+              { from: this.selfId, body: local.body },
               local,
               candidates,
               request.reqId,
@@ -146,20 +145,20 @@ export class FileReader {
         if (!res) continue;
         const decision = decideRead(res.record, request);
         if (res.status !== decision.status) {
-          res.body.destroy();
+          discard(res.body);
           throw new Error(`peer answered ${res.status}, expected ${decision.status}`);
         }
         const streams =
           request.method === 'GET' &&
           (decision.status === 200 || decision.status === 206) &&
           decision.end >= decision.start;
+        // Nothing to pass on (HEAD, 304, 416): read to its end, so the connection can be reused.
         if (!streams) res.body.resume();
         const body = streams
           ? this.resumable(
               fileId,
               res.record,
-              res.body,
-              nodeId,
+              { from: nodeId, body: res.body },
               decision,
               candidates.slice(i + 1),
               request.reqId,
@@ -198,11 +197,14 @@ export class FileReader {
     );
   }
 
+  /**
+   * The body of a read from `first`, finished from the other copies in `fallbacks` if it breaks
+   * part-way (see ResumingReadable: a client that hangs up never starts a resume).
+   */
   private resumable(
     fileId: string,
     record: FileRecord,
-    first: Readable,
-    firstNode: string,
+    first: ByteSource,
     decision: ReadDecision,
     fallbacks: string[],
     reqId?: string,
@@ -219,44 +221,25 @@ export class FileReader {
       });
       if (!res) return undefined;
       if (res.status !== 206 || res.record.sha256 !== record.sha256) {
-        res.body.destroy();
+        discard(res.body);
         return undefined;
       }
       return res.body;
     };
-    const log = this.log;
-    async function* bytes(): AsyncGenerator<Buffer> {
-      let position = decision.start;
-      let body: Readable | undefined = first;
-      let node = firstNode;
-      for (;;) {
-        if (body) {
-          try {
-            for await (const chunk of body as AsyncIterable<Buffer>) {
-              position += chunk.length;
-              yield chunk;
-            }
-            if (position > end) return;
-            throw new Error(`the copy ended early at byte ${position}`);
-          } catch (err) {
-            body.destroy();
-            // Bytes already sent came from a damaged copy: never complete this response.
-            if (err instanceof CorruptCopyError) throw err;
-            log.warn(
-              { fileId, peer: node, reqId, bytes: position, err: errorText(err) },
-              'copy failed mid-download; resuming from another',
-            );
-          }
-        }
-        body = undefined;
-        while (!body && remaining.length > 0) {
-          node = remaining.shift()!;
-          body = await openSlice(node, position).catch(() => undefined);
-        }
-        if (!body) throw new Error(`no copy could finish the download of ${fileId} at byte ${position}`);
+    const openRest = async (from: number): Promise<ByteSource | undefined> => {
+      while (remaining.length > 0) {
+        const nodeId = remaining.shift()!;
+        const body = await openSlice(nodeId, from).catch(() => undefined);
+        if (body) return { from: nodeId, body };
       }
-    }
-    return Readable.from(bytes(), { objectMode: false });
+      return undefined;
+    };
+    return new ResumingReadable(first, decision, openRest, (failed, at, err) =>
+      this.log.warn(
+        { fileId, peer: failed.from, reqId, bytes: at, err: errorText(err) },
+        'copy failed mid-download; resuming from another',
+      ),
+    );
   }
 }
 

@@ -1,8 +1,8 @@
-import type { ErrorRequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, Request, Response } from 'express';
 import { MulterError } from 'multer';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ShoalError, errorBody, isNoSpaceError } from '../../../../shared/errors';
+import { ShoalError, errorBody, errorText, isNoSpaceError } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
 import { capDrain, MULTIPART_LIMITS, PART_HEADER_MAX_BYTES } from '../files/upload';
 
@@ -70,8 +70,25 @@ export function toShoalError(err: unknown): ShoalError | undefined {
   return undefined;
 }
 
+/** Codes of the errors a stream reports when the other end of its connection went away. */
+const HUNG_UP = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/**
+ * The client hung up before its answer (a peer's coordinator giving up on a replica, a closed
+ * browser tab): its connection is gone and the error is only the echo of that. Nothing is wrong
+ * here, and there is nobody left to answer.
+ */
+function clientWentAway(req: Request, err: unknown): boolean {
+  return req.socket.destroyed && HUNG_UP.has(String((err as { code?: unknown } | undefined)?.code));
+}
+
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
+    if (clientWentAway(req, err)) {
+      log.info({ reqId: req.reqId, err: errorText(err) }, 'client went away before the answer');
+      res.destroy();
+      return;
+    }
     capDrain(req);
     const known = toShoalError(err);
     if (known) {

@@ -1,8 +1,10 @@
 import type { Response } from 'express';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errorBody } from '../../../../shared/errors';
 import { contentDisposition } from '../../../../shared/http-range';
 import type { FileRecord } from '../../../../shared/protocol';
+import { discard } from '../../../../shared/streams';
 import type { ReadDecision } from '../files/download';
 
 /** Writes the status and headers a GET or HEAD of a file answers with, for a decided read. */
@@ -25,15 +27,23 @@ export function writeFileHeaders(res: Response, record: FileRecord, decision: Re
     res.setHeader('Content-Range', `bytes ${decision.start}-${decision.end}/${record.size}`);
 }
 
-/** Sends a decided read: headers, then the body (if any) with backpressure. */
+/**
+ * Sends a decided read: headers, then the body (if any) with backpressure. The body is this
+ * function's from the start: piped to the client or released, however the request ends.
+ */
 export async function sendFile(
   res: Response,
   record: FileRecord,
   decision: ReadDecision,
-  body: NodeJS.ReadableStream | undefined,
+  body: Readable | undefined,
   onBytes?: (n: number) => void,
 ): Promise<void> {
-  writeFileHeaders(res, record, decision);
+  try {
+    writeFileHeaders(res, record, decision);
+  } catch (err) {
+    discard(body);
+    throw err;
+  }
   if (decision.status === 416) {
     res.json(
       errorBody(

@@ -199,6 +199,7 @@ export class PeerClient {
    * headers so the peer answers 200, 206, 304 or 416 exactly as a public GET would.
    * Returns undefined when the peer has no live copy (404 not_found); throws PeerError when the
    * peer knows the file was deleted (code "not_found" with status 410) or cannot be reached.
+   * The caller owns the body: it must read it to the end or discard() it.
    */
   async openBlob(
     baseUrl: string,
@@ -230,6 +231,10 @@ export class PeerClient {
         res.statusCode,
       );
     }
+    // The caller may let go of this body before its end (a client hung up), and undici reports
+    // destroying an unfinished body as an error. Readers still get every error through their own
+    // pipeline or listeners; this one keeps an error nobody else hears from ending the process.
+    res.body.on('error', () => undefined);
     return { status: res.statusCode, record, headers: res.headers, body: res.body };
   }
 

@@ -110,7 +110,21 @@ export class QuorumWriter {
     const feed = pipeline(source, limiter, hasher).catch((err: unknown) => {
       streamError ??= err;
     });
-    const fan = fanOut(hasher, sinks, writeQuorum, REPLICA_STALL_MS).catch((err: unknown) => {
+    // Failing with one of the contract's errors, not a bare destroy of the stream, is what lets
+    // the client hear 503: multer reports the first error its file stream sees, and this one
+    // reaches it through the pipeline above. A replica's own (this node's disk filled up: 507)
+    // stands as it is.
+    const fan = fanOut(hasher, sinks, writeQuorum, {
+      stallMs: REPLICA_STALL_MS,
+      tooFew: (cause) =>
+        cause instanceof ShoalError
+          ? cause
+          : new ShoalError(
+              'quorum_unavailable',
+              `fewer than ${writeQuorum} replicas could take the whole upload (${errorText(cause)}); nothing was stored`,
+              { cause },
+            ),
+    }).catch((err: unknown) => {
       streamError ??= err;
     });
     await Promise.all([feed, fan]);

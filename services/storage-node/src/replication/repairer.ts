@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream';
 import type { Logger } from '../../../../shared/logging';
 import type { FileMeta, FileRecord } from '../../../../shared/protocol';
-import { RateLimiter, Throttle } from '../../../../shared/streams';
+import { RateLimiter, Throttle, discard } from '../../../../shared/streams';
 import type { Membership } from '../membership/membership';
 import { PARTITION_COUNT, type PlacementTable } from '../placement/placement';
 import type { PeerClient } from '../peers/peer-client';
@@ -449,7 +449,7 @@ export class Repairer {
         const res = await this.peers.openBlob(url, meta.id, { method: 'GET' });
         if (!res) continue;
         if (res.status !== 200 || res.record.sha256 !== meta.sha256) {
-          res.body.destroy();
+          discard(res.body);
           continue;
         }
         let bytes = 0;
