@@ -15,8 +15,12 @@ import { Membership } from './membership/membership';
 import { PeerClient } from './peers/peer-client';
 import { QuorumWriter } from './replication/quorum-write';
 import { catchUpDeletes, recordAlive } from './replication/catch-up';
-import { Repairer } from './replication/repairer';
+import { AntiEntropy } from './replication/anti-entropy';
+import { CopyFetcher } from './replication/copy-fetcher';
+import { LocalNode } from './replication/local-node';
+import { Nodes } from './replication/nodes';
 import { Scrubber } from './replication/scrubber';
+import { nodeStatus } from './http/node-status';
 import { BlobStore } from './store/blob-store';
 import { MetadataStore } from './store/metadata';
 
@@ -75,29 +79,6 @@ export async function startNode(config: Config): Promise<RunningNode> {
     peers,
     log,
   );
-  const writer = new QuorumWriter(
-    { replicas: config.replicas, writeQuorum: config.writeQuorum, maxFileSize: config.maxFileSize },
-    selfId,
-    membership,
-    blobs,
-    peers,
-    log,
-  );
-  const repairer = new Repairer(
-    {
-      replicas: config.replicas,
-      intervalMs: config.repairIntervalMs,
-      bytesPerSecond: config.repairBytesPerSec,
-      concurrency: config.repairConcurrency,
-      tombstoneGraceMs: config.tombstoneGraceMs,
-    },
-    selfId,
-    membership,
-    metadata,
-    blobs,
-    peers,
-    log,
-  );
   const scrubber = new Scrubber(
     {
       intervalMs: config.scrubIntervalMs,
@@ -105,6 +86,35 @@ export async function startNode(config: Config): Promise<RunningNode> {
     },
     metadata,
     blobs,
+    log,
+  );
+  const fetcher = new CopyFetcher(config.repairBytesPerSec, metadata, blobs, peers, log);
+  const local = new LocalNode(
+    {
+      id: selfId,
+      url: config.advertiseUrl,
+      ready: () => lifecycle.ready,
+      full: () => membership.isFull(selfId),
+      isMemberUrl: (url) => membership.view().some((m) => m.url === url),
+      status: () => nodeStatus(ctx),
+    },
+    metadata,
+    blobs,
+    scrubber,
+    fetcher,
+  );
+  const nodes = new Nodes(local, membership, peers);
+  const antiEntropy = new AntiEntropy(
+    {
+      replicas: config.replicas,
+      intervalMs: config.repairIntervalMs,
+      concurrency: config.repairConcurrency,
+      tombstoneGraceMs: config.tombstoneGraceMs,
+    },
+    membership,
+    nodes,
+    metadata,
+    fetcher,
     log,
   );
   const ctx: NodeContext = {
@@ -117,10 +127,17 @@ export async function startNode(config: Config): Promise<RunningNode> {
     metadata,
     blobs,
     peers,
-    writer,
-    reader: new FileReader(selfId, membership, blobs, peers, scrubber, repairer, log),
-    catalog: new Catalog(selfId, config.writeQuorum, membership, metadata, blobs, peers, log),
-    repairer,
+    nodes,
+    fetcher,
+    writer: new QuorumWriter(
+      { replicas: config.replicas, writeQuorum: config.writeQuorum, maxFileSize: config.maxFileSize },
+      membership,
+      nodes,
+      log,
+    ),
+    reader: new FileReader(membership, nodes, fetcher, log),
+    catalog: new Catalog(config.writeQuorum, membership, nodes, log),
+    antiEntropy,
     scrubber,
     apiKeys: new ApiKeys(config.apiKeys, config.apiKeysFile, log),
     links: new LinkSigner(config.clusterSecret),
@@ -154,9 +171,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const checkDisk = dataDirChecker(dataDir, config.minFreeBytes, lifecycle, membership, log);
   await checkDisk();
   await membership.start();
-  await catchUpDeletes(metadata, blobs, membership, peers, log);
+  await catchUpDeletes(metadata, blobs, nodes, log);
   recordAlive(metadata);
-  repairer.start();
+  antiEntropy.start();
   scrubber.start();
   let aliveStampFailing = false;
   const housekeeping = setInterval(() => {
@@ -189,8 +206,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       lifecycle.stopping = true;
       log.info('shutting down: finishing in-flight requests');
       membership.stop();
-      repairer.stop();
-      scrubber.stop();
+      await Promise.all([antiEntropy.stop(), scrubber.stop()]);
       ctx.apiKeys.stop();
       clearInterval(housekeeping);
       const closed = new Promise<void>((res) => server.close(() => res()));

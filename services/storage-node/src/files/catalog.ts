@@ -2,9 +2,8 @@ import { ShoalError, errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
 import type { FileMeta, FileRecord, LocalListing } from '../../../../shared/protocol';
 import type { Membership } from '../membership/membership';
-import type { PeerClient } from '../peers/peer-client';
-import type { BlobStore } from '../store/blob-store';
-import type { MetadataStore } from '../store/metadata';
+import type { Nodes } from '../replication/nodes';
+import { callQuorum, requireQuorum } from '../replication/quorum';
 
 export interface FileSummary extends FileMeta {
   replicas: string[];
@@ -29,12 +28,9 @@ export const MAX_PAGE = 1000;
  */
 export class Catalog {
   constructor(
-    private readonly selfId: string,
     private readonly writeQuorum: number,
     private readonly membership: Membership,
-    private readonly metadata: MetadataStore,
-    private readonly blobs: BlobStore,
-    private readonly peers: PeerClient,
+    private readonly nodes: Nodes,
     private readonly log: Logger,
   ) {}
 
@@ -45,30 +41,17 @@ export class Catalog {
    */
   async delete(fileId: string, reqId: string): Promise<void> {
     const deletedAt = new Date().toISOString();
-    const members = this.liveMembers();
-    const answers = await Promise.all(
-      members.map(async (m) => {
-        try {
-          return m.id === this.selfId
-            ? await this.blobs.delete(fileId, deletedAt)
-            : await this.peers.deleteFile(m.url, fileId, deletedAt, reqId);
-        } catch (err) {
-          this.log.warn(
-            { fileId, peer: m.id, reqId, err: errorText(err) },
-            'delete not confirmed by a member',
-          );
-          return undefined;
-        }
-      }),
-    );
-    const confirmed = answers.filter((a) => a !== undefined);
-    if (confirmed.length < Math.min(this.writeQuorum, members.length)) {
-      throw new ShoalError(
-        'quorum_unavailable',
-        `only ${confirmed.length} node(s) confirmed the delete; try again`,
+    const members = this.nodes.live();
+    const quorum = Math.min(this.writeQuorum, members.length);
+    const result = await callQuorum(members, (peer) => peer.delete(fileId, deletedAt, { reqId }), { quorum });
+    for (const { target, error } of result.failed) {
+      this.log.warn(
+        { fileId, peer: target.id, reqId, err: errorText(error) },
+        'delete not confirmed by a member',
       );
     }
-    if (!confirmed.some((a) => a.wasLive)) throw new ShoalError('not_found', 'no such file');
+    requireQuorum(result, quorum, (n) => `only ${n} node(s) confirmed the delete; try again`);
+    if (!result.succeeded.some((s) => s.value.wasLive)) throw new ShoalError('not_found', 'no such file');
   }
 
   /**
@@ -82,17 +65,14 @@ export class Catalog {
     limit: number,
     reqId: string,
   ): Promise<{ files: FileSummary[]; next: string | null }> {
-    const members = this.liveMembers();
-    const answers = await Promise.all(
-      members.map(async (m): Promise<LocalListing | undefined> => {
-        try {
-          if (m.id === this.selfId) return this.localListing(after, limit);
-          return await this.peers.listRecords(m.url, after, limit, reqId);
-        } catch (err) {
-          this.log.warn({ peer: m.id, reqId, err: errorText(err) }, 'member could not list its files');
-          return undefined;
-        }
-      }),
+    const members = this.nodes.live();
+    // Each member answers for its own records; whoever does not answer is left out of this page.
+    const result = await callQuorum(members, (peer) => peer.list(after, limit, reqId), { quorum: 1 });
+    for (const { target, error } of result.failed) {
+      this.log.warn({ peer: target.id, reqId, err: errorText(error) }, 'member could not list its files');
+    }
+    const answers = members.map(
+      (m): LocalListing | undefined => result.succeeded.find((s) => s.target === m)?.value,
     );
     let horizon: string | undefined;
     const byId = new Map<string, { record: FileRecord; holders: string[]; deleted: boolean }>();
@@ -124,27 +104,21 @@ export class Catalog {
     return { files, next: more && lastSeen !== undefined ? lastSeen : null };
   }
 
-  localListing(after: string, limit: number): LocalListing {
-    const records = this.metadata.listAfter(after, limit + 1);
-    const truncated = records.length > limit;
-    return { records: records.slice(0, limit), truncated };
+  localListing(after: string, limit: number): Promise<LocalListing> {
+    return this.nodes.self.list(after, limit);
   }
 
   /** Where the copies of one file are: its home members and any other member holding it. */
   async info(fileId: string, reqId: string): Promise<FileInfo> {
     const home = this.membership.placement().place(fileId).home;
-    const members = this.liveMembers();
-    const answers = await Promise.all(
-      members.map(async (m): Promise<FileRecord | undefined | 'unreachable'> => {
-        try {
-          return m.id === this.selfId
-            ? this.metadata.get(fileId)
-            : await this.peers.record(m.url, fileId, 5_000, reqId);
-        } catch {
-          return 'unreachable';
-        }
-      }),
-    );
+    const members = this.nodes.live();
+    const result = await callQuorum(members, (peer) => peer.record(fileId, { timeoutMs: 5_000, reqId }), {
+      quorum: 1,
+    });
+    const answers = members.map((m): FileRecord | undefined | 'unreachable' => {
+      const answer = result.succeeded.find((s) => s.target === m);
+      return answer ? answer.value : 'unreachable';
+    });
     let record: FileRecord | undefined;
     let deleted = false;
     const states = new Map<string, ReplicaState>();
@@ -165,10 +139,6 @@ export class Catalog {
     );
     for (const s of states.values()) if (s.state === 'ok' && !home.includes(s.nodeId)) replicas.push(s);
     return { ...toMeta(record), replicas };
-  }
-
-  private liveMembers(): Array<{ id: string; url: string }> {
-    return this.membership.view().filter((m) => m.state !== 'dead');
   }
 }
 

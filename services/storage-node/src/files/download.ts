@@ -1,50 +1,18 @@
-import { Readable, pipeline } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { ShoalError, errorText } from '../../../../shared/errors';
-import { etagMatches, parseRange } from '../../../../shared/http-range';
 import type { Logger } from '../../../../shared/logging';
 import type { FileRecord } from '../../../../shared/protocol';
+import type { ReadDecision, ReadRequest } from '../../../../shared/read-decision';
+import { ResumingReadable, discard, type ByteSource } from '../../../../shared/streams';
 import type { Membership } from '../membership/membership';
-import { PeerError, type PeerClient } from '../peers/peer-client';
-import type { BlobStore } from '../store/blob-store';
-import type { Repairer } from '../replication/repairer';
-import type { Scrubber } from '../replication/scrubber';
-import { ResumingReadable, VerifyingStream, discard, type ByteSource } from '../../../../shared/streams';
+import type { CopyRead, Peer } from '../peers/peer';
+import type { CopyFetcher } from '../replication/copy-fetcher';
+import type { Nodes } from '../replication/nodes';
 import { toMeta } from './catalog';
 
-/** Copies up to this size are re-hashed before any byte is served. */
-export const VERIFY_BEFORE_SERVE = 16 * 1024 * 1024;
+export type { ReadDecision, ReadRequest };
 
-export interface ReadRequest {
-  method: 'GET' | 'HEAD';
-  range?: string;
-  ifNoneMatch?: string;
-  reqId?: string;
-}
-
-export interface ReadDecision {
-  status: 200 | 206 | 304 | 416;
-  /** First and last byte sent (inclusive); for an empty body start = 0, end = -1. */
-  start: number;
-  end: number;
-}
-
-/** What to answer for a file, from its record and the request's conditional and range headers. */
-export function decideRead(
-  record: FileRecord,
-  request: Pick<ReadRequest, 'range' | 'ifNoneMatch'>,
-): ReadDecision {
-  const full: ReadDecision = { status: 200, start: 0, end: record.size - 1 };
-  if (etagMatches(request.ifNoneMatch, `"${record.sha256}"`)) return { ...full, status: 304 };
-  const range = parseRange(request.range, record.size);
-  if (range.kind === 'unsatisfiable') return { ...full, status: 416 };
-  if (range.kind === 'range') return { status: 206, start: range.start, end: range.end };
-  return full;
-}
-
-export interface FileRead extends ReadDecision {
-  record: FileRecord;
-  /** The bytes to send, for a GET answered 200 or 206. */
-  body: Readable | undefined;
+export interface FileRead extends CopyRead {
   servedBy: string;
 }
 
@@ -57,61 +25,35 @@ export interface FileRead extends ReadDecision {
  */
 export class FileReader {
   constructor(
-    private readonly selfId: string,
     private readonly membership: Membership,
-    private readonly blobs: BlobStore,
-    private readonly peers: PeerClient,
-    private readonly scrubber: Scrubber,
-    private readonly repairer: Repairer,
+    private readonly nodes: Nodes,
+    private readonly fetcher: CopyFetcher,
     private readonly log: Logger,
   ) {}
 
   /** Nodes to try for a file, best first, this node excluded. */
-  candidates(fileId: string): string[] {
+  candidates(fileId: string): Peer[] {
     const order = this.membership.placement().place(fileId).order;
     // Members outside placement but alive (draining ones) may still hold the only copy in hand.
     const others = this.membership
       .view()
       .filter((m) => m.state !== 'dead' && !order.includes(m.id))
       .map((m) => m.id);
-    return [...order, ...others].filter((id) => id !== this.selfId);
+    return [...order, ...others]
+      .filter((id) => id !== this.nodes.self.id)
+      .flatMap((id) => {
+        const peer = this.nodes.get(id);
+        return peer ? [peer] : [];
+      });
   }
 
   /**
-   * This node's own copy, verified: a copy of up to VERIFY_BEFORE_SERVE bytes is re-hashed before
-   * a byte is sent; a larger one is hashed as it streams and the response is cut (never
-   * completed) if it does not match. A damaged copy is quarantined and treated as absent.
-   * Returns 'deleted' for a tombstone, undefined when there is no usable local copy.
+   * This node's own copy, verified (see LocalNode.read): 'deleted' for a tombstone, undefined
+   * when there is no usable local copy.
    */
   async openLocal(fileId: string, request: ReadRequest): Promise<FileRead | 'deleted' | undefined> {
-    const own = this.blobs.metadataOf(fileId);
-    if (own?.state === 'deleted') return 'deleted';
-    const local = await this.blobs.openLocal(fileId);
-    if (!local) return undefined;
-    const decision = decideRead(local.record, request);
-    const streams =
-      request.method === 'GET' &&
-      (decision.status === 200 || decision.status === 206) &&
-      decision.end >= decision.start;
-    if (streams && local.record.size <= VERIFY_BEFORE_SERVE) {
-      if ((await this.scrubber.check(fileId)) !== 'ok') return undefined;
-    }
-    let body: Readable | undefined;
-    if (streams) {
-      body = local.read(decision.start, decision.end);
-      if (local.record.size > VERIFY_BEFORE_SERVE && decision.status === 200) {
-        // pipeline(), not pipe(): when the client goes away and the outer stream is destroyed,
-        // the file stream must close too (pipe() would leave its descriptor open).
-        body = pipeline(
-          body,
-          new VerifyingStream(local.record.sha256, () => {
-            void this.scrubber.check(fileId);
-          }),
-          () => undefined,
-        );
-      }
-    }
-    return { ...decision, record: local.record, body, servedBy: this.selfId };
+    const local = await this.nodes.self.read(fileId, request);
+    return local === 'deleted' || local === undefined ? local : { ...local, servedBy: this.nodes.self.id };
   }
 
   async open(fileId: string, request: ReadRequest): Promise<FileRead> {
@@ -125,7 +67,7 @@ export class FileReader {
             body: this.resumable(
               fileId,
               local.record,
-              { from: this.selfId, body: local.body },
+              { from: this.nodes.self.id, body: local.body },
               local,
               candidates,
               request.reqId,
@@ -136,40 +78,28 @@ export class FileReader {
 
     let answered = 0;
     for (let i = 0; i < candidates.length; i++) {
-      const nodeId = candidates[i]!;
-      const url = this.membership.urlOf(nodeId);
-      if (!url) continue;
+      const peer = candidates[i]!;
       try {
-        const res = await this.peers.openBlob(url, fileId, request);
+        const read = await peer.read(fileId, request);
         answered++;
-        if (!res) continue;
-        const decision = decideRead(res.record, request);
-        if (res.status !== decision.status) {
-          discard(res.body);
-          throw new Error(`peer answered ${res.status}, expected ${decision.status}`);
-        }
-        const streams =
-          request.method === 'GET' &&
-          (decision.status === 200 || decision.status === 206) &&
-          decision.end >= decision.start;
-        // Nothing to pass on (HEAD, 304, 416): read to its end, so the connection can be reused.
-        if (!streams) res.body.resume();
-        const body = streams
+        if (read === 'deleted') throw notFound();
+        if (!read) continue;
+        const body = read.body
           ? this.resumable(
               fileId,
-              res.record,
-              { from: nodeId, body: res.body },
-              decision,
+              read.record,
+              { from: peer.id, body: read.body },
+              read,
               candidates.slice(i + 1),
               request.reqId,
             )
           : undefined;
-        this.repairIfHome(res.record, url);
-        return { ...decision, record: res.record, body, servedBy: nodeId };
+        this.repairIfHome(read.record, peer.url);
+        return { ...read, body, servedBy: peer.id };
       } catch (err) {
-        if (err instanceof PeerError && err.code === 'deleted') throw notFound();
+        if (err instanceof ShoalError && err.code === 'not_found') throw err;
         this.log.debug(
-          { fileId, peer: nodeId, err: errorText(err) },
+          { fileId, peer: peer.id, err: errorText(err) },
           'skipping a copy that could not be opened',
         );
       }
@@ -187,8 +117,8 @@ export class FileReader {
    */
   private repairIfHome(record: FileRecord, sourceUrl: string): void {
     if (Date.now() < this.membership.settledAt()) return;
-    if (!this.membership.placement().place(record.id).home.includes(this.selfId)) return;
-    this.repairer.pull(toMeta(record), [sourceUrl]).then(
+    if (!this.membership.placement().place(record.id).home.includes(this.nodes.self.id)) return;
+    this.fetcher.pull(toMeta(record), [sourceUrl]).then(
       (bytes) => {
         if (bytes > 0)
           this.log.info({ fileId: record.id, bytes }, 'read repair: fetched the missing local copy');
@@ -206,31 +136,25 @@ export class FileReader {
     record: FileRecord,
     first: ByteSource,
     decision: ReadDecision,
-    fallbacks: string[],
+    fallbacks: Peer[],
     reqId?: string,
   ): Readable {
     const remaining = [...fallbacks];
     const { end } = decision;
-    const openSlice = async (nodeId: string, from: number): Promise<Readable | undefined> => {
-      const url = this.membership.urlOf(nodeId);
-      if (!url) return undefined;
-      const res = await this.peers.openBlob(url, fileId, {
-        method: 'GET',
-        range: `bytes=${from}-${end}`,
-        reqId,
-      });
-      if (!res) return undefined;
-      if (res.status !== 206 || res.record.sha256 !== record.sha256) {
-        discard(res.body);
+    const openSlice = async (peer: Peer, from: number): Promise<Readable | undefined> => {
+      const read = await peer.read(fileId, { method: 'GET', range: `bytes=${from}-${end}`, reqId });
+      if (read === 'deleted' || read === undefined) return undefined;
+      if (read.status !== 206 || read.record.sha256 !== record.sha256) {
+        discard(read.body);
         return undefined;
       }
-      return res.body;
+      return read.body;
     };
     const openRest = async (from: number): Promise<ByteSource | undefined> => {
       while (remaining.length > 0) {
-        const nodeId = remaining.shift()!;
-        const body = await openSlice(nodeId, from).catch(() => undefined);
-        if (body) return { from: nodeId, body };
+        const peer = remaining.shift()!;
+        const body = await openSlice(peer, from).catch(() => undefined);
+        if (body) return { from: peer.id, body };
       }
       return undefined;
     };

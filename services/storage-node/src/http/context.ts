@@ -5,7 +5,9 @@ import type { FileReader } from '../files/download';
 import type { Membership } from '../membership/membership';
 import type { PeerClient } from '../peers/peer-client';
 import type { QuorumWriter } from '../replication/quorum-write';
-import type { Repairer } from '../replication/repairer';
+import type { AntiEntropy } from '../replication/anti-entropy';
+import type { CopyFetcher } from '../replication/copy-fetcher';
+import type { Nodes } from '../replication/nodes';
 import type { Scrubber } from '../replication/scrubber';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
@@ -42,10 +44,13 @@ export interface NodeContext {
   metadata: MetadataStore;
   blobs: BlobStore;
   peers: PeerClient;
+  /** Every member as a Peer, this node included. */
+  nodes: Nodes;
+  fetcher: CopyFetcher;
   writer: QuorumWriter;
   reader: FileReader;
   catalog: Catalog;
-  repairer: Repairer;
+  antiEntropy: AntiEntropy;
   scrubber: Scrubber;
   apiKeys: ApiKeys;
   links: LinkSigner;

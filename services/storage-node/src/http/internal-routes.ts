@@ -124,7 +124,7 @@ export function internalRoutes(ctx: NodeContext): Router {
     if (ctx.membership.isFull(ctx.selfId)) throw new ShoalError('insufficient_storage', 'this node is full');
     const known = new Set(ctx.membership.view().map((m) => m.url));
     // Only fetch from cluster members: a pull must never be a way to make a node call anywhere.
-    const bytes = await ctx.repairer.pull(
+    const bytes = await ctx.fetcher.pull(
       meta,
       (sources as string[]).filter((s) => known.has(s)),
       typeof heldFor === 'string' ? heldFor : null,
@@ -144,12 +144,12 @@ export function internalRoutes(ctx: NodeContext): Router {
     res.json(record);
   });
 
-  router.get('/records', (req, res) => {
+  router.get('/records', async (req, res) => {
     const after = typeof req.query.after === 'string' ? req.query.after : '';
     const limit = Number(req.query.limit ?? 100);
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE)
       throw new ShoalError('bad_request', 'bad limit');
-    res.json(ctx.catalog.localListing(after, limit));
+    res.json(await ctx.catalog.localListing(after, limit));
   });
 
   /** This node's own copy, answered like a public GET plus the record in a header. */

@@ -5,7 +5,7 @@ import type { NodeContext } from './context';
 /** What this node reports about itself to peers and to `GET /cluster`. */
 export async function nodeStatus(ctx: NodeContext): Promise<NodeStatus> {
   const counts = ctx.metadata.counts();
-  const repair = ctx.repairer.snapshot();
+  const repair = ctx.antiEntropy.snapshot();
   let diskFreeBytes: number | null = null;
   let diskTotalBytes: number | null = null;
   try {

@@ -4,10 +4,10 @@ import { ShoalError } from '../../../../shared/errors';
 import { assertValidId, isValidId } from '../../../../shared/ids';
 import { MAX_PAGE } from '../files/catalog';
 import { feedBusboy, MULTIPART_LIMITS, ReplicatingStorage, type PreparedFile } from '../files/upload';
+import { handOff } from '../replication/handoff';
 import type { NodeContext } from './context';
 import { sendFile } from './file-response';
 import { consoleHtml } from './console-page';
-import { nodeStatus } from './node-status';
 import type { NodeStatus } from '../../../../shared/protocol';
 
 const DEFAULT_PAGE = 100;
@@ -64,7 +64,7 @@ export function publicRoutes(ctx: NodeContext): Router {
       // Fewer than N copies acknowledged (a replica failed mid-stream): stand-ins take the rest now.
       const alive = ctx.membership.placement().members.length;
       if (replicas.length < Math.min(ctx.config.replicas, alive)) {
-        void ctx.repairer.handOff(prepared.meta, replicas).catch(() => undefined);
+        void handOff(prepared.meta, replicas, ctx.membership, ctx.nodes, ctx.log).catch(() => undefined);
       }
     },
   );
@@ -155,9 +155,11 @@ export function publicRoutes(ctx: NodeContext): Router {
     const view = ctx.membership.view();
     const statuses = await Promise.all(
       view.map(async (m): Promise<NodeStatus | undefined> => {
-        if (m.id === ctx.selfId) return nodeStatus(ctx);
         if (m.state === 'dead') return undefined;
-        return ctx.peers.status(m.url, 1_000).catch(() => undefined);
+        return ctx.nodes
+          .get(m.id)
+          ?.status(1_000)
+          .catch(() => undefined);
       }),
     );
     let underReplicatedFiles = 0;

@@ -1,8 +1,7 @@
 import type { Logger } from '../../../../shared/logging';
-import type { Membership } from '../membership/membership';
-import type { PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
+import type { Nodes } from './nodes';
 import { errorText } from '../../../../shared/errors';
 
 const LAST_ALIVE_KEY = 'last_alive_at';
@@ -24,21 +23,20 @@ export function recordAlive(metadata: MetadataStore, now: Date = new Date()): vo
 export async function catchUpDeletes(
   metadata: MetadataStore,
   blobs: BlobStore,
-  membership: Membership,
-  peers: PeerClient,
+  nodes: Nodes,
   log: Logger,
 ): Promise<number> {
   const lastAlive = metadata.getSetting(LAST_ALIVE_KEY);
   if (!lastAlive) return 0;
   const since = new Date(Date.parse(lastAlive) - CLOCK_SKEW_MS).toISOString();
-  const peersToAsk = membership.view().filter((m) => m.id !== membership.selfId && m.state !== 'dead');
+  const peersToAsk = nodes.live().filter((m) => m.id !== nodes.self.id);
   let applied = 0;
   await Promise.all(
     peersToAsk.map(async (m) => {
       try {
         let from = since;
         for (;;) {
-          const page = await peers.tombstonesSince(m.url, from, PAGE);
+          const page = await m.tombstonesSince(from, PAGE);
           for (const t of page) {
             if ((await blobs.delete(t.id, t.deletedAt)).wasLive) applied++;
           }

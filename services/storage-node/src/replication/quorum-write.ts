@@ -2,12 +2,12 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError, errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
-import type { FileMeta, PreparedUpload } from '../../../../shared/protocol';
+import type { FileMeta } from '../../../../shared/protocol';
 import { ByteLimiter, HashingCounter, fanOut } from '../../../../shared/streams';
 import type { Membership } from '../membership/membership';
-import type { PeerClient } from '../peers/peer-client';
-import type { BlobStore } from '../store/blob-store';
-import { LocalTarget, RemoteTarget, type ReplicaTarget } from './replica-target';
+import type { Peer } from '../peers/peer';
+import type { Nodes } from './nodes';
+import { callQuorum, requireQuorum } from './quorum';
 
 /** A replica that takes no bytes for this long while W others keep up is dropped from the upload. */
 export const REPLICA_STALL_MS = 5_000;
@@ -19,7 +19,7 @@ export interface QuorumWriterOptions {
 }
 
 interface ChosenTarget {
-  target: ReplicaTarget;
+  target: Peer;
   /** The home member this copy stands in for, when that member could not take it. */
   heldFor: string | null;
 }
@@ -53,10 +53,8 @@ export interface PreparedWrite {
 export class QuorumWriter {
   constructor(
     private readonly options: QuorumWriterOptions,
-    private readonly selfId: string,
     private readonly membership: Membership,
-    private readonly blobs: BlobStore,
-    private readonly peers: PeerClient,
+    private readonly nodes: Nodes,
     private readonly log: Logger,
   ) {}
 
@@ -86,25 +84,17 @@ export class QuorumWriter {
     );
     const hasher = new HashingCounter();
     const sinks = chosen.map(() => new PassThrough());
-    // Settle-tracking is attached at once: a replica can fail before the stream ends, and its
-    // rejection must never be left unobserved meanwhile.
-    const aborts = chosen.map(() => new AbortController());
-    let fulfilled = 0;
-    let onQuorum: () => void = () => undefined;
-    const quorumReceived = new Promise<void>((resolve) => (onQuorum = resolve));
-    const receives = Promise.allSettled(
-      chosen.map(({ target }, i) =>
-        target.receive(sinks[i]!, reqId, aborts[i]!.signal).then(
-          (prepared) => {
-            if (++fulfilled >= writeQuorum) onQuorum();
-            return prepared;
-          },
-          (err: unknown) => {
-            sinks[i]!.destroy(err as Error);
-            throw err;
-          },
-        ),
-      ),
+    // Started at once and observed from the start: a replica can fail before the stream ends.
+    // A replica that swallowed the bytes (kernel buffers) but never answers - a hung peer - gets
+    // a short grace once W others have answered, then is given up on.
+    const receives = callQuorum(
+      chosen.map((c, i) => ({ ...c, sink: sinks[i]! })),
+      ({ target, sink }, signal) =>
+        target.receive(fileId, sink, { reqId, signal }).catch((err: unknown) => {
+          sink.destroy(err as Error);
+          throw err;
+        }),
+      { quorum: writeQuorum, graceAfterQuorumMs: REPLICA_STALL_MS },
     );
     let streamError: unknown;
     const feed = pipeline(source, limiter, hasher).catch((err: unknown) => {
@@ -128,39 +118,30 @@ export class QuorumWriter {
       streamError ??= err;
     });
     await Promise.all([feed, fan]);
-    // A replica that swallowed the bytes (kernel buffers) but never answers - a hung peer - gets
-    // a short grace once W others have answered, then is given up on.
-    const graceOver = quorumReceived.then(() => new Promise((r) => setTimeout(r, REPLICA_STALL_MS).unref()));
-    await Promise.race([receives, graceOver]);
-    aborts.forEach((a) =>
-      a.abort(new Error(`replica did not answer within ${REPLICA_STALL_MS} ms of the quorum`)),
-    );
-    const settled = await receives;
+    const received = await receives;
 
     const copies: PreparedCopy[] = [];
     const discard: Array<Promise<void>> = [];
-    settled.forEach((result, i) => {
-      const { target, heldFor } = chosen[i]!;
-      if (result.status === 'rejected') {
-        this.log.warn(
-          { fileId, peer: target.nodeId, reqId, err: errorText(result.reason) },
-          'replica failed to receive',
-        );
-        return;
-      }
-      const prepared: PreparedUpload = result.value;
+    for (const { target, error } of received.failed) {
+      this.log.warn(
+        { fileId, peer: target.target.id, reqId, err: errorText(error) },
+        'replica failed to receive',
+      );
+    }
+    for (const { target: chosenTarget, value: prepared } of received.succeeded) {
+      const { target, heldFor } = chosenTarget;
       if (streamError === undefined && prepared.sha256 === hasher.sha256 && prepared.size === hasher.bytes) {
         copies.push({ target, heldFor, token: prepared.token });
       } else {
         if (streamError === undefined) {
           this.log.error(
-            { fileId, peer: target.nodeId, reqId },
+            { fileId, peer: target.id, reqId },
             'replica received different bytes; dropping its copy',
           );
         }
         discard.push(target.abort(prepared.token, reqId).catch(() => undefined));
       }
-    });
+    }
     await Promise.all(discard);
 
     if (streamError !== undefined) {
@@ -182,27 +163,26 @@ export class QuorumWriter {
 
   /** Makes prepared copies visible. Returns the ids of the nodes that now hold the file. */
   async commit(write: PreparedWrite, meta: FileMeta, reqId: string): Promise<string[]> {
-    const results = await Promise.allSettled(
-      write.copies.map((c) => c.target.commit({ token: c.token, meta, heldFor: c.heldFor }, reqId)),
+    const { writeQuorum } = this.options;
+    const result = await callQuorum(
+      write.copies,
+      (c) => c.target.commit(write.fileId, { token: c.token, meta, heldFor: c.heldFor }, reqId),
+      { quorum: writeQuorum },
     );
-    const committed: string[] = [];
-    results.forEach((r, i) => {
-      const nodeId = write.copies[i]!.target.nodeId;
-      if (r.status === 'fulfilled') committed.push(nodeId);
-      else
-        this.log.warn(
-          { fileId: write.fileId, peer: nodeId, reqId, err: errorText(r.reason) },
-          'replica failed to commit',
-        );
-    });
-    if (committed.length < this.options.writeQuorum) {
-      await this.undoCommits(write.fileId, committed, reqId);
-      throw new ShoalError(
-        'quorum_unavailable',
-        `only ${committed.length} replica(s) committed, ${this.options.writeQuorum} are needed; nothing was stored`,
+    for (const { target, error } of result.failed) {
+      this.log.warn(
+        { fileId: write.fileId, peer: target.target.id, reqId, err: errorText(error) },
+        'replica failed to commit',
       );
     }
-    return committed;
+    const committed = result.succeeded.map((s) => s.target.target);
+    if (!result.met) await this.undoCommits(write.fileId, committed, reqId);
+    requireQuorum(
+      result,
+      writeQuorum,
+      (n) => `only ${n} replica(s) committed, ${writeQuorum} are needed; nothing was stored`,
+    );
+    return committed.map((t) => t.id);
   }
 
   async abort(write: PreparedWrite, reqId: string): Promise<void> {
@@ -216,7 +196,7 @@ export class QuorumWriter {
   private async chooseTargets(fileId: string): Promise<{ chosen: ChosenTarget[]; skippedFull: number }> {
     const placement = this.membership.placement().place(fileId);
     const { replicas } = this.options;
-    const reachable: string[] = [];
+    const reachable: Peer[] = [];
     const skippedHomes: string[] = [];
     let skippedFull = 0;
     let next = 0;
@@ -225,51 +205,39 @@ export class QuorumWriter {
       next += batch.length;
       // A member that reported its disk full takes no new copy: skipped like an unreachable one.
       const checks = await Promise.all(
-        batch.map((id) => (this.membership.isFull(id) ? (skippedFull++, false) : this.isReachable(id))),
+        batch.map((id) => (this.membership.isFull(id) ? (skippedFull++, undefined) : this.reachable(id))),
       );
       batch.forEach((id, i) => {
-        if (checks[i]) reachable.push(id);
+        const peer = checks[i];
+        if (peer) reachable.push(peer);
         else if (placement.home.includes(id)) skippedHomes.push(id);
       });
     }
     const homes = new Set(placement.home);
-    const chosen = reachable.map((nodeId) => ({
-      target: this.targetFor(fileId, nodeId),
-      heldFor: homes.has(nodeId) ? null : (skippedHomes.shift() ?? null),
+    const chosen = reachable.map((target) => ({
+      target,
+      heldFor: homes.has(target.id) ? null : (skippedHomes.shift() ?? null),
     }));
     return { chosen, skippedFull };
   }
 
-  private async isReachable(nodeId: string): Promise<boolean> {
-    if (nodeId === this.selfId) return true;
-    if (this.membership.heardFromWithin(nodeId, 3)) return true;
-    const url = this.membership.urlOf(nodeId);
-    if (!url) return false;
-    return this.peers.ping(url, 1_000).catch(() => false);
-  }
-
-  private targetFor(fileId: string, nodeId: string): ReplicaTarget {
-    if (nodeId === this.selfId) return new LocalTarget(nodeId, this.blobs);
-    const url = this.membership.urlOf(nodeId);
-    if (!url) throw new Error(`no url for member ${nodeId}`);
-    return new RemoteTarget(nodeId, url, fileId, this.peers);
+  /** The member as a Peer if it can take a copy now, else undefined. */
+  private async reachable(nodeId: string): Promise<Peer | undefined> {
+    const peer = this.nodes.get(nodeId);
+    if (!peer) return undefined;
+    if (this.membership.heardFromWithin(nodeId, 3)) return peer;
+    return (await peer.ping(1_000).catch(() => false)) ? peer : undefined;
   }
 
   /** Removes copies that committed when the write as a whole did not reach its quorum. */
-  private async undoCommits(fileId: string, nodeIds: string[], reqId: string): Promise<void> {
+  private async undoCommits(fileId: string, targets: Peer[], reqId: string): Promise<void> {
     const at = new Date().toISOString();
     await Promise.all(
-      nodeIds.map(async (nodeId) => {
-        try {
-          if (nodeId === this.selfId) await this.blobs.delete(fileId, at);
-          else {
-            const url = this.membership.urlOf(nodeId);
-            if (url) await this.peers.deleteFile(url, fileId, at, reqId);
-          }
-        } catch (err) {
-          this.log.error({ fileId, peer: nodeId, err: errorText(err) }, 'could not undo a partial commit');
-        }
-      }),
+      targets.map((peer) =>
+        peer.delete(fileId, at, { reqId }).catch((err: unknown) => {
+          this.log.error({ fileId, peer: peer.id, err: errorText(err) }, 'could not undo a partial commit');
+        }),
+      ),
     );
   }
 }

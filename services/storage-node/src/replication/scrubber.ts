@@ -1,7 +1,7 @@
 import type { Logger } from '../../../../shared/logging';
+import { BackgroundWorker } from '../../../../shared/worker';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
-import { errorText } from '../../../../shared/errors';
 
 export interface ScrubOptions {
   intervalMs: number;
@@ -16,8 +16,8 @@ export interface ScrubOptions {
  * missing and has a good one pulled from a peer.
  */
 export class Scrubber {
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private readonly runner: BackgroundWorker;
+  private signal: AbortSignal | undefined;
   readonly status = { passes: 0, blobsChecked: 0, corruptFound: 0, lastPassAt: null as string | null };
 
   constructor(
@@ -25,31 +25,39 @@ export class Scrubber {
     private readonly metadata: MetadataStore,
     private readonly blobs: BlobStore,
     private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.running = true;
-    const tick = (): void => {
-      if (!this.running) return;
-      this.pass()
-        .catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'scrub pass failed'))
-        .finally(() => {
-          if (this.running) this.timer = setTimeout(tick, this.options.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.options.intervalMs);
+  ) {
+    this.runner = new BackgroundWorker(
+      {
+        name: 'scrub',
+        work: async (signal) => {
+          this.signal = signal;
+          await this.pass();
+          return 'idle';
+        },
+      },
+      {
+        firstMs: options.intervalMs,
+        idleMs: options.intervalMs,
+        backoffMs: options.intervalMs,
+        maxBackoffMs: options.intervalMs,
+      },
+      log,
+    );
   }
 
-  stop(): void {
-    this.running = false;
-    if (this.timer) clearTimeout(this.timer);
+  start(): void {
+    this.runner.start();
+  }
+
+  stop(): Promise<void> {
+    return this.runner.stop();
   }
 
   async pass(): Promise<number> {
     let corrupt = 0;
     const ids = [...this.metadata.liveRecords()].map((r) => r.id);
     for (const id of ids) {
-      if (!this.running) break;
+      if (this.signal?.aborted) break;
       if ((await this.check(id, this.options.bytesPerSecond)) === 'corrupt') corrupt++;
     }
     this.status.passes++;

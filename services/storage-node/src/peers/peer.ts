@@ -1,0 +1,74 @@
+import type { Readable } from 'node:stream';
+import type {
+  CommitRequest,
+  FileMeta,
+  FileRecord,
+  LocalListing,
+  NodeStatus,
+  PreparedUpload,
+} from '../../../../shared/protocol';
+import type { ReadDecision, ReadRequest } from '../../../../shared/read-decision';
+
+/** A copy opened for reading: what to answer, the record it belongs to, and the bytes to send. */
+export interface CopyRead extends ReadDecision {
+  record: FileRecord;
+  /** The bytes of the decided range, for a GET answered 200 or 206; undefined otherwise. */
+  body: Readable | undefined;
+}
+
+/**
+ * Everything one node asks of another's storage, whichever node it is: this node itself
+ * (LocalNode, straight to its own store) or a peer (RemotePeer, over signed HTTP). Callers hold
+ * Peers and never branch on "is this me?"; the one place that knows is the node directory
+ * (replication/nodes.ts), as Garage's endpoints handle a call to self inside the endpoint.
+ * Both implementations pass one contract test (test/integration/peer-contract.test.ts).
+ *
+ * Methods reject when the node cannot be reached or refuses; a refusal carries the node's
+ * ShoalError code (PeerError.code for a remote one).
+ */
+export interface Peer {
+  readonly id: string;
+  /** Base URL others reach this node at: what a pull request names as a source. */
+  readonly url: string;
+
+  /** Is the node up and taking writes? */
+  ping(timeoutMs: number): Promise<boolean>;
+  status(timeoutMs: number): Promise<NodeStatus>;
+
+  /** Streams `body` into an fsync'd temp copy; nothing is visible until commit(). */
+  receive(
+    fileId: string,
+    body: Readable,
+    opts?: { reqId?: string; signal?: AbortSignal },
+  ): Promise<PreparedUpload>;
+  commit(fileId: string, request: CommitRequest, reqId?: string): Promise<void>;
+  abort(token: string, reqId?: string): Promise<void>;
+
+  /**
+   * Leaves a tombstone (and frees the bytes). With `force`, an id the node never knew gets one
+   * too: repair telling an owner that missed the delete.
+   */
+  delete(
+    fileId: string,
+    deletedAt: string,
+    opts?: { force?: boolean; reqId?: string },
+  ): Promise<{ wasLive: boolean; known: boolean }>;
+  /** Drops a surplus copy (only if its sha256 is `sha256`) or, with null, a tombstone past its grace. */
+  forget(fileId: string, sha256: string | null): Promise<boolean>;
+
+  record(fileId: string, opts?: { timeoutMs?: number; reqId?: string }): Promise<FileRecord | undefined>;
+  /** The node's records (live and tombstones) after `after`, in byte order of id. */
+  list(after: string, limit: number, reqId?: string): Promise<LocalListing>;
+  /** Anti-entropy digests of the partitions set in `bitmap` that the node has rows in. */
+  digests(bitmap: Buffer): Promise<Record<string, string>>;
+  partitionRecords(partition: number): Promise<FileRecord[]>;
+  tombstonesSince(since: string, limit: number): Promise<Array<{ id: string; deletedAt: string }>>;
+
+  /** Has the node fetch a copy from one of `sources` (URLs of members) and store it. */
+  pull(meta: FileMeta, sources: string[], heldFor: string | null): Promise<{ bytes: number }>;
+  /**
+   * Opens the node's own copy: 'deleted' when it holds a tombstone, undefined when it has no
+   * usable copy. A body handed out must be read to its end or released with discard().
+   */
+  read(fileId: string, request: ReadRequest): Promise<CopyRead | 'deleted' | undefined>;
+}

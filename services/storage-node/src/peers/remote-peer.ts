@@ -1,0 +1,109 @@
+import type { Readable } from 'node:stream';
+import type {
+  CommitRequest,
+  FileMeta,
+  FileRecord,
+  LocalListing,
+  NodeStatus,
+  PreparedUpload,
+} from '../../../../shared/protocol';
+import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
+import { discard } from '../../../../shared/streams';
+import type { CopyRead, Peer } from './peer';
+import { PeerError, type PeerClient } from './peer-client';
+
+/** Another node, reached over signed HTTP through the shared PeerClient. */
+export class RemotePeer implements Peer {
+  constructor(
+    readonly id: string,
+    readonly url: string,
+    private readonly client: PeerClient,
+  ) {}
+
+  ping(timeoutMs: number): Promise<boolean> {
+    return this.client.ping(this.url, timeoutMs);
+  }
+
+  status(timeoutMs: number): Promise<NodeStatus> {
+    return this.client.status(this.url, timeoutMs);
+  }
+
+  receive(
+    fileId: string,
+    body: Readable,
+    opts: { reqId?: string; signal?: AbortSignal } = {},
+  ): Promise<PreparedUpload> {
+    return this.client.prepareUpload(this.url, fileId, body, opts.reqId, opts.signal);
+  }
+
+  commit(fileId: string, request: CommitRequest, reqId?: string): Promise<void> {
+    return this.client.commitUpload(this.url, fileId, request, reqId);
+  }
+
+  abort(token: string, reqId?: string): Promise<void> {
+    return this.client.abortUpload(this.url, token, reqId);
+  }
+
+  delete(
+    fileId: string,
+    deletedAt: string,
+    opts: { force?: boolean; reqId?: string } = {},
+  ): Promise<{ wasLive: boolean; known: boolean }> {
+    return this.client.deleteFile(this.url, fileId, deletedAt, opts.reqId, opts.force ?? false);
+  }
+
+  forget(fileId: string, sha256: string | null): Promise<boolean> {
+    return this.client.forget(this.url, fileId, sha256);
+  }
+
+  record(fileId: string, opts: { timeoutMs?: number; reqId?: string } = {}): Promise<FileRecord | undefined> {
+    return this.client.record(this.url, fileId, opts.timeoutMs ?? 5_000, opts.reqId);
+  }
+
+  list(after: string, limit: number, reqId?: string): Promise<LocalListing> {
+    return this.client.listRecords(this.url, after, limit, reqId);
+  }
+
+  digests(bitmap: Buffer): Promise<Record<string, string>> {
+    return this.client.digests(this.url, bitmap);
+  }
+
+  partitionRecords(partition: number): Promise<FileRecord[]> {
+    return this.client.partitionRecords(this.url, partition);
+  }
+
+  tombstonesSince(since: string, limit: number): Promise<Array<{ id: string; deletedAt: string }>> {
+    return this.client.tombstonesSince(this.url, since, limit);
+  }
+
+  async pull(meta: FileMeta, sources: string[], heldFor: string | null): Promise<{ bytes: number }> {
+    return { bytes: (await this.client.pullCopy(this.url, meta, sources, heldFor)).bytes };
+  }
+
+  async read(fileId: string, request: ReadRequest): Promise<CopyRead | 'deleted' | undefined> {
+    let res;
+    try {
+      res = await this.client.openBlob(this.url, fileId, request);
+    } catch (err) {
+      if (err instanceof PeerError && err.code === 'deleted') return 'deleted';
+      throw err;
+    }
+    if (!res) return undefined;
+    const decision = decideRead(res.record, request);
+    if (res.status !== decision.status) {
+      discard(res.body);
+      throw new PeerError(
+        this.url,
+        'status',
+        `peer answered ${res.status}, expected ${decision.status}`,
+        res.status,
+      );
+    }
+    if (!sendsBody(request.method, decision)) {
+      // Nothing to pass on (HEAD, 304, 416): read to its end, so the connection can be reused.
+      res.body.resume();
+      return { ...decision, record: res.record, body: undefined };
+    }
+    return { ...decision, record: res.record, body: res.body };
+  }
+}

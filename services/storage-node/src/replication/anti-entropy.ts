@@ -1,0 +1,296 @@
+import type { Logger } from '../../../../shared/logging';
+import type { FileMeta, FileRecord } from '../../../../shared/protocol';
+import { BackgroundWorker, type WorkResult } from '../../../../shared/worker';
+import { errorText } from '../../../../shared/errors';
+import type { Membership } from '../membership/membership';
+import { PARTITION_COUNT } from '../placement/placement';
+import type { Peer } from '../peers/peer';
+import type { MetadataStore } from '../store/metadata';
+import type { CopyFetcher } from './copy-fetcher';
+import type { Nodes } from './nodes';
+import { callQuorum } from './quorum';
+import { planPartition, partitionsOutOfSync, type MemberInfo, type PartitionPlan } from './repair-planner';
+
+export interface AntiEntropyOptions {
+  replicas: number;
+  intervalMs: number;
+  concurrency: number;
+  tombstoneGraceMs: number;
+}
+
+export interface RepairStatus {
+  /** Files in partitions this node leads that have fewer than N verified copies on live members. */
+  underReplicatedFiles: number;
+  underReplicatedPartitions: number;
+  /** Bytes of copies the last round found missing and had not made yet. */
+  pendingBytes: number;
+  /** Bytes this node has received as repair or rebalance copies since it started. */
+  bytesReceived: number;
+  copiesMade: number;
+  surplusDropped: number;
+  tombstonesSpread: number;
+  lastRoundAt: string | null;
+}
+
+const MAX_PARTITIONS_PER_ROUND = 512;
+
+/**
+ * Anti-entropy, repair and rebalance, with no coordinator.
+ *
+ * Every partition has a leader: the first live member of its placement order. Each round, a node
+ * asks every live member for its digests of the partitions it leads (one request per member; a
+ * digest is the XOR of hashes of a partition's rows) and compares them; only the partitions that
+ * differ are read row by row from the members involved, planned by the repair planner (whose
+ * header states the rules), and carried out here: tombstones first, then copies across all
+ * partitions with the files that have the fewest copies first, then surplus drops. Because only
+ * the leader acts on a partition, survivors do not all copy the same file at once.
+ */
+export class AntiEntropy {
+  private readonly runner: BackgroundWorker;
+  private readonly underReplicated = new Map<number, number>();
+  private readonly pendingBytes = new Map<number, number>();
+  /** When the last round held back rebalance moves: the time its view settles; 0 otherwise. */
+  private deferredUntil = 0;
+  private readonly counters = { copiesMade: 0, surplusDropped: 0, tombstonesSpread: 0 };
+  private lastRoundAt: string | null = null;
+  private signal: AbortSignal | undefined;
+
+  constructor(
+    private readonly options: AntiEntropyOptions,
+    private readonly membership: Membership,
+    private readonly nodes: Nodes,
+    private readonly metadata: MetadataStore,
+    private readonly fetcher: CopyFetcher,
+    private readonly log: Logger,
+  ) {
+    const { intervalMs } = options;
+    this.runner = new BackgroundWorker(
+      { name: 'anti-entropy', work: (signal) => this.work(signal) },
+      {
+        firstMs: Math.min(1_000, intervalMs),
+        // While there is work, go again soon; an idle cluster costs one digest call per member per
+        // interval. Moves held back for a settled view go as soon as it has settled.
+        busyMs: Math.min(200, intervalMs),
+        idleMs: () =>
+          this.deferredUntil > 0
+            ? Math.min(intervalMs, Math.max(50, this.deferredUntil - Date.now()))
+            : intervalMs,
+        backoffMs: intervalMs,
+        maxBackoffMs: intervalMs,
+      },
+      log,
+    );
+  }
+
+  start(): void {
+    this.runner.start();
+  }
+
+  stop(): Promise<void> {
+    return this.runner.stop();
+  }
+
+  snapshot(): RepairStatus {
+    let files = 0;
+    for (const n of this.underReplicated.values()) files += n;
+    let bytes = 0;
+    for (const n of this.pendingBytes.values()) bytes += n;
+    return {
+      ...this.counters,
+      bytesReceived: this.fetcher.bytesReceived,
+      lastRoundAt: this.lastRoundAt,
+      underReplicatedFiles: files,
+      underReplicatedPartitions: this.underReplicated.size,
+      pendingBytes: bytes,
+    };
+  }
+
+  private async work(signal: AbortSignal): Promise<WorkResult> {
+    this.signal = signal;
+    // Busy only when something was done: a partition that cannot be fixed yet (a home member
+    // unreachable) is retried at the normal interval, not in a tight loop.
+    return (await this.round()) ? 'busy' : 'idle';
+  }
+
+  /** One anti-entropy round over the partitions this node leads. Returns whether it did anything. */
+  async round(): Promise<boolean> {
+    const table = this.membership.placement();
+    const settledAt = this.membership.settledAt();
+    const selfId = this.nodes.self.id;
+    const members = this.nodes.live();
+    const led: number[] = [];
+    const bitmap = Buffer.alloc(PARTITION_COUNT / 8);
+    for (let p = 0; p < PARTITION_COUNT; p++) {
+      if (table.orderFor(p)[0] === selfId) {
+        led.push(p);
+        bitmap[p >> 3]! |= 1 << (p & 7);
+      }
+    }
+    const others = members.filter((m) => m.id !== selfId);
+    const answers = await callQuorum(others, (peer) => peer.digests(bitmap), { quorum: 0 });
+    for (const { target, error } of answers.failed) {
+      this.log.debug({ peer: target.id, err: errorText(error) }, 'no digests from member this round');
+    }
+    const digests = new Map(answers.succeeded.map((a) => [a.target.id, a.value]));
+    const outOfSync = partitionsOutOfSync({
+      led,
+      homeOf: (p) => table.orderFor(p).slice(0, this.options.replicas),
+      mine: (p) => this.metadata.digest(p),
+      theirs: digests,
+      withExpiredTombstones: this.metadata.partitionsWithTombstonesBefore(
+        new Date(Date.now() - this.options.tombstoneGraceMs).toISOString(),
+      ),
+    });
+    const outOfSyncSet = new Set(outOfSync);
+    for (const p of led) {
+      if (!outOfSyncSet.has(p)) {
+        this.underReplicated.delete(p);
+        this.pendingBytes.delete(p);
+      }
+    }
+    this.lastRoundAt = new Date().toISOString();
+    if (outOfSync.length === 0) {
+      this.deferredUntil = 0;
+      return false;
+    }
+    this.log.debug({ partitions: outOfSync.length }, 'partitions out of sync');
+    const flags = new Map<string, MemberInfo>(
+      this.membership
+        .view()
+        .filter((m) => m.state !== 'dead')
+        .map((m) => [m.id, { id: m.id, full: m.full, leaving: m.leaving }]),
+    );
+    const placed = new Set(table.members);
+    const target = Math.min(this.options.replicas, table.members.length);
+    const settled = Date.now() >= settledAt;
+    const plans: PartitionPlan[] = [];
+    for (const partition of outOfSync.slice(0, MAX_PARTITIONS_PER_ROUND)) {
+      if (this.signal?.aborted) break;
+      const home = table.orderFor(partition).slice(0, this.options.replicas);
+      // Involved: this node, every home, and anyone holding rows of the partition.
+      const involved = members.filter(
+        (m) => m.id === selfId || home.includes(m.id) || digests.get(m.id)?.[String(partition)] !== undefined,
+      );
+      const rows = await this.readRows(partition, involved);
+      const plan = planPartition({
+        partition,
+        home,
+        target,
+        placed,
+        members: flags,
+        rows,
+        settled,
+        now: Date.now(),
+        tombstoneGraceMs: this.options.tombstoneGraceMs,
+      });
+      if (plan.underReplicated > 0) this.underReplicated.set(partition, plan.underReplicated);
+      else this.underReplicated.delete(partition);
+      this.pendingBytes.set(partition, plan.pendingBytes);
+      plans.push(plan);
+    }
+    const deferred = plans.reduce((sum, plan) => sum + plan.deferred, 0);
+    if (deferred > 0 && this.deferredUntil === 0) {
+      this.log.info(
+        { files: deferred, settlesInMs: Math.max(0, settledAt - Date.now()) },
+        'rebalance waits for a settled view',
+      );
+    }
+    this.deferredUntil = deferred > 0 ? settledAt : 0;
+    await this.execute(plans);
+    return plans.some((p) => p.tombstones.length + p.copies.length + p.forgets.length > 0);
+  }
+
+  private async readRows(partition: number, involved: Peer[]): Promise<Map<string, FileRecord[]>> {
+    const result = await callQuorum(involved, (peer) => peer.partitionRecords(partition), { quorum: 0 });
+    for (const { target, error } of result.failed) {
+      this.log.debug({ peer: target.id, partition, err: errorText(error) }, 'could not read partition rows');
+    }
+    if (result.failed.length > 0)
+      this.log.debug({ partition }, 'some members did not answer; partial repair');
+    return new Map(result.succeeded.map((s) => [s.target.id, s.value]));
+  }
+
+  /**
+   * Carries out the plans of a round: tombstones first, then copies across all partitions with
+   * the files that have the fewest copies first (a file down to its last copy is repaired before
+   * any other), then surplus drops, which each plan only made where every home already had a
+   * verified copy.
+   */
+  private async execute(plans: PartitionPlan[]): Promise<void> {
+    await this.runLimited(
+      plans.flatMap((plan) =>
+        plan.tombstones.map((t) => async () => {
+          await this.peer(t.member).delete(t.id, t.deletedAt, { force: true });
+          this.counters.tombstonesSpread++;
+        }),
+      ),
+    );
+    const copies = plans
+      .flatMap((plan) => plan.copies.map((c) => ({ ...c, partition: plan.partition })))
+      .sort((a, b) => a.copiesNow - b.copiesNow);
+    await this.runLimited(
+      copies.flatMap((c) =>
+        c.to.map((to) => async () => {
+          const bytes = await copyTo(
+            this.peer(to),
+            c.meta,
+            c.from.map((id) => this.peer(id)),
+          );
+          this.pendingBytes.set(
+            c.partition,
+            Math.max(0, (this.pendingBytes.get(c.partition) ?? 0) - c.meta.size),
+          );
+          this.counters.copiesMade++;
+          this.log.info(
+            {
+              fileId: c.meta.id,
+              peer: to,
+              bytes,
+              copiesBefore: c.copiesNow,
+              reason: c.restores ? 'restore' : 'rebalance',
+            },
+            'copy made',
+          );
+        }),
+      ),
+    );
+    await this.runLimited(
+      plans.flatMap((plan) =>
+        plan.forgets.map((f) => async () => {
+          if (await this.peer(f.member).forget(f.id, f.sha256)) {
+            this.counters.surplusDropped++;
+            this.log.info({ fileId: f.id, peer: f.member }, 'surplus copy dropped');
+          }
+        }),
+      ),
+    );
+  }
+
+  private peer(id: string): Peer {
+    const peer = this.nodes.get(id);
+    if (!peer) throw new Error(`member ${id} is not known any more`);
+    return peer;
+  }
+
+  private async runLimited(tasks: Array<() => Promise<void>>): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < tasks.length && !this.signal?.aborted) {
+        const task = tasks[next++]!;
+        await task().catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'repair step failed'));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, this.options.concurrency) }, worker));
+  }
+}
+
+/** Has `to` pull a copy of the file from one of `from` (itself excluded); returns the bytes copied. */
+export async function copyTo(
+  to: Peer,
+  meta: FileMeta,
+  from: readonly Peer[],
+  heldFor: string | null = null,
+): Promise<number> {
+  const sources = from.filter((m) => m.id !== to.id).map((m) => m.url);
+  return (await to.pull(meta, sources, heldFor)).bytes;
+}

@@ -1,0 +1,159 @@
+import { pipeline, type Readable } from 'node:stream';
+import { ShoalError } from '../../../../shared/errors';
+import type {
+  CommitRequest,
+  FileMeta,
+  FileRecord,
+  LocalListing,
+  NodeStatus,
+  PreparedUpload,
+} from '../../../../shared/protocol';
+import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
+import { VerifyingStream } from '../../../../shared/streams';
+import { PARTITION_COUNT } from '../placement/placement';
+import type { CopyRead, Peer } from '../peers/peer';
+import type { BlobStore } from '../store/blob-store';
+import type { MetadataStore } from '../store/metadata';
+import type { CopyFetcher } from './copy-fetcher';
+import type { Scrubber } from './scrubber';
+
+/** Copies up to this size are re-hashed before any byte is served. */
+export const VERIFY_BEFORE_SERVE = 16 * 1024 * 1024;
+
+export interface LocalNodeOptions {
+  id: string;
+  url: string;
+  /** Whether this node takes writes (started, not stopping, data dir healthy). */
+  ready: () => boolean;
+  /** Whether this node announced that it takes no new copies (disk full or failing). */
+  full: () => boolean;
+  /** Whether a URL belongs to a cluster member: pulls fetch only from members. */
+  isMemberUrl: (url: string) => boolean;
+  status: () => Promise<NodeStatus>;
+}
+
+/**
+ * This node's own storage behind the Peer interface: what a peer's request does here, and what
+ * this node does when it is one of a file's targets itself. The internal HTTP routes serve peers
+ * from the same operations, so a call to self and a call to a peer behave alike.
+ */
+export class LocalNode implements Peer {
+  readonly id: string;
+  readonly url: string;
+
+  constructor(
+    private readonly options: LocalNodeOptions,
+    private readonly metadata: MetadataStore,
+    private readonly blobs: BlobStore,
+    private readonly scrubber: Scrubber,
+    private readonly fetcher: CopyFetcher,
+  ) {
+    this.id = options.id;
+    this.url = options.url;
+  }
+
+  async ping(): Promise<boolean> {
+    return this.options.ready();
+  }
+
+  status(): Promise<NodeStatus> {
+    return this.options.status();
+  }
+
+  async receive(_fileId: string, body: Readable): Promise<PreparedUpload> {
+    this.assertTakesCopies();
+    return this.blobs.receive(body);
+  }
+
+  async commit(_fileId: string, request: CommitRequest): Promise<void> {
+    await this.blobs.commit(request.token, request.meta, request.heldFor);
+  }
+
+  abort(token: string): Promise<void> {
+    return this.blobs.abort(token);
+  }
+
+  delete(
+    fileId: string,
+    deletedAt: string,
+    opts: { force?: boolean } = {},
+  ): Promise<{ wasLive: boolean; known: boolean }> {
+    return this.blobs.delete(fileId, deletedAt, opts.force ?? false);
+  }
+
+  forget(fileId: string, sha256: string | null): Promise<boolean> {
+    return this.blobs.forget(fileId, sha256);
+  }
+
+  async record(fileId: string): Promise<FileRecord | undefined> {
+    return this.metadata.get(fileId);
+  }
+
+  async list(after: string, limit: number): Promise<LocalListing> {
+    const records = this.metadata.listAfter(after, limit + 1);
+    return { records: records.slice(0, limit), truncated: records.length > limit };
+  }
+
+  async digests(bitmap: Buffer): Promise<Record<string, string>> {
+    const digests: Record<string, string> = {};
+    for (let p = 0; p < PARTITION_COUNT; p++) {
+      if ((bitmap[p >> 3]! & (1 << (p & 7))) === 0) continue;
+      const d = this.metadata.digest(p);
+      if (d) digests[p] = d;
+    }
+    return digests;
+  }
+
+  async partitionRecords(partition: number): Promise<FileRecord[]> {
+    return this.metadata.partitionRecords(partition);
+  }
+
+  async tombstonesSince(since: string, limit: number): Promise<Array<{ id: string; deletedAt: string }>> {
+    return this.metadata.tombstonesSince(since, limit);
+  }
+
+  async pull(meta: FileMeta, sources: string[], heldFor: string | null): Promise<{ bytes: number }> {
+    if (this.options.full()) throw new ShoalError('insufficient_storage', 'this node is full');
+    // Only ever fetch from cluster members: a pull must never be a way to make a node call anywhere.
+    const members = sources.filter((s) => this.options.isMemberUrl(s));
+    return { bytes: await this.fetcher.pull(meta, members, heldFor) };
+  }
+
+  /**
+   * This node's own copy, verified: a copy of up to VERIFY_BEFORE_SERVE bytes is re-hashed before
+   * a byte is sent; a larger one is hashed as it streams and the response is cut (never
+   * completed) if it does not match. A damaged copy is quarantined and treated as absent.
+   */
+  async read(fileId: string, request: ReadRequest): Promise<CopyRead | 'deleted' | undefined> {
+    const own = this.metadata.get(fileId);
+    if (own?.state === 'deleted') return 'deleted';
+    const local = await this.blobs.openLocal(fileId);
+    if (!local) return undefined;
+    const decision = decideRead(local.record, request);
+    const streams = sendsBody(request.method, decision);
+    if (streams && local.record.size <= VERIFY_BEFORE_SERVE) {
+      if ((await this.scrubber.check(fileId)) !== 'ok') return undefined;
+    }
+    let body: Readable | undefined;
+    if (streams) {
+      body = local.read(decision.start, decision.end);
+      if (local.record.size > VERIFY_BEFORE_SERVE && decision.status === 200) {
+        // pipeline(), not pipe(): when the client goes away and the outer stream is destroyed,
+        // the file stream must close too (pipe() would leave its descriptor open).
+        body = pipeline(
+          body,
+          new VerifyingStream(local.record.sha256, () => {
+            void this.scrubber.check(fileId);
+          }),
+          () => undefined,
+        );
+      }
+    }
+    return { ...decision, record: local.record, body };
+  }
+
+  private assertTakesCopies(): void {
+    if (!this.options.ready()) throw new ShoalError('not_ready', 'this node is not taking writes');
+    if (this.options.full()) throw new ShoalError('insufficient_storage', 'this node is full');
+  }
+}

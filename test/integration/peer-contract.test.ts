@@ -1,0 +1,244 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { ShoalError } from '../../shared/errors';
+import { newFileId } from '../../shared/ids';
+import { silentLogger } from '../../shared/logging';
+import type { FileMeta } from '../../shared/protocol';
+import { partitionOf, PARTITION_COUNT } from '../../services/storage-node/src/placement/placement';
+import type { Peer } from '../../services/storage-node/src/peers/peer';
+import { PeerClient, PeerError } from '../../services/storage-node/src/peers/peer-client';
+import { RemotePeer } from '../../services/storage-node/src/peers/remote-peer';
+import { CopyFetcher } from '../../services/storage-node/src/replication/copy-fetcher';
+import { LocalNode } from '../../services/storage-node/src/replication/local-node';
+import { Scrubber } from '../../services/storage-node/src/replication/scrubber';
+import { BlobStore } from '../../services/storage-node/src/store/blob-store';
+import { MetadataStore } from '../../services/storage-node/src/store/metadata';
+import { SECRET, TestCluster } from '../helpers/cluster';
+
+/**
+ * One contract, two implementations: what a node's storage does when asked through the Peer
+ * interface must not depend on whether the caller is the node itself (LocalNode, in this process,
+ * on a real store in a temp dir) or another node (RemotePeer, over signed HTTP to a real node
+ * process). Every caller of Peer relies on exactly these answers.
+ */
+
+const client = new PeerClient({ nodeId: 'contract-test', secret: SECRET });
+
+/** The error code a refusal carries, whichever side refused. */
+function codeOf(err: unknown): string | undefined {
+  if (err instanceof ShoalError) return err.code;
+  if (err instanceof PeerError) return err.code;
+  return undefined;
+}
+
+async function bytesOf(body: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function refusal(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (err) {
+    return codeOf(err) ?? 'rejected';
+  }
+  return undefined;
+}
+
+function metaFor(data: Buffer, name = 'f.bin'): FileMeta {
+  return {
+    id: newFileId(),
+    name,
+    size: data.length,
+    sha256: createHash('sha256').update(data).digest('hex'),
+    contentType: 'application/octet-stream',
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/** Stores a file on a peer the way an upload does: receive, then commit. */
+async function store(peer: Peer, data: Buffer): Promise<FileMeta> {
+  const meta = metaFor(data);
+  const prepared = await peer.receive(meta.id, Readable.from([data]));
+  await peer.commit(meta.id, { token: prepared.token, meta, heldFor: null });
+  return meta;
+}
+
+let cluster: TestCluster;
+let local: LocalNode;
+let metadata: MetadataStore;
+let dir: string;
+
+beforeAll(async () => {
+  // Two real nodes: the remote implementation talks to node-1; node-2 is a source for pulls.
+  // Repair stays quiet so it does not move the test's files around.
+  cluster = await TestCluster.start({
+    nodes: 2,
+    replicas: 1,
+    writeQuorum: 1,
+    args: ['--repair-interval-ms', '3600000'],
+  });
+  dir = mkdtempSync(join(tmpdir(), 'shoal-contract-'));
+  metadata = new MetadataStore(join(dir, 'metadata.sqlite'));
+  const blobs = new BlobStore(dir, metadata);
+  await blobs.init();
+  const log = silentLogger();
+  const scrubber = new Scrubber({ intervalMs: 3_600_000, bytesPerSecond: 1 << 30 }, metadata, blobs, log);
+  local = new LocalNode(
+    {
+      id: 'local',
+      url: 'http://127.0.0.1:1',
+      ready: () => true,
+      full: () => false,
+      isMemberUrl: (url) => cluster.nodes.some((n) => n.url === url),
+      status: () => Promise.reject(new Error('not used')),
+    },
+    metadata,
+    blobs,
+    scrubber,
+    new CopyFetcher(1 << 30, metadata, blobs, client, log),
+  );
+});
+
+afterAll(async () => {
+  metadata?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  await cluster?.stopAll();
+  await client.close();
+});
+
+describe.each([
+  ['LocalNode (this node)', (): Peer => local],
+  ['RemotePeer (another node over HTTP)', (): Peer => new RemotePeer('node-1', cluster.url(0), client)],
+])('Peer contract: %s', (_name, peerOf) => {
+  let peer: Peer;
+  beforeAll(() => {
+    peer = peerOf();
+  });
+
+  it('is up and taking writes', async () => {
+    expect(await peer.ping(2_000)).toBe(true);
+  });
+
+  it('keeps a received copy invisible until commit, then serves it whole, by range and conditionally', async () => {
+    const data = randomBytes(10_000);
+    const meta = metaFor(data);
+    const prepared = await peer.receive(meta.id, Readable.from([data]));
+    expect(prepared).toMatchObject({ sha256: meta.sha256, size: data.length });
+    expect(await peer.record(meta.id)).toBeUndefined();
+    expect(await peer.read(meta.id, { method: 'GET' })).toBeUndefined();
+    await peer.commit(meta.id, { token: prepared.token, meta, heldFor: null });
+    expect(await peer.record(meta.id)).toMatchObject({ ...meta, state: 'live', heldFor: null });
+
+    const whole = await peer.read(meta.id, { method: 'GET' });
+    if (!whole || whole === 'deleted') throw new Error('no copy');
+    expect(whole).toMatchObject({ status: 200, start: 0, end: data.length - 1 });
+    expect(await bytesOf(whole.body!)).toEqual(data);
+
+    const part = await peer.read(meta.id, { method: 'GET', range: 'bytes=100-199' });
+    if (!part || part === 'deleted') throw new Error('no copy');
+    expect(part.status).toBe(206);
+    expect(await bytesOf(part.body!)).toEqual(data.subarray(100, 200));
+
+    const head = await peer.read(meta.id, { method: 'HEAD' });
+    expect(head).toMatchObject({ status: 200, body: undefined });
+    expect(await peer.read(meta.id, { method: 'GET', ifNoneMatch: `"${meta.sha256}"` })).toMatchObject({
+      status: 304,
+      body: undefined,
+    });
+    expect(await peer.read(meta.id, { method: 'GET', range: 'bytes=20000-' })).toMatchObject({
+      status: 416,
+      body: undefined,
+    });
+  });
+
+  it('drops an aborted copy and refuses to commit it, or a copy with other bytes', async () => {
+    const data = randomBytes(1_000);
+    const meta = metaFor(data);
+    const aborted = await peer.receive(meta.id, Readable.from([data]));
+    await peer.abort(aborted.token);
+    expect(await refusal(peer.commit(meta.id, { token: aborted.token, meta, heldFor: null }))).toBe(
+      'not_found',
+    );
+    const wrong = await peer.receive(meta.id, Readable.from([randomBytes(1_000)]));
+    expect(await refusal(peer.commit(meta.id, { token: wrong.token, meta, heldFor: null }))).toBe(
+      'checksum_mismatch',
+    );
+    expect(await peer.record(meta.id)).toBeUndefined();
+  });
+
+  it('turns a copy into a tombstone that wins for good', async () => {
+    const data = randomBytes(500);
+    const meta = await store(peer, data);
+    const at = new Date().toISOString();
+    expect(await peer.delete(meta.id, at)).toEqual({ wasLive: true, known: true });
+    expect(await peer.delete(meta.id, at)).toEqual({ wasLive: false, known: true });
+    expect(await peer.read(meta.id, { method: 'GET' })).toBe('deleted');
+    expect(await peer.record(meta.id)).toMatchObject({ state: 'deleted', deletedAt: at });
+    // A late replica of the deleted file is refused.
+    const late = await peer.receive(meta.id, Readable.from([data]));
+    expect(await refusal(peer.commit(meta.id, { token: late.token, meta, heldFor: null }))).toBe('conflict');
+  });
+
+  it('records a tombstone for an unknown id only when forced', async () => {
+    const id = newFileId();
+    const at = new Date().toISOString();
+    expect(await peer.delete(id, at)).toEqual({ wasLive: false, known: false });
+    expect(await peer.record(id)).toBeUndefined();
+    await peer.delete(id, at, { force: true });
+    expect(await peer.record(id)).toMatchObject({ id, state: 'deleted' });
+    expect((await peer.tombstonesSince(at, 1000)).map((t) => t.id)).toContain(id);
+  });
+
+  it('forgets a copy only when told its exact sha256', async () => {
+    const meta = await store(peer, randomBytes(300));
+    expect(await peer.forget(meta.id, 'f'.repeat(64))).toBe(false);
+    expect(await peer.record(meta.id)).toBeDefined();
+    expect(await peer.forget(meta.id, meta.sha256)).toBe(true);
+    expect(await peer.record(meta.id)).toBeUndefined();
+  });
+
+  it('lists its records in id order with a truncation flag, and reports partition rows and digests', async () => {
+    const metas = [await store(peer, randomBytes(10)), await store(peer, randomBytes(10))];
+    const first = metas[0]!;
+    const page = await peer.list('', 1_000);
+    const ids = page.records.map((r) => r.id);
+    expect(ids).toEqual([...ids].sort());
+    expect(ids).toEqual(expect.arrayContaining(metas.map((m) => m.id)));
+    const before = metas.map((m) => m.id).sort()[0]!;
+    const cut = await peer.list(String.fromCharCode(before.charCodeAt(0) - 1), 1);
+    expect(cut.records).toHaveLength(1);
+    expect(cut.truncated).toBe(true);
+
+    const p = partitionOf(first.id);
+    expect((await peer.partitionRecords(p)).map((r) => r.id)).toContain(first.id);
+    const bitmap = Buffer.alloc(PARTITION_COUNT / 8);
+    bitmap[p >> 3]! |= 1 << (p & 7);
+    const digests = await peer.digests(bitmap);
+    expect(Object.keys(digests)).toEqual([String(p)]);
+    expect(digests[String(p)]).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('pulls a copy from a member, verified, once', async () => {
+    const source = new RemotePeer('node-2', cluster.url(1), client);
+    const data = randomBytes(50_000);
+    const meta = await store(source, data);
+    expect(await peer.pull(meta, [cluster.url(1)], null)).toEqual({ bytes: data.length });
+    expect(await peer.record(meta.id)).toMatchObject({ sha256: meta.sha256, state: 'live' });
+    expect(await peer.pull(meta, [cluster.url(1)], null)).toEqual({ bytes: 0 });
+    // Asked for other bytes than the source holds, it stores nothing.
+    const other = { ...meta, id: newFileId(), sha256: 'e'.repeat(64) };
+    expect(await refusal(peer.pull(other, [cluster.url(1)], null))).toBeDefined();
+    expect(await peer.record(other.id)).toBeUndefined();
+  });
+
+  it('fetches from members only: a pull naming another URL stores nothing', async () => {
+    const meta = metaFor(randomBytes(10));
+    expect(await refusal(peer.pull(meta, ['http://127.0.0.1:9/'], null))).toBeDefined();
+    expect(await peer.record(meta.id)).toBeUndefined();
+  });
+});
