@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, DEFAULTS, envName, NODE_FLAGS, parseConfig, type RawFlags } from './config';
 import { runDevCluster } from './dev-cluster';
 import { runNode } from './main';
+import { DataDirLockedError } from './store/data-dir-lock';
 import { registerClientCommands } from './client/commands';
 
 const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
   } catch (err) {
     const e = err as { code?: string; exitCode?: number; message?: string };
     if (e.code?.startsWith('commander.')) process.exit(e.exitCode ?? 2);
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof DataDirLockedError) {
       process.stderr.write(`shoal: ${err.message}\n`);
       process.exit(2);
     }

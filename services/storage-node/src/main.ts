@@ -22,6 +22,7 @@ import { Nodes } from './replication/nodes';
 import { Scrubber } from './replication/scrubber';
 import { nodeStatus } from './http/node-status';
 import { BlobStore } from './store/blob-store';
+import { lockDataDir } from './store/data-dir-lock';
 import { MetadataStore } from './store/metadata';
 
 export interface RunningNode {
@@ -44,6 +45,8 @@ const PENDING_UPLOAD_TTL_MS = 10 * 60_000;
 export async function startNode(config: Config): Promise<RunningNode> {
   const dataDir = resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
+  // Before anything in the data dir is read or changed: a second process on it stops here.
+  const dataDirLock = lockDataDir(dataDir);
   const selfId = resolveNodeId(config.nodeId, await readStoredId(dataDir));
   await writeFile(join(dataDir, 'node-id'), selfId + '\n');
   const log = createLogger({ nodeId: selfId, level: config.logLevel });
@@ -235,6 +238,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       clearTimeout(forced);
       await peers.close();
       metadata.close();
+      dataDirLock.release();
       log.info('stopped');
     })();
     return stopping;
