@@ -65,7 +65,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
   await blobs.init();
   const reconciled = await blobs.reconcile();
   if (reconciled.orphanBlobs + reconciled.missingBlobs > 0) {
-    log.warn(reconciled, 'start-up check: dropped blobs without a row and rows without a blob');
+    log.warn(
+      reconciled,
+      'start-up check: set aside blobs without a row in quarantine/, forgot rows without a blob',
+    );
   }
   const peers = new PeerClient({ nodeId: selfId, secret: config.clusterSecret });
   const membership = new Membership(
@@ -146,6 +149,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
     links: new LinkSigner(config.clusterSecret),
     lifecycle,
   };
+  ctx.metrics.startupUnexplained.set({ kind: 'blob_without_row' }, reconciled.orphanBlobs);
+  ctx.metrics.startupUnexplained.set({ kind: 'row_without_blob' }, reconciled.missingBlobs);
   await ctx.apiKeys.start();
 
   const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, buildApp(ctx));

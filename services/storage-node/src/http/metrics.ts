@@ -18,6 +18,8 @@ export class NodeMetrics {
   readonly surplusDropped: Counter;
   readonly corruptFound: Counter;
   readonly diskFree: Gauge;
+  readonly startupUnexplained: Gauge<'kind'>;
+  readonly quarantined: Gauge;
   private readonly last = { repairBytes: 0, copiesMade: 0, surplusDropped: 0, corruptFound: 0 };
 
   constructor(nodeId: string) {
@@ -51,6 +53,17 @@ export class NodeMetrics {
       name: 'shoal_uploads_total',
       help: 'Uploads by outcome',
       labelNames: ['outcome'],
+      registers: [this.registry],
+    });
+    this.startupUnexplained = new Gauge({
+      name: 'shoal_startup_unexplained',
+      help: 'What the start-up check could not explain: blobs without a live row (set aside in quarantine/), live rows without their blob (forgotten, repaired from peers)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+    });
+    this.quarantined = new Gauge({
+      name: 'shoal_quarantined_blobs',
+      help: 'Blobs set aside in quarantine/ (damaged, or unexplained at start), kept until adopted or expired',
       registers: [this.registry],
     });
     this.members = new Gauge({

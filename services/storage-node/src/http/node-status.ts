@@ -44,6 +44,7 @@ export async function refreshMetrics(ctx: NodeContext): Promise<void> {
   m.underReplicated.set(status.underReplicatedFiles);
   m.repairPendingBytes.set(status.pendingRepairBytes);
   if (status.diskFreeBytes !== null) m.diskFree.set(status.diskFreeBytes);
+  m.quarantined.set(ctx.blobs.quarantineCount());
   m.syncCounters({
     repairBytes: status.repairBytesReceived,
     copiesMade: status.copiesMade,

@@ -41,6 +41,13 @@ export class CopyFetcher {
   private async pullOnce(meta: FileMeta, sources: string[], heldFor: string | null): Promise<number> {
     const own = this.metadata.get(meta.id);
     if (own?.state === 'live' && own.sha256 === meta.sha256) return 0;
+    // A copy set aside here (a lost database, a start-up with blobs it could not account for)
+    // with exactly these bytes comes back from the local disk, not the network.
+    const adopted = await this.blobs.adoptQuarantined(meta, heldFor);
+    if (adopted !== undefined) {
+      this.log.info({ fileId: meta.id, bytes: adopted }, 'adopted a quarantined copy');
+      return adopted;
+    }
     let lastError: unknown = new Error('no source to copy from');
     for (const url of sources) {
       try {

@@ -1,12 +1,12 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError, isNoSpaceError } from '../../../../shared/errors';
 import { sha256Hex } from '../../../../shared/hashing';
-import { assertValidId } from '../../../../shared/ids';
+import { assertValidId, isValidId } from '../../../../shared/ids';
 import { HashingCounter, Sink, Throttle } from '../../../../shared/streams';
 import type { FileMeta, FileRecord, PreparedUpload } from '../../../../shared/protocol';
 import { partitionOf } from '../placement/placement';
@@ -37,6 +37,9 @@ export class BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
   private readonly pending = new Map<string, PendingUpload>();
+  private readonly quarantineDir: string;
+  /** Quarantined blob file names by file id (`<id>.<ms since epoch>`), read once at start. */
+  private readonly quarantined = new Map<string, string[]>();
 
   constructor(
     dataDir: string,
@@ -44,11 +47,20 @@ export class BlobStore {
   ) {
     this.blobsDir = join(dataDir, 'blobs');
     this.tmpDir = join(dataDir, 'tmp');
+    this.quarantineDir = join(dataDir, 'quarantine');
   }
 
   /** Creates the directory layout and removes temp files a previous process left behind. */
   async init(): Promise<void> {
     await mkdir(this.blobsDir, { recursive: true });
+    await mkdir(this.quarantineDir, { recursive: true });
+    for (const name of await readdir(this.quarantineDir)) {
+      const id = name.slice(0, name.lastIndexOf('.'));
+      if (!isValidId(id) || Number.isNaN(quarantinedAt(name))) continue;
+      const names = this.quarantined.get(id) ?? [];
+      names.push(name);
+      this.quarantined.set(id, names);
+    }
     await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
     await Promise.all(
@@ -195,20 +207,23 @@ export class BlobStore {
   }
 
   /**
-   * Takes a damaged copy out of service: the blob moves to quarantine/ (kept for a post-mortem,
-   * never served) and the row goes, so anti-entropy sees the copy missing and fetches a good one.
+   * Takes a copy out of service without destroying it: the blob moves to quarantine/ (never
+   * served; kept for a post-mortem or to be adopted again, see adoptQuarantined) and its live row
+   * goes, so anti-entropy sees the copy missing and has a good one made. A tombstone is never
+   * touched: a delete that landed meanwhile stands.
    */
   async quarantine(id: string): Promise<void> {
-    const dir = join(this.blobsDir, '..', 'quarantine');
-    await mkdir(dir, { recursive: true });
-    await rename(this.blobPath(id), join(dir, `${id}.${Date.now()}`)).catch(() => undefined);
-    this.metadata.forget(id);
+    await this.moveToQuarantine(id, this.blobPath(id));
+    this.metadata.forget(id, { state: 'live' });
   }
 
   /**
-   * After a crash: a blob with no live row is an upload that never committed here (or a delete
-   * that did not finish unlinking) and goes; a live row whose blob is missing or the wrong size
-   * is forgotten, so repair fetches the copy again from a peer.
+   * At start, after a crash or a lost database: a blob with no live row is an upload that never
+   * committed here, a delete that did not finish unlinking, or (metadata.sqlite lost or restored
+   * from an old backup) a copy this node can no longer account for; none of them is deleted, they
+   * go to quarantine/, from where a pull of the same file adopts them again. A live row whose
+   * blob is missing or the wrong size is forgotten, so repair fetches the copy again. Both are
+   * counted for the log and /metrics.
    */
   async reconcile(): Promise<{ orphanBlobs: number; missingBlobs: number }> {
     let orphanBlobs = 0;
@@ -217,7 +232,7 @@ export class BlobStore {
       for (const name of await readdir(join(this.blobsDir, shard))) {
         const record = this.metadata.get(name);
         if (!record || record.state !== 'live') {
-          await unlink(join(this.blobsDir, shard, name)).catch(() => undefined);
+          await this.moveToQuarantine(name, join(this.blobsDir, shard, name));
           orphanBlobs++;
         }
       }
@@ -229,11 +244,84 @@ export class BlobStore {
         () => -1,
       );
       if (size !== record.size) {
-        this.metadata.forget(record.id);
+        this.metadata.forget(record.id, { state: 'live' });
         missingBlobs++;
       }
     }
     return { orphanBlobs, missingBlobs };
+  }
+
+  /**
+   * Stores a quarantined blob of this file again when its bytes are exactly the file's (same
+   * size and sha256): after a lost database, repair refills the node from its own disk instead of
+   * the network. Returns the bytes adopted, or undefined when no quarantined blob matches.
+   */
+  async adoptQuarantined(meta: FileMeta, heldFor: string | null): Promise<number | undefined> {
+    for (const name of [...(this.quarantined.get(meta.id) ?? [])]) {
+      const path = join(this.quarantineDir, name);
+      try {
+        if ((await stat(path)).size !== meta.size) continue;
+        const hasher = new HashingCounter();
+        await pipeline(createReadStream(path), hasher, new Sink());
+        if (hasher.sha256 !== meta.sha256) continue;
+        await this.storeCopy(createReadStream(path), meta, heldFor);
+        await unlink(path).catch(() => undefined);
+        this.forgetQuarantined(meta.id, name);
+        return meta.size;
+      } catch {
+        // Unreadable or gone: the network copy will do.
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Bounds quarantine/: entries older than `maxAgeMs` go, and while the file system has less
+   * than `wantFreeBytes` free, the oldest go first, so quarantined bytes never hold space the node
+   * needs for copies it is responsible for.
+   */
+  async sweepQuarantine(maxAgeMs: number, wantFreeBytes: number): Promise<number> {
+    const entries = [...this.quarantined.entries()]
+      .flatMap(([id, names]) => names.map((name) => ({ id, name, at: quarantinedAt(name) })))
+      .sort((a, b) => a.at - b.at);
+    let removed = 0;
+    const cutoff = Date.now() - maxAgeMs;
+    for (const e of entries) {
+      if (e.at >= cutoff) {
+        const fs = await statfs(this.quarantineDir).catch(() => undefined);
+        if (!fs || fs.bavail * fs.bsize >= wantFreeBytes) break;
+      }
+      await unlink(join(this.quarantineDir, e.name)).catch(() => undefined);
+      this.forgetQuarantined(e.id, e.name);
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Blobs held in quarantine/. */
+  quarantineCount(): number {
+    let n = 0;
+    for (const names of this.quarantined.values()) n += names.length;
+    return n;
+  }
+
+  private async moveToQuarantine(id: string, from: string): Promise<void> {
+    const name = `${id}.${Date.now()}`;
+    try {
+      await rename(from, join(this.quarantineDir, name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const names = this.quarantined.get(id) ?? [];
+    names.push(name);
+    this.quarantined.set(id, names);
+  }
+
+  private forgetQuarantined(id: string, name: string): void {
+    const names = (this.quarantined.get(id) ?? []).filter((n) => n !== name);
+    if (names.length > 0) this.quarantined.set(id, names);
+    else this.quarantined.delete(id);
   }
 
   private async unlinkBlob(id: string): Promise<void> {
@@ -252,6 +340,10 @@ export class BlobStore {
     this.pending.delete(token);
     return upload;
   }
+}
+
+function quarantinedAt(name: string): number {
+  return Number(name.slice(name.lastIndexOf('.') + 1));
 }
 
 async function fsyncDir(dir: string): Promise<void> {

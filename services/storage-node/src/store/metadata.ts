@@ -120,6 +120,15 @@ export class MetadataStore {
       this.account(+1, row.partition, row.id, row.state, row.sha256, row.size);
   }
 
+  /**
+   * Runs `work` in one transaction and returns its result once the transaction has committed. The
+   * in-memory digests and totals are changed by the callers only after that, so a commit that
+   * fails (a disk error) leaves them matching what is on disk.
+   */
+  private commit<T>(work: () => T): T {
+    return this.db.transaction(work)();
+  }
+
   /** Keeps the partition digests and the totals in step with a row appearing (+1) or going (-1). */
   private account(
     sign: 1 | -1,
@@ -175,14 +184,18 @@ export class MetadataStore {
    * Forgets a row entirely: a surplus copy handed to its owners, a row whose blob is gone, or a
    * tombstone every owner has seen for longer than the grace period.
    */
-  forget(id: string): FileRecord | undefined {
-    return this.db.transaction(() => {
-      const existing = this.stmts.get.get(id);
-      if (!existing) return undefined;
+  forget(id: string, only?: { state: 'live'; sha256?: string }): FileRecord | undefined {
+    const existing = this.commit(() => {
+      const row = this.stmts.get.get(id);
+      if (!row) return undefined;
+      if (only && (row.state !== only.state || (only.sha256 !== undefined && row.sha256 !== only.sha256)))
+        return undefined;
       this.stmts.remove.run(id);
-      this.account(-1, existing.partition, existing.id, existing.state, existing.sha256, existing.size);
-      return toRecord(existing);
-    })();
+      return row;
+    });
+    if (!existing) return undefined;
+    this.account(-1, existing.partition, existing.id, existing.state, existing.sha256, existing.size);
+    return toRecord(existing);
   }
 
   get(id: string): FileRecord | undefined {
@@ -192,13 +205,14 @@ export class MetadataStore {
 
   /** Records a live copy, unless the id is already known (same bytes) or was deleted (deletes win). */
   putLive(meta: FileMeta, partition: number, heldFor: string | null): PutResult {
-    return this.db.transaction((): PutResult => {
+    const result = this.commit((): PutResult => {
       const existing = this.stmts.get.get(meta.id);
       if (existing) return existing.state === 'deleted' ? 'deleted' : 'already-stored';
       this.stmts.insertLive.run({ ...meta, partition, heldFor });
-      this.account(+1, partition, meta.id, 'live', meta.sha256, meta.size);
       return 'stored';
-    })();
+    });
+    if (result === 'stored') this.account(+1, partition, meta.id, 'live', meta.sha256, meta.size);
+    return result;
   }
 
   /**
@@ -207,21 +221,24 @@ export class MetadataStore {
    * delete); a client's delete of an id nobody knows must not fill the table.
    */
   markDeleted(id: string, deletedAt: string, partition?: number): { wasLive: boolean; known: boolean } {
-    return this.db.transaction(() => {
+    const change = this.commit(() => {
       const existing = this.stmts.get.get(id);
       if (!existing) {
-        if (partition !== undefined) {
-          this.stmts.insertTombstone.run({ id, partition, deletedAt });
-          this.account(+1, partition, id, 'deleted', '', 0);
-        }
-        return { wasLive: false, known: false };
+        if (partition === undefined) return { result: { wasLive: false, known: false } };
+        this.stmts.insertTombstone.run({ id, partition, deletedAt });
+        return { result: { wasLive: false, known: false }, inserted: partition };
       }
-      if (existing.state === 'deleted') return { wasLive: false, known: true };
+      if (existing.state === 'deleted') return { result: { wasLive: false, known: true } };
       this.stmts.markDeleted.run({ id, deletedAt });
-      this.account(-1, existing.partition, id, 'live', existing.sha256, existing.size);
-      this.account(+1, existing.partition, id, 'deleted', '', 0);
-      return { wasLive: true, known: true };
-    })();
+      return { result: { wasLive: true, known: true }, replaced: existing };
+    });
+    if (change.inserted !== undefined) this.account(+1, change.inserted, id, 'deleted', '', 0);
+    if (change.replaced) {
+      const { partition: p, sha256, size } = change.replaced;
+      this.account(-1, p, id, 'live', sha256, size);
+      this.account(+1, p, id, 'deleted', '', 0);
+    }
+    return change.result;
   }
 
   /** Records (live and tombstones) with id > after, in plain byte order of id. */

@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { TestCluster, waitFor } from '../helpers/cluster';
+import { download, sha256, upload, type StoredFile } from '../helpers/client';
+
+/** Every copy this node holds, as the file names under blobs/. */
+function blobCount(dataDir: string): number {
+  return readdirSync(join(dataDir, 'blobs'), { recursive: true, withFileTypes: true }).filter((e) =>
+    e.isFile(),
+  ).length;
+}
+
+/**
+ * Never delete what you cannot explain: a node whose metadata.sqlite is lost (a bad restore, an
+ * operator's mistake) must not wipe its blobs at start. They are set aside in quarantine/, the
+ * node is reported as missing those copies, and repair takes them back from its own disk rather
+ * than copying them over the network.
+ */
+describe('a node that lost its database', () => {
+  let cluster: TestCluster;
+  const stored: Array<{ file: StoredFile; data: Buffer }> = [];
+
+  beforeAll(async () => {
+    cluster = await TestCluster.start({ nodes: 3, args: ['--repair-interval-ms', '500'] });
+    for (let i = 0; i < 10; i++) {
+      const data = randomBytes(2_000 + i * 4_099);
+      const res = await upload(cluster.url(i % 3), data, `kept-${i}.bin`);
+      expect(res.status).toBe(201);
+      stored.push({ file: res.body, data });
+    }
+  });
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('keeps its blobs, reports them, and adopts them back', async () => {
+    const node = cluster.node(1);
+    expect(blobCount(node.dataDir)).toBe(stored.length);
+    await cluster.kill(1, 'SIGKILL');
+    for (const f of ['metadata.sqlite', 'metadata.sqlite-wal', 'metadata.sqlite-shm']) {
+      rmSync(join(node.dataDir, f), { force: true });
+    }
+    await cluster.restart(1);
+    expect(cluster.log(1)).toMatch(/"orphanBlobs":10/);
+    expect(readdirSync(join(node.dataDir, 'quarantine')).length + blobCount(node.dataDir)).toBe(
+      stored.length,
+    );
+
+    // Repair gives the node its copies back, from its own quarantine.
+    await waitFor(() => blobCount(node.dataDir) === stored.length, 30_000, 'the copies to be back');
+    const adopted = cluster
+      .log(1)
+      .split('\n')
+      .filter((l) => l.includes('adopted a quarantined copy')).length;
+    expect(adopted).toBe(stored.length);
+    expect(readdirSync(join(node.dataDir, 'quarantine'))).toEqual([]);
+    for (const { file, data } of stored) {
+      const got = await download(node.url, file.id);
+      expect(got.status).toBe(200);
+      expect(sha256(got.data)).toBe(sha256(data));
+    }
+  });
+});
