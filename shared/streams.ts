@@ -99,39 +99,6 @@ export class CorruptCopyError extends Error {
 }
 
 /**
- * Passes a whole file through while hashing it, holding back the last chunk until the sha256 is
- * known: if it does not match, the stream fails instead of delivering the end, so a reader never
- * receives a complete body from a damaged copy.
- */
-export class VerifyingStream extends Transform {
-  private readonly hash: Hash = createHash('sha256');
-  private held: Buffer | undefined;
-
-  constructor(
-    private readonly expectedSha256: string,
-    private readonly onMismatch: () => void,
-  ) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    const previous = this.held;
-    this.held = chunk;
-    cb(null, previous);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (this.hash.digest('hex') !== this.expectedSha256) {
-      this.onMismatch();
-      cb(new CorruptCopyError('the copy does not match its sha256'));
-      return;
-    }
-    cb(null, this.held);
-  }
-}
-
-/**
  * Lets go of a stream that nobody will read or write any more. Its destroy may still report an
  * error: undici turns destroying a response body that has not ended into a RequestAbortedError.
  * An 'error' event that nobody listens to ends the process, and this one is expected, so it is
@@ -153,8 +120,9 @@ export interface ByteSource {
  * One body read from a series of sources of the same bytes, `start` to `end` (inclusive): when
  * the source in hand fails or ends before `end`, the bytes from the one reached onwards come
  * from the next source `openRest` finds, so the reader still receives one whole body. Only when
- * no source is left does the body fail (and the response is cut off). A CorruptCopyError ends it
- * at once: bytes already passed on came from a damaged copy, so the body must never complete.
+ * no source is left does the body fail (and the response is cut off). Sources hand on only bytes
+ * they have verified (a copy checks each block before passing any of its bytes), so a source that
+ * stops at a damaged block is replaced like any other: the splice joins verified bytes only.
  *
  * Who stops the read matters. A source that fails is replaced; a reader that goes away (this
  * stream is destroyed: the client hung up) ends the read for good: nothing more is fetched,
@@ -207,10 +175,6 @@ export class ResumingReadable extends Readable {
     if (this.source !== source) return;
     this.source = undefined;
     discard(source.body);
-    if (err instanceof CorruptCopyError) {
-      this.destroy(err);
-      return;
-    }
     // Every byte arrived: whatever the source did after its last one changes nothing.
     if (this.position > this.end) {
       this.push(null);

@@ -1,5 +1,5 @@
-import { pipeline, type Readable } from 'node:stream';
-import { ShoalError } from '../../../../shared/errors';
+import type { Readable } from 'node:stream';
+import { ShoalError, errorText } from '../../../../shared/errors';
 import type {
   CommitRequest,
   FileMeta,
@@ -9,16 +9,13 @@ import type {
   PreparedUpload,
 } from '../../../../shared/protocol';
 import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
-import { VerifyingStream } from '../../../../shared/streams';
+import { CorruptCopyError } from '../../../../shared/streams';
 import { PARTITION_COUNT } from '../placement/placement';
 import type { CopyRead, Peer } from '../peers/peer';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
 import type { CopyFetcher } from './copy-fetcher';
-import type { Scrubber } from './scrubber';
-
-/** Copies up to this size are re-hashed before any byte is served. */
-export const VERIFY_BEFORE_SERVE = 16 * 1024 * 1024;
+import type { CopyFault, Scrubber } from './scrubber';
 
 export interface LocalNodeOptions {
   id: string;
@@ -120,35 +117,37 @@ export class LocalNode implements Peer {
   }
 
   /**
-   * This node's own copy, verified: a copy of up to VERIFY_BEFORE_SERVE bytes is re-hashed before
-   * a byte is sent; a larger one is hashed as it streams and the response is cut (never
-   * completed) if it does not match. A damaged copy is quarantined and treated as absent.
+   * This node's own copy, every block verified against its checksum before any of its bytes
+   * leaves (store/verified-read.ts), whatever range is read. A copy that turns out missing,
+   * unreadable or damaged is taken out of service (Scrubber.takeOutOfService) and treated as
+   * absent, so the caller goes to another copy: before the first byte when the fault is in the
+   * first block read, at a block boundary, after only verified bytes, when it is further on.
    */
   async read(fileId: string, request: ReadRequest): Promise<CopyRead | 'deleted' | undefined> {
-    const own = this.metadata.get(fileId);
-    if (own?.state === 'deleted') return 'deleted';
     const local = await this.blobs.openLocal(fileId);
-    if (!local) return undefined;
+    if (local === 'absent') return this.metadata.get(fileId)?.state === 'deleted' ? 'deleted' : undefined;
+    if (local === 'missing' || local === 'corrupt') {
+      await this.scrubber.takeOutOfService(fileId, local);
+      return undefined;
+    }
     const decision = decideRead(local.record, request);
-    const streams = sendsBody(request.method, decision);
-    if (streams && local.record.size <= VERIFY_BEFORE_SERVE) {
-      if ((await this.scrubber.check(fileId)) !== 'ok') return undefined;
+    if (!sendsBody(request.method, decision)) return { ...decision, record: local.record, body: undefined };
+    let body: Readable;
+    try {
+      body = await local.read(decision.start, decision.end);
+    } catch (err) {
+      const fault = faultOf(err);
+      if (!fault) throw err;
+      await this.scrubber.takeOutOfService(fileId, fault, errorText(err));
+      return undefined;
     }
-    let body: Readable | undefined;
-    if (streams) {
-      body = local.read(decision.start, decision.end);
-      if (local.record.size > VERIFY_BEFORE_SERVE && decision.status === 200) {
-        // pipeline(), not pipe(): when the client goes away and the outer stream is destroyed,
-        // the file stream must close too (pipe() would leave its descriptor open).
-        body = pipeline(
-          body,
-          new VerifyingStream(local.record.sha256, () => {
-            void this.scrubber.check(fileId);
-          }),
-          () => undefined,
-        );
-      }
-    }
+    // A fault further on fails the stream (the reader resumes from another copy) and takes this
+    // copy out of service. A reader that goes away also ends it with an error, which says nothing
+    // about the copy.
+    body.on('error', (err) => {
+      const fault = faultOf(err);
+      if (fault) void this.scrubber.takeOutOfService(fileId, fault, errorText(err));
+    });
     return { ...decision, record: local.record, body };
   }
 
@@ -156,4 +155,16 @@ export class LocalNode implements Peer {
     if (!this.options.ready()) throw new ShoalError('not_ready', 'this node is not taking writes');
     if (this.options.full()) throw new ShoalError('insufficient_storage', 'this node is full');
   }
+}
+
+/**
+ * What a failed read says about the copy: damaged bytes, a blob that is gone, or one the file
+ * system cannot read (EIO, a directory in its place, ...). Undefined for anything else, such as
+ * the reader going away.
+ */
+function faultOf(err: unknown): CopyFault | undefined {
+  if (err instanceof CorruptCopyError) return 'corrupt';
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.syscall !== 'string') return undefined;
+  return e.code === 'ENOENT' ? 'missing' : 'unreadable';
 }

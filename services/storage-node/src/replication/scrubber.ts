@@ -1,5 +1,7 @@
+import { stat } from 'node:fs/promises';
+import { errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
-import { BackgroundWorker } from '../../../../shared/worker';
+import { BackgroundWorker, type WorkResult } from '../../../../shared/worker';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
 
@@ -7,18 +9,43 @@ export interface ScrubOptions {
   intervalMs: number;
   /** Read rate of a scrub pass, so it never starves client requests of the disk. */
   bytesPerSecond: number;
+  /** Pause between two presence walks over every live copy. */
+  presenceIntervalMs?: number;
 }
 
+/** What can be wrong with a copy this node holds. */
+export type CopyFault = 'corrupt' | 'missing' | 'unreadable';
+
+const PAGE = 500;
+/** Blob stats a presence walk makes per second at most: a million copies are checked in about 3 minutes. */
+const PRESENCE_STATS_PER_SECOND = 5_000;
+
 /**
- * Bitrot detection. Every `--scrub-interval-ms` each node re-reads every blob it holds at a
- * throttled rate and checks its sha256. A copy that no longer matches is quarantined (moved out
- * of blobs/, its row forgotten): it can never be served again, and anti-entropy sees the copy
- * missing and has a good one pulled from a peer.
+ * A node never counts a copy it cannot read. Two background walks over this node's live copies
+ * find those it must stop counting:
+ *
+ *  - the presence walk (every few seconds, at a bounded rate of stats) notices blobs that vanished
+ *    or changed size under a running node: a bad sector, an fsck, an operator's rm;
+ *  - the scrub (every --scrub-interval-ms, at a quarter of the repair bandwidth) re-reads every
+ *    blob and checks each block's checksum and the whole sha256, for bit rot.
+ *
+ * Reads report what they meet too (LocalNode). A faulty copy is taken out of service at once:
+ * moved to quarantine/ when anything is left of it, its live row forgotten, so this node's
+ * anti-entropy digest changes, the partition's leader sees the copy missing and has a good one
+ * made, and no surplus copy elsewhere is dropped against a copy that is not there.
  */
 export class Scrubber {
-  private readonly runner: BackgroundWorker;
+  private readonly scrub: BackgroundWorker;
+  private readonly presence: BackgroundWorker;
   private signal: AbortSignal | undefined;
-  readonly status = { passes: 0, blobsChecked: 0, corruptFound: 0, lastPassAt: null as string | null };
+  private presenceCursor = '';
+  readonly status = {
+    passes: 0,
+    blobsChecked: 0,
+    corruptFound: 0,
+    missingFound: 0,
+    lastPassAt: null as string | null,
+  };
 
   constructor(
     private readonly options: ScrubOptions,
@@ -26,7 +53,7 @@ export class Scrubber {
     private readonly blobs: BlobStore,
     private readonly log: Logger,
   ) {
-    this.runner = new BackgroundWorker(
+    this.scrub = new BackgroundWorker(
       {
         name: 'scrub',
         work: async (signal) => {
@@ -43,41 +70,94 @@ export class Scrubber {
       },
       log,
     );
+    const presenceMs = options.presenceIntervalMs ?? 10_000;
+    this.presence = new BackgroundWorker(
+      { name: 'presence', work: (signal) => this.presenceStep(signal) },
+      { firstMs: presenceMs, idleMs: presenceMs, backoffMs: presenceMs },
+      log,
+    );
   }
 
   start(): void {
-    this.runner.start();
+    this.scrub.start();
+    this.presence.start();
   }
 
-  stop(): Promise<void> {
-    return this.runner.stop();
+  async stop(): Promise<void> {
+    await Promise.all([this.scrub.stop(), this.presence.stop()]);
   }
 
+  /** One scrub pass over every live copy; returns how many were taken out of service. */
   async pass(): Promise<number> {
-    let corrupt = 0;
-    const ids = [...this.metadata.liveRecords()].map((r) => r.id);
-    for (const id of ids) {
-      if (this.signal?.aborted) break;
-      if ((await this.check(id, this.options.bytesPerSecond)) === 'corrupt') corrupt++;
+    let faulty = 0;
+    let checked = 0;
+    let after = '';
+    for (;;) {
+      const page = this.metadata.liveAfter(after, PAGE);
+      for (const { id } of page) {
+        if (this.signal?.aborted) return faulty;
+        checked++;
+        if ((await this.check(id, this.options.bytesPerSecond)) !== 'ok') faulty++;
+      }
+      if (page.length < PAGE) break;
+      after = page[page.length - 1]!.id;
     }
     this.status.passes++;
     this.status.lastPassAt = new Date().toISOString();
-    if (corrupt > 0) this.log.warn({ corrupt, checked: ids.length }, 'scrub pass found damaged copies');
-    return corrupt;
+    if (faulty > 0) this.log.warn({ faulty, checked }, 'scrub pass took faulty copies out of service');
+    return faulty;
   }
 
-  /** Verifies one copy; a damaged one is quarantined at once. */
-  async check(id: string, bytesPerSecond?: number): Promise<'ok' | 'corrupt' | 'missing'> {
-    const verdict = await this.blobs.verify(id, bytesPerSecond);
-    this.status.blobsChecked++;
-    if (verdict === 'corrupt') {
-      this.status.corruptFound++;
-      this.log.error(
-        { fileId: id },
-        'copy failed its sha256 check; quarantined, a good copy will be fetched',
-      );
-      await this.blobs.quarantine(id);
+  /** Verifies one copy; a faulty one is taken out of service at once. */
+  async check(id: string, bytesPerSecond?: number): Promise<'ok' | CopyFault> {
+    let verdict: 'ok' | CopyFault;
+    try {
+      verdict = await this.blobs.verify(id, bytesPerSecond);
+    } catch (err) {
+      this.log.warn({ fileId: id, err: errorText(err) }, 'could not verify a copy');
+      return 'ok';
     }
+    this.status.blobsChecked++;
+    if (verdict !== 'ok') await this.takeOutOfService(id, verdict);
     return verdict;
+  }
+
+  /**
+   * Stops counting a copy this node cannot serve: moves what is left of it to quarantine/ and
+   * forgets its live row, so anti-entropy has a good copy made. A tombstone is never touched.
+   */
+  async takeOutOfService(id: string, fault: CopyFault, detail?: string): Promise<void> {
+    if (this.metadata.get(id)?.state !== 'live') return;
+    if (fault === 'corrupt') this.status.corruptFound++;
+    else this.status.missingFound++;
+    this.log.error(
+      { fileId: id, fault, err: detail },
+      fault === 'corrupt'
+        ? 'copy failed its checksums; quarantined, a good copy will be made'
+        : `copy is ${fault}; no longer counted, a good copy will be made`,
+    );
+    await this.blobs.quarantine(id);
+  }
+
+  /** One page of the presence walk; idle once it has been round every live copy. */
+  private async presenceStep(signal: AbortSignal): Promise<WorkResult> {
+    const page = this.metadata.liveAfter(this.presenceCursor, PAGE);
+    const started = Date.now();
+    for (const { id, size } of page) {
+      if (signal.aborted) return 'idle';
+      const actual = await stat(this.blobs.blobPath(id)).then(
+        (s) => (s.isFile() ? s.size : -1),
+        () => -1,
+      );
+      if (actual !== size)
+        await this.takeOutOfService(id, 'missing', `blob size ${actual}, expected ${size}`);
+    }
+    if (page.length < PAGE) {
+      this.presenceCursor = '';
+      return 'idle';
+    }
+    this.presenceCursor = page[page.length - 1]!.id;
+    const budgetMs = (page.length / PRESENCE_STATS_PER_SECOND) * 1000;
+    return { throttleMs: Math.max(0, budgetMs - (Date.now() - started)) };
   }
 }

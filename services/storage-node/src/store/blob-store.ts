@@ -7,14 +7,25 @@ import { pipeline } from 'node:stream/promises';
 import { ShoalError, isNoSpaceError } from '../../../../shared/errors';
 import { sha256Hex } from '../../../../shared/hashing';
 import { assertValidId, isValidId } from '../../../../shared/ids';
+import { BlockChecksummer } from '../../../../shared/blocks';
 import { HashingCounter, Sink, Throttle } from '../../../../shared/streams';
 import type { FileMeta, FileRecord, PreparedUpload } from '../../../../shared/protocol';
 import { partitionOf } from '../placement/placement';
 import type { MetadataStore } from './metadata';
+import { openVerified } from './verified-read';
+
+/** A live copy on this node's disk, ready to be read through its block checksums. */
+export interface LocalCopy {
+  record: FileRecord;
+  /** Bytes start..end, every block verified before it is handed on (see openVerified). */
+  read(start: number, end: number): Promise<Readable>;
+}
 
 interface PendingUpload {
   sha256: string;
   size: number;
+  /** Block checksums of the bytes received (shared/blocks.ts). */
+  checksums: Buffer;
   path: string;
   preparedAt: number;
 }
@@ -80,15 +91,22 @@ export class BlobStore {
     const token = randomBytes(16).toString('hex');
     const path = join(this.tmpDir, token);
     const hasher = new HashingCounter();
+    const blocks = new BlockChecksummer();
     try {
-      await pipeline(source, hasher, createWriteStream(path, { flush: true }));
+      await pipeline(source, hasher, blocks, createWriteStream(path, { flush: true }));
     } catch (err) {
       await unlink(path).catch(() => undefined);
       if (isNoSpaceError(err))
         throw new ShoalError('insufficient_storage', 'no space left on this node', { cause: err });
       throw err;
     }
-    this.pending.set(token, { sha256: hasher.sha256, size: hasher.bytes, path, preparedAt: Date.now() });
+    this.pending.set(token, {
+      sha256: hasher.sha256,
+      size: hasher.bytes,
+      checksums: blocks.checksums(),
+      path,
+      preparedAt: Date.now(),
+    });
     return { token, sha256: hasher.sha256, size: hasher.bytes };
   }
 
@@ -104,7 +122,7 @@ export class BlobStore {
       const finalPath = this.blobPath(meta.id);
       await rename(upload.path, finalPath);
       await fsyncDir(join(finalPath, '..'));
-      const result = this.metadata.putLive(meta, partitionOf(meta.id), heldFor);
+      const result = this.metadata.putLive(meta, partitionOf(meta.id), heldFor, upload.checksums);
       if (result === 'deleted') {
         // A delete landed between our check and the insert: deletes win, drop the bytes.
         await unlink(finalPath).catch(() => undefined);
@@ -141,20 +159,40 @@ export class BlobStore {
     return this.metadata.get(id);
   }
 
-  /** The live record and a way to read its bytes, or undefined when this node has no live copy. */
-  async openLocal(
-    id: string,
-  ): Promise<{ record: FileRecord; read: (start?: number, end?: number) => Readable } | undefined> {
+  /**
+   * The live copy with its block checksums, or why there is none usable here: 'absent' (no live
+   * row), or a fault to act on, 'missing' (the blob is gone or the wrong size) or 'corrupt' (a
+   * copy stored before block checksums were kept, whose bytes no longer match its sha256).
+   */
+  async openLocal(id: string): Promise<LocalCopy | 'absent' | 'missing' | 'corrupt'> {
     const record = this.metadata.get(id);
-    if (!record || record.state !== 'live') return undefined;
+    if (!record || record.state !== 'live') return 'absent';
     const path = this.blobPath(id);
     try {
-      const info = await stat(path);
-      if (info.size !== record.size) return undefined;
+      if ((await stat(path)).size !== record.size) return 'missing';
     } catch {
-      return undefined;
+      return 'missing';
     }
-    return { record, read: (start?: number, end?: number) => createReadStream(path, { start, end }) };
+    const checksums = this.metadata.checksumsOf(id) ?? (await this.backfillChecksums(record, path));
+    if (!checksums) return 'corrupt';
+    return {
+      record,
+      read: (start: number, end: number) => openVerified(path, record.size, checksums, start, end),
+    };
+  }
+
+  /**
+   * Block checksums for a copy stored before they were kept: computed from its bytes, and kept
+   * only if those bytes still match the file's sha256. Undefined when they do not.
+   */
+  private async backfillChecksums(record: FileRecord, path: string): Promise<Buffer | undefined> {
+    const hasher = new HashingCounter();
+    const blocks = new BlockChecksummer();
+    await pipeline(createReadStream(path), hasher, blocks, new Sink());
+    if (hasher.sha256 !== record.sha256 || hasher.bytes !== record.size) return undefined;
+    const list = blocks.checksums();
+    this.metadata.setChecksums(record.id, list);
+    return list;
   }
 
   /**
@@ -190,20 +228,29 @@ export class BlobStore {
     return true;
   }
 
-  /** Re-reads a live copy and checks its sha256. */
-  async verify(id: string, bytesPerSecond?: number): Promise<'ok' | 'corrupt' | 'missing'> {
+  /**
+   * Re-reads a live copy and checks every block against its checksum and the whole against its
+   * sha256: 'missing' when the blob is gone (or the row is), 'unreadable' when reading it fails
+   * (EIO, a directory in its place, ...), 'corrupt' when the bytes do not match.
+   */
+  async verify(id: string, bytesPerSecond?: number): Promise<'ok' | 'corrupt' | 'missing' | 'unreadable'> {
     const record = this.metadata.get(id);
     if (!record || record.state !== 'live') return 'missing';
+    const expected = this.metadata.checksumsOf(id);
     const hasher = new HashingCounter();
+    const blocks = new BlockChecksummer();
     try {
       const source = createReadStream(this.blobPath(id));
-      if (bytesPerSecond) await pipeline(source, new Throttle(bytesPerSecond), hasher, new Sink());
-      else await pipeline(source, hasher, new Sink());
+      if (bytesPerSecond) await pipeline(source, new Throttle(bytesPerSecond), hasher, blocks, new Sink());
+      else await pipeline(source, hasher, blocks, new Sink());
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
-      throw err;
+      return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unreadable';
     }
-    return hasher.sha256 === record.sha256 && hasher.bytes === record.size ? 'ok' : 'corrupt';
+    if (hasher.sha256 !== record.sha256 || hasher.bytes !== record.size) return 'corrupt';
+    const actual = blocks.checksums();
+    if (!expected) this.metadata.setChecksums(id, actual);
+    else if (!expected.equals(actual)) return 'corrupt';
+    return 'ok';
   }
 
   /**

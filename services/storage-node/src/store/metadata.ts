@@ -82,6 +82,9 @@ export class MetadataStore {
       CREATE INDEX IF NOT EXISTS files_by_partition ON files (partition, id);
       CREATE INDEX IF NOT EXISTS tombstones_by_time ON files (deleted_at) WHERE state = 'deleted';
       CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      -- The block checksums of each live copy (shared/blocks.ts), apart from the rows so that
+      -- listings and partition reads do not carry them.
+      CREATE TABLE IF NOT EXISTS checksums (id TEXT PRIMARY KEY, list BLOB NOT NULL) WITHOUT ROWID;
     `);
     this.stmts = {
       get: this.db.prepare<[string], Row>('SELECT * FROM files WHERE id = ?'),
@@ -97,11 +100,19 @@ export class MetadataStore {
          VALUES (@id, @partition, '', 0, '', '', @deletedAt, 'deleted', @deletedAt, NULL)`,
       ),
       remove: this.db.prepare('DELETE FROM files WHERE id = ?'),
+      getChecksums: this.db.prepare<[string], { list: Buffer }>('SELECT list FROM checksums WHERE id = ?'),
+      putChecksums: this.db.prepare(
+        'INSERT INTO checksums (id, list) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET list = excluded.list',
+      ),
+      removeChecksums: this.db.prepare('DELETE FROM checksums WHERE id = ?'),
       byPartition: this.db.prepare<[number], Row>('SELECT * FROM files WHERE partition = ? ORDER BY id'),
       all: this.db.prepare<[], Pick<Row, 'id' | 'state' | 'sha256' | 'size' | 'partition'>>(
         'SELECT id, partition, state, sha256, size FROM files',
       ),
       live: this.db.prepare<[], Row>(`SELECT * FROM files WHERE state = 'live' ORDER BY id`),
+      liveAfter: this.db.prepare<[string, number], Pick<Row, 'id' | 'size'>>(
+        `SELECT id, size FROM files WHERE state = 'live' AND id > ? ORDER BY id LIMIT ?`,
+      ),
       expiredTombstonePartitions: this.db.prepare<[string], { partition: number }>(
         `SELECT DISTINCT partition FROM files WHERE state = 'deleted' AND deleted_at < ?`,
       ),
@@ -175,7 +186,12 @@ export class MetadataStore {
     return this.stmts.tombstonesSince.all(since, limit).map((r) => ({ id: r.id, deletedAt: r.deleted_at }));
   }
 
-  /** Every live row, for scrubbing and start-up checks. */
+  /** The next `limit` live copies after `after` (id order): scrub and presence checks walk them in pages. */
+  liveAfter(after: string, limit: number): Array<{ id: string; size: number }> {
+    return this.stmts.liveAfter.all(after, limit);
+  }
+
+  /** Every live row, for start-up checks. */
   *liveRecords(): IterableIterator<FileRecord> {
     for (const row of this.stmts.live.iterate()) yield toRecord(row);
   }
@@ -191,11 +207,24 @@ export class MetadataStore {
       if (only && (row.state !== only.state || (only.sha256 !== undefined && row.sha256 !== only.sha256)))
         return undefined;
       this.stmts.remove.run(id);
+      this.stmts.removeChecksums.run(id);
       return row;
     });
     if (!existing) return undefined;
     this.account(-1, existing.partition, existing.id, existing.state, existing.sha256, existing.size);
     return toRecord(existing);
+  }
+
+  /** The block checksums of a live copy; undefined for a copy stored before they were kept. */
+  checksumsOf(id: string): Buffer | undefined {
+    return this.stmts.getChecksums.get(id)?.list;
+  }
+
+  /** Records the block checksums of a live copy that had none (computed from verified bytes). */
+  setChecksums(id: string, list: Buffer): void {
+    this.commit(() => {
+      if (this.stmts.get.get(id)?.state === 'live') this.stmts.putChecksums.run(id, list);
+    });
   }
 
   get(id: string): FileRecord | undefined {
@@ -204,11 +233,12 @@ export class MetadataStore {
   }
 
   /** Records a live copy, unless the id is already known (same bytes) or was deleted (deletes win). */
-  putLive(meta: FileMeta, partition: number, heldFor: string | null): PutResult {
+  putLive(meta: FileMeta, partition: number, heldFor: string | null, checksums: Buffer): PutResult {
     const result = this.commit((): PutResult => {
       const existing = this.stmts.get.get(meta.id);
       if (existing) return existing.state === 'deleted' ? 'deleted' : 'already-stored';
       this.stmts.insertLive.run({ ...meta, partition, heldFor });
+      this.stmts.putChecksums.run(meta.id, checksums);
       return 'stored';
     });
     if (result === 'stored') this.account(+1, partition, meta.id, 'live', meta.sha256, meta.size);
@@ -230,6 +260,7 @@ export class MetadataStore {
       }
       if (existing.state === 'deleted') return { result: { wasLive: false, known: true } };
       this.stmts.markDeleted.run({ id, deletedAt });
+      this.stmts.removeChecksums.run(id);
       return { result: { wasLive: true, known: true }, replaced: existing };
     });
     if (change.inserted !== undefined) this.account(+1, change.inserted, id, 'deleted', '', 0);

@@ -1,0 +1,109 @@
+import type { FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { BLOCK_SIZE, blockLength, blockMatches, blocksCovering } from '../../../../shared/blocks';
+import { CorruptCopyError } from '../../../../shared/streams';
+
+/** A block of a copy did not match its checksum. */
+export class CorruptBlockError extends CorruptCopyError {
+  constructor(readonly block: number) {
+    super(`block ${block} of the copy does not match its checksum`);
+    this.name = 'CorruptBlockError';
+  }
+}
+
+/**
+ * Opens bytes start..end of a copy on disk for reading, verifying every block against its
+ * checksum before any of its bytes is handed on. The first block is read and verified here,
+ * before the stream exists, so a copy that is missing (ENOENT), unreadable (EIO, EISDIR, ...) or
+ * damaged at its start is refused before a reader has anything and the caller can try another
+ * copy; a fault in a later block fails the stream at that block's boundary, after only verified
+ * bytes. Reads whole blocks into fresh buffers (pushed data must not be reused): one block in
+ * flight per reader.
+ */
+export async function openVerified(
+  path: string,
+  size: number,
+  checksums: Buffer,
+  start: number,
+  end: number,
+): Promise<Readable> {
+  const { first, last } = blocksCovering(start, end);
+  const fh = await open(path, 'r');
+  let firstBlock: Buffer;
+  try {
+    firstBlock = await readBlock(fh, first, size, checksums);
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    throw err;
+  }
+  return new VerifiedBlocks(fh, size, checksums, start, end, first, last, firstBlock);
+}
+
+async function readBlock(fh: FileHandle, index: number, size: number, checksums: Buffer): Promise<Buffer> {
+  const length = blockLength(index, size);
+  const block = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await fh.read(block, filled, length - filled, index * BLOCK_SIZE + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  if (filled !== length || !blockMatches(checksums, index, block)) throw new CorruptBlockError(index);
+  return block;
+}
+
+class VerifiedBlocks extends Readable {
+  private next: number;
+  private reading = false;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly size: number,
+    private readonly checksums: Buffer,
+    private readonly start: number,
+    private readonly end: number,
+    first: number,
+    private readonly last: number,
+    firstBlock: Buffer,
+  ) {
+    super();
+    this.next = first + 1;
+    this.pushBlock(first, firstBlock);
+    if (first === last) this.push(null);
+  }
+
+  override _read(): void {
+    if (this.reading || this.next > this.last) return;
+    this.reading = true;
+    const index = this.next++;
+    readBlock(this.fh, index, this.size, this.checksums).then(
+      (block) => {
+        this.reading = false;
+        if (this.destroyed) return;
+        const more = this.pushBlock(index, block);
+        if (index === this.last) this.push(null);
+        else if (more) this._read();
+      },
+      (err: unknown) => {
+        this.reading = false;
+        this.destroy(err as Error);
+      },
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.fh.close().then(
+      () => callback(err),
+      () => callback(err),
+    );
+  }
+
+  /** Pushes the part of block `index` that lies in start..end. */
+  private pushBlock(index: number, block: Buffer): boolean {
+    const blockStart = index * BLOCK_SIZE;
+    const from = Math.max(this.start, blockStart) - blockStart;
+    const to = Math.min(this.end, blockStart + block.length - 1) - blockStart + 1;
+    return this.push(from === 0 && to === block.length ? block : block.subarray(from, to));
+  }
+}
