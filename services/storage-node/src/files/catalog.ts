@@ -35,23 +35,68 @@ export class Catalog {
   ) {}
 
   /**
-   * Leaves a tombstone on every live member that knows the file, so the delete holds even where a
-   * copy is later found again. Needs W members to answer (as a write does); 404 when no member
-   * had a live copy.
+   * Deletes are as durable as uploads: 204 only once W of the file's home members hold its
+   * tombstone durably, whether or not they held the file, with the next members in placement
+   * order standing in for home members that cannot be reached (as hinted handoff does for copies;
+   * anti-entropy hands the tombstone on when they are back). Holders outside those get it too.
+   *
+   * Nothing changes before it is clear that W nodes can take the tombstone: a delete that cannot
+   * reach them answers 503 and the file stays readable. An id no reachable member knows is 404
+   * when every home member answered (never stored, or already deleted) and 503 when some could
+   * not be asked (its holders may just be unreachable). An unknown id leaves no tombstone.
    */
   async delete(fileId: string, reqId: string): Promise<void> {
+    const { order, home } = this.membership.placement().place(fileId);
+    const live = this.nodes.live();
+    const probe = await callQuorum(live, (peer) => peer.record(fileId, { timeoutMs: 5_000, reqId }), {
+      quorum: 0,
+    });
+    const answered = new Map(probe.succeeded.map((s) => [s.target.id, s.value]));
+    const holders = probe.succeeded.filter((s) => s.value?.state === 'live').map((s) => s.target);
+    if (holders.length === 0) {
+      const deleted = probe.succeeded.some((s) => s.value?.state === 'deleted');
+      if (deleted || home.every((id) => answered.has(id))) throw new ShoalError('not_found', 'no such file');
+      throw new ShoalError(
+        'quorum_unavailable',
+        'the nodes that would hold this file cannot all be reached; nothing was deleted, try again',
+      );
+    }
+
+    const homes = home.filter((id) => answered.has(id));
+    const standIns = order
+      .filter((id) => !home.includes(id) && answered.has(id))
+      .slice(0, home.length - homes.length);
+    const targets = [...homes, ...standIns].flatMap((id) => {
+      const peer = this.nodes.get(id);
+      return peer ? [peer] : [];
+    });
+    const quorum = this.writeQuorum;
+    if (targets.length < quorum) {
+      throw new ShoalError(
+        'quorum_unavailable',
+        `only ${targets.length} node(s) can take the delete, ${quorum} are needed; nothing was deleted, try again`,
+      );
+    }
     const deletedAt = new Date().toISOString();
-    const members = this.nodes.live();
-    const quorum = Math.min(this.writeQuorum, members.length);
-    const result = await callQuorum(members, (peer) => peer.delete(fileId, deletedAt, { reqId }), { quorum });
+    const strays = holders.filter((h) => !targets.includes(h));
+    const [result] = await Promise.all([
+      callQuorum(targets, (peer) => peer.delete(fileId, deletedAt, { force: true, reqId }), { quorum }),
+      // Copies outside the targets (stand-ins of an upload, a draining member) go at once too;
+      // anti-entropy would remove them anyway.
+      callQuorum(strays, (peer) => peer.delete(fileId, deletedAt, { reqId }), { quorum: 0 }),
+    ]);
     for (const { target, error } of result.failed) {
       this.log.warn(
         { fileId, peer: target.id, reqId, err: errorText(error) },
         'delete not confirmed by a member',
       );
     }
-    requireQuorum(result, quorum, (n) => `only ${n} node(s) confirmed the delete; try again`);
-    if (!result.succeeded.some((s) => s.value.wasLive)) throw new ShoalError('not_found', 'no such file');
+    requireQuorum(
+      result,
+      quorum,
+      (n) =>
+        `the delete reached only ${n} of the ${quorum} nodes it needs; it completes when they are back, try again`,
+    );
   }
 
   /**
