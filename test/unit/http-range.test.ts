@@ -15,6 +15,21 @@ describe('parseRange', () => {
     ['bytes=9-1', 100, { kind: 'none' }],
     ['bytes=0-1,5-6', 100, { kind: 'none' }],
     ['bytes=-', 100, { kind: 'none' }],
+    ['bytes 0-9', 100, { kind: 'none' }],
+    ['bytes=--5', 100, { kind: 'none' }],
+    ['BYTES=0-9', 100, { kind: 'range', start: 0, end: 9 }],
+    ['bytes=0-9,', 100, { kind: 'range', start: 0, end: 9 }],
+    // Several ranges get the whole body, even adjacent ones that would merge into one...
+    ['bytes=0-4,5-9', 100, { kind: 'none' }],
+    // ...or ones that all lie outside the body; one bad element voids the header.
+    ['bytes=200-300,400-', 100, { kind: 'none' }],
+    ['bytes=0-9,abc', 100, { kind: 'none' }],
+    // A suffix range of an empty body is satisfiable and selects nothing (RFC 9110 14.1.1).
+    ['bytes=-5', 0, { kind: 'none' }],
+    // Positions past 2^53 are still positions: the suffix covers everything, the start lies outside.
+    ['bytes=-99999999999999999999', 100, { kind: 'range', start: 0, end: 99 }],
+    ['bytes=0-99999999999999999999', 100, { kind: 'range', start: 0, end: 99 }],
+    ['bytes=99999999999999999999-', 100, { kind: 'unsatisfiable' }],
   ] as const)('%s of %i bytes', (header, size, expected) => {
     expect(parseRange(header, size)).toEqual(expected);
   });
