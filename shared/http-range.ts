@@ -1,3 +1,4 @@
+import { create as createDisposition } from 'content-disposition';
 import { parse as parseRangeHeader } from 'range-parser';
 
 /**
@@ -58,15 +59,20 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
 }
 
 /**
- * A Content-Disposition value that carries any file name safely: an ASCII fallback with
- * quotes, backslashes and control characters replaced, plus the exact name as RFC 8187
- * `filename*` (RFC 6266). Nothing in the name can end the header or start a new one.
+ * A Content-Disposition value that carries any file name safely (RFC 6266): content-disposition
+ * builds it, quoting or not as the value needs; this decides the ASCII fallback. When the name is
+ * not plain printable ASCII, or holds a quote, backslash or percent sign, `filename` carries a
+ * copy with those replaced by `_` (RFC 6266 appendix D: some user agents do not unescape quoted
+ * pairs, some percent-decode) and `filename*` carries the exact name (RFC 8187); otherwise the
+ * name alone. The value is ASCII, so nothing in the name can end the header or start a new one.
+ * `type` is `form-data` for the part of a multipart upload (the caller adds its `name`).
  */
-export function contentDisposition(name: string): string {
-  const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, '_') || 'file';
-  const encoded = encodeURIComponent(name).replace(
-    /['()*]/g,
-    (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase(),
-  );
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+export function contentDisposition(name: string, type: 'attachment' | 'form-data' = 'attachment'): string {
+  // UTF-8 cannot carry a lone surrogate and the library's encodeURIComponent throws on one; a
+  // UTF-8 decoder would read the name as U+FFFD there, so that is what is sent.
+  const exact = name.replace(LONE_SURROGATE, '\uFFFD');
+  const fallback = exact.replace(/[^\x20-\x7e]|["\\%]/g, '_') || 'file';
+  return createDisposition(exact, { type, fallback });
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
