@@ -1,3 +1,6 @@
+import { create as createDisposition } from 'content-disposition';
+import { parse as parseRangeHeader } from 'range-parser';
+
 /**
  * Byte ranges and conditional requests as RFC 9110 defines them, for one representation.
  * Only a single range is served; a header asking for several is ignored (the full body is sent),
@@ -7,31 +10,41 @@
 export type RangeResult =
   { kind: 'none' } | { kind: 'unsatisfiable' } | { kind: 'range'; start: number; end: number };
 
+const NONE: RangeResult = { kind: 'none' };
+/** range-parser's result code bits: some element did not parse; some element lies outside the body. */
+const MALFORMED = 1;
+const UNSATISFIABLE = 2;
+
+/**
+ * range-parser applies the RFC 9110 grammar (the unit, first-last, open and suffix ranges, empty
+ * list elements) and clips ranges to the body; what to serve is decided here. An element that
+ * does not parse voids the whole header, which the grammar then does not match, so it is
+ * ignored. A header naming several ranges gets the whole body: its combineRanges is not used,
+ * since it would merge `0-4,5-9` into one range and answer a multi-range request with one part.
+ */
 export function parseRange(header: string | undefined, size: number): RangeResult {
-  if (header === undefined) return { kind: 'none' };
-  const match = /^\s*bytes\s*=\s*(.+)$/i.exec(header);
-  if (!match) return { kind: 'none' };
-  const specs = match[1]!
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-  if (specs.length !== 1) return { kind: 'none' };
-  const spec = /^(\d*)-(\d*)$/.exec(specs[0]!);
-  if (!spec) return { kind: 'none' };
-  const [, first, last] = spec as unknown as [string, string, string];
-  if (first === '' && last === '') return { kind: 'none' };
-  if (first === '') {
-    const suffix = Number(last);
-    if (!Number.isSafeInteger(suffix)) return { kind: 'none' };
-    if (suffix === 0 || size === 0) return { kind: 'unsatisfiable' };
-    return { kind: 'range', start: Math.max(0, size - suffix), end: size - 1 };
+  if (header === undefined) return NONE;
+  const parsed = parseRangeHeader(size, header);
+  if (parsed.type !== 'bytes' || (parsed.code & MALFORMED) !== 0) return NONE;
+  if (countRangeElements(header) !== 1) return NONE;
+  const range = parsed.ranges[0];
+  if (range === undefined) {
+    // A suffix range of an empty body is satisfiable but selects nothing (RFC 9110 14.1.1):
+    // the whole, empty body is the answer; anything else that selects nothing is a 416.
+    return (parsed.code & UNSATISFIABLE) !== 0 ? { kind: 'unsatisfiable' } : NONE;
   }
-  const start = Number(first);
-  const end = last === '' ? Number.MAX_SAFE_INTEGER : Number(last);
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end)) return { kind: 'none' };
-  if (end < start) return { kind: 'none' };
-  if (start >= size) return { kind: 'unsatisfiable' };
-  return { kind: 'range', start, end: Math.min(end, size - 1) };
+  return { kind: 'range', start: range.start, end: range.end };
+}
+
+/**
+ * How many ranges a header names. range-parser's result lists only the satisfiable ones, so a
+ * request for several that all lie outside the body would look like a request for one.
+ */
+function countRangeElements(header: string): number {
+  return header
+    .slice(header.indexOf('=') + 1)
+    .split(',')
+    .filter((element) => element.trim() !== '').length;
 }
 
 /** True when an If-None-Match header matches this entity tag (weak comparison, as for GET). */
@@ -46,15 +59,20 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
 }
 
 /**
- * A Content-Disposition value that carries any file name safely: an ASCII fallback with
- * quotes, backslashes and control characters replaced, plus the exact name as RFC 8187
- * `filename*` (RFC 6266). Nothing in the name can end the header or start a new one.
+ * A Content-Disposition value that carries any file name safely (RFC 6266): content-disposition
+ * builds it, quoting or not as the value needs; this decides the ASCII fallback. When the name is
+ * not plain printable ASCII, or holds a quote, backslash or percent sign, `filename` carries a
+ * copy with those replaced by `_` (RFC 6266 appendix D: some user agents do not unescape quoted
+ * pairs, some percent-decode) and `filename*` carries the exact name (RFC 8187); otherwise the
+ * name alone. The value is ASCII, so nothing in the name can end the header or start a new one.
+ * `type` is `form-data` for the part of a multipart upload (the caller adds its `name`).
  */
-export function contentDisposition(name: string): string {
-  const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, '_') || 'file';
-  const encoded = encodeURIComponent(name).replace(
-    /['()*]/g,
-    (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase(),
-  );
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+export function contentDisposition(name: string, type: 'attachment' | 'form-data' = 'attachment'): string {
+  // UTF-8 cannot carry a lone surrogate and the library's encodeURIComponent throws on one; a
+  // UTF-8 decoder would read the name as U+FFFD there, so that is what is sent.
+  const exact = name.replace(LONE_SURROGATE, '\uFFFD');
+  const fallback = exact.replace(/[^\x20-\x7e]|["\\%]/g, '_') || 'file';
+  return createDisposition(exact, { type, fallback });
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;

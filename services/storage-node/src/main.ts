@@ -1,8 +1,9 @@
 import { createServer, type Server } from 'node:http';
-import { mkdir, open, readFile, statfs, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorText } from '../../../shared/errors';
 import { createLogger, type Logger } from '../../../shared/logging';
+import { BackgroundWorker, type Worker } from '../../../shared/worker';
 import { resolveNodeId, type Config } from './config';
 import { Catalog } from './files/catalog';
 import { FileReader } from './files/download';
@@ -22,6 +23,7 @@ import { Nodes } from './replication/nodes';
 import { Scrubber } from './replication/scrubber';
 import { nodeStatus } from './http/node-status';
 import { BlobStore } from './store/blob-store';
+import { DataDirMonitor } from './store/data-dir-monitor';
 import { lockDataDir } from './store/data-dir-lock';
 import { MetadataStore } from './store/metadata';
 
@@ -40,6 +42,7 @@ const SHUTDOWN_GRACE_MS = 25_000;
  */
 const MAX_HEADER_BYTES = 16 * 1024;
 const PENDING_UPLOAD_TTL_MS = 10 * 60_000;
+const HOUSEKEEPING_MS = 2_000;
 
 /** Composition root: config -> parts -> listen. Nothing else builds parts. */
 export async function startNode(config: Config): Promise<RunningNode> {
@@ -176,32 +179,27 @@ export async function startNode(config: Config): Promise<RunningNode> {
       res();
     });
   });
-  const checkDisk = dataDirChecker(dataDir, config.minFreeBytes, lifecycle, membership, log);
-  await checkDisk();
+  const dataDirMonitor = new DataDirMonitor(
+    { dataDir, minFreeBytes: config.minFreeBytes },
+    {
+      setFault: (fault) => (lifecycle.diskFault = fault),
+      setFull: (full, reason) => membership.setFull(full, reason),
+    },
+    log,
+  );
+  await dataDirMonitor.check();
   await membership.start();
   await catchUpDeletes(metadata, blobs, nodes, log);
   recordAlive(metadata);
   antiEntropy.start();
   scrubber.start();
-  let aliveStampFailing = false;
-  const housekeeping = setInterval(() => {
-    blobs
-      .expirePending(PENDING_UPLOAD_TTL_MS)
-      .catch((err: unknown) => log.warn({ err }, 'expiring temp uploads failed'));
-    // A synchronous SQLite write in a timer: if the disk refuses it, throwing here would take the
-    // whole process down, copies others could still read from it included. The data dir check
-    // reports the cause; this only notes when the stamp stops and resumes.
-    try {
-      recordAlive(metadata);
-      if (aliveStampFailing) log.info('recording the last-alive time works again');
-      aliveStampFailing = false;
-    } catch (err) {
-      if (!aliveStampFailing) log.warn({ err: errorText(err) }, 'could not record the last-alive time');
-      aliveStampFailing = true;
-    }
-    void checkDisk();
-  }, 2_000);
-  housekeeping.unref();
+  const housekeeping = new BackgroundWorker(
+    housekeeper(blobs, metadata, log),
+    { firstMs: HOUSEKEEPING_MS, idleMs: HOUSEKEEPING_MS },
+    log,
+  );
+  housekeeping.start();
+  dataDirMonitor.start();
   started = true;
   log.info(
     { url: config.advertiseUrl, dataDir, replicas: config.replicas, writeQuorum: config.writeQuorum },
@@ -214,9 +212,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
       lifecycle.stopping = true;
       log.info('shutting down: finishing in-flight requests');
       membership.stop();
-      await Promise.all([antiEntropy.stop(), scrubber.stop()]);
+      await Promise.all([antiEntropy.stop(), scrubber.stop(), housekeeping.stop(), dataDirMonitor.stop()]);
       ctx.apiKeys.stop();
-      clearInterval(housekeeping);
       const closed = new Promise<void>((res) => server.close(() => res()));
       // close() ends the connections idle at that moment; those busy then end after their answer
       // (Connection: close, app.ts), or here, if a request ends without one.
@@ -270,120 +267,40 @@ export async function runNode(config: Config): Promise<void> {
   process.once('SIGINT', onSignal);
 }
 
-/** A write probe unanswered for this long means the data dir hangs (a stuck volume, a dead NFS server). */
-const DISK_HANG_MS = 10_000;
-
 /**
- * Runs checkDataDir and reports what it finds (readiness, the full flag in gossip, one log line
- * per change), one at a time: a probe still running when the next is due is not doubled (on a
- * hung disk each would hold another libuv thread for good); once it has run DISK_HANG_MS the
- * node reports the data dir as hanging, like one that refuses writes, until a probe completes.
+ * Records that this node is alive and forgets temp uploads nobody committed or aborted. A worker
+ * apart from the data dir check, whose steps wait up to its hang limit for a probe: neither waits
+ * behind the other's I/O.
  */
-function dataDirChecker(
-  dataDir: string,
-  minFreeBytes: number,
-  lifecycle: Lifecycle,
-  membership: Membership,
-  log: Logger,
-): () => Promise<void> {
-  let running: { since: number; done: Promise<void> } | undefined;
-  const report = (fault: string | undefined, lowSpace: boolean, detail?: string): void => {
-    if (fault !== undefined && lifecycle.diskFault === null) {
-      log.error(
-        { dataDir, err: detail ?? fault },
-        'data dir does not take writes; not ready, taking no new copies',
-      );
-    } else if (fault === undefined && lifecycle.diskFault !== null) {
-      log.info({ dataDir }, 'data dir takes writes again; ready');
-    }
-    lifecycle.diskFault = fault ?? null;
-    membership.setFull(
-      fault !== undefined || lowSpace,
-      fault
-        ? `data dir does not take writes: ${fault}`
-        : lowSpace
-          ? 'free space under --min-free-bytes'
-          : undefined,
-    );
-  };
-  return () => {
-    if (running) {
-      const waited = Date.now() - running.since;
-      if (waited >= DISK_HANG_MS) {
-        report(`writes to the data dir hang (no answer in ${Math.round(waited / 1000)} s)`, false);
+function housekeeper(blobs: BlobStore, metadata: MetadataStore, log: Logger): Worker {
+  let aliveStampFailing = false;
+  let expiring: Promise<void> | undefined;
+  return {
+    name: 'housekeeping',
+    work: async () => {
+      // A synchronous SQLite write, which a disk that refuses writes makes throw. Caught here, not
+      // left to the worker, which would log every failure and back off. The data dir check
+      // reports the cause; this only notes when the stamp stops and resumes.
+      try {
+        recordAlive(metadata);
+        if (aliveStampFailing) log.info('recording the last-alive time works again');
+        aliveStampFailing = false;
+      } catch (err) {
+        if (!aliveStampFailing) log.warn({ err: errorText(err) }, 'could not record the last-alive time');
+        aliveStampFailing = true;
       }
-      return running.done;
-    }
-    const done = checkDataDir(dataDir, minFreeBytes)
-      .then(({ fault, lowSpace }) => report(fault?.reason, lowSpace, fault?.detail))
-      .finally(() => {
-        running = undefined;
-      });
-    running = { since: Date.now(), done };
-    return done;
+      // Not awaited: an unlink on a hung disk must hold up neither the next stamp nor shutdown.
+      // One expiry at a time, though, so they do not pile up behind it.
+      expiring ??= blobs
+        .expirePending(PENDING_UPLOAD_TTL_MS)
+        .then(
+          () => undefined,
+          (err: unknown) => log.warn({ err }, 'expiring temp uploads failed'),
+        )
+        .finally(() => (expiring = undefined));
+      return 'idle';
+    },
   };
-}
-
-/**
- * Run every few seconds: proves the data dir still takes writes (write, fsync, delete a probe
- * file) and measures its free space. A data dir that refuses writes (ext4 remounted read-only
- * after an error, a vanished volume) makes the node not ready, so load balancers route around
- * it and its public routes answer 503 with the reason; like one below --min-free-bytes, it also
- * makes the node announce through gossip that it takes no new copies, so writers and repair skip
- * it instead of failing against it. Its copies stay readable by peers. Both clear by themselves.
- */
-async function checkDataDir(
-  dataDir: string,
-  minFreeBytes: number,
-): Promise<{ fault: { reason: string; detail: string } | undefined; lowSpace: boolean }> {
-  const fault = await probeWrites(dataDir);
-  let lowSpace = false;
-  try {
-    const fs = await statfs(dataDir);
-    lowSpace = fs.bavail * fs.bsize < minFreeBytes;
-  } catch {
-    // A vanished dir: the probe above already reported it.
-  }
-  return { fault, lowSpace };
-}
-
-/** Undefined when a probe file could be written, fsync'd and deleted; otherwise why not. */
-async function probeWrites(dataDir: string): Promise<{ reason: string; detail: string } | undefined> {
-  const probe = join(dataDir, 'tmp', '.write-probe');
-  try {
-    const handle = await open(probe, 'w');
-    try {
-      await handle.writeFile('ok');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await unlink(probe);
-    return undefined;
-  } catch (err) {
-    return { reason: describeWriteFailure(err), detail: errorText(err) };
-  }
-}
-
-/** A short account of a failed write that names no path (it is shown on /readyz). */
-function describeWriteFailure(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  switch (code) {
-    case 'EROFS':
-      return 'the file system is read-only (EROFS)';
-    case 'ENOENT':
-      return 'the data dir is missing (ENOENT)';
-    case 'ENOSPC':
-    case 'EDQUOT':
-      return `no space left (${code})`;
-    case 'EIO':
-      return 'I/O error (EIO)';
-    case 'EACCES':
-    case 'EPERM':
-      return `permission denied (${code})`;
-    default:
-      return code ?? 'unknown error';
-  }
 }
 
 async function readStoredId(dataDir: string): Promise<string | undefined> {

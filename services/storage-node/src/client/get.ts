@@ -4,6 +4,7 @@ import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { parse as parseDisposition } from 'content-disposition';
 import { CliError, EXIT, networkError, usageError } from './errors';
 import { discard, type Download, type ShoalClient } from './http-client';
 import { writeJson, writeOut } from './output';
@@ -47,31 +48,11 @@ export function sha256FromEtag(etag: string | string[] | undefined): string | un
 
 /**
  * The original file name from a Content-Disposition header: the exact `filename*` (RFC 8187)
- * when present, else the plain `filename`.
+ * when present and decodable (UTF-8 or ISO-8859-1), else the plain `filename`.
  */
 export function nameFromDisposition(header: string | string[] | undefined): string | undefined {
   if (typeof header !== 'string') return undefined;
-  const extended = /(?:^|;)\s*filename\*\s*=\s*([^;\s]+)/i.exec(header)?.[1];
-  if (extended !== undefined) {
-    const match = /^([^']*)'[^']*'(.*)$/.exec(extended);
-    if (match) {
-      const [, charset = '', encoded = ''] = match;
-      try {
-        if (charset.toLowerCase() === 'utf-8') return decodeURIComponent(encoded);
-        return decodeLatin1(encoded);
-      } catch {
-        // A broken encoding: fall back to the plain name below.
-      }
-    }
-  }
-  const plain = /(?:^|;)\s*filename\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)/i.exec(header)?.[1]?.trim();
-  if (plain === undefined) return undefined;
-  return plain.startsWith('"') ? plain.slice(1, -1).replace(/\\(.)/g, '$1') : plain;
-}
-
-/** RFC 8187 allows ISO-8859-1 too: each %XX is one byte, which is one character. */
-function decodeLatin1(encoded: string): string {
-  return encoded.replace(/%([0-9a-f]{2})/gi, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return parseDisposition(header).parameters['filename'];
 }
 
 /** Longest local file name we create from a server-chosen name, in UTF-8 bytes (most file systems allow 255). */

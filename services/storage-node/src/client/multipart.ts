@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
+import { contentDisposition } from '../../../../shared/http-range';
 import { CliError, EXIT } from './errors';
 
 /** A file on disk to send as the one `file` part of a multipart/form-data body. */
@@ -21,17 +22,11 @@ export interface MultipartBody {
 }
 
 /**
- * The Content-Disposition of the part. `filename*` (RFC 8187, UTF-8, percent-encoded) carries the
- * exact name; `filename` is an ASCII fallback for parsers that ignore the starred form. Neither
- * can contain a quote, CR or LF, so no name can break out of the header.
+ * The Content-Disposition of the part, made like a download's: `filename*` (RFC 8187) carries the
+ * exact name whenever the plain `filename` cannot, and busboy on the node prefers it.
  */
 function partDisposition(name: string): string {
-  const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, '_') || 'file';
-  const encoded = encodeURIComponent(name).replace(
-    /['()*]/g,
-    (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase(),
-  );
-  return `form-data; name="file"; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+  return `${contentDisposition(name, 'form-data')}; name="file"`;
 }
 
 /**
