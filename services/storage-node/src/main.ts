@@ -42,6 +42,8 @@ const SHUTDOWN_GRACE_MS = 25_000;
  */
 const MAX_HEADER_BYTES = 16 * 1024;
 const PENDING_UPLOAD_TTL_MS = 10 * 60_000;
+/** Quarantined blobs not adopted again within this long are deleted (sooner when space runs short). */
+const QUARANTINE_MAX_AGE_MS = 7 * 24 * 3600_000;
 const HOUSEKEEPING_MS = 2_000;
 
 /** Composition root: config -> parts -> listen. Nothing else builds parts. */
@@ -194,7 +196,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   antiEntropy.start();
   scrubber.start();
   const housekeeping = new BackgroundWorker(
-    housekeeper(blobs, metadata, log),
+    housekeeper(blobs, metadata, config.minFreeBytes, log),
     { firstMs: HOUSEKEEPING_MS, idleMs: HOUSEKEEPING_MS },
     log,
   );
@@ -272,9 +274,10 @@ export async function runNode(config: Config): Promise<void> {
  * apart from the data dir check, whose steps wait up to its hang limit for a probe: neither waits
  * behind the other's I/O.
  */
-function housekeeper(blobs: BlobStore, metadata: MetadataStore, log: Logger): Worker {
+function housekeeper(blobs: BlobStore, metadata: MetadataStore, minFreeBytes: number, log: Logger): Worker {
   let aliveStampFailing = false;
   let expiring: Promise<void> | undefined;
+  let sweeping: Promise<void> | undefined;
   return {
     name: 'housekeeping',
     work: async () => {
@@ -298,6 +301,17 @@ function housekeeper(blobs: BlobStore, metadata: MetadataStore, log: Logger): Wo
           (err: unknown) => log.warn({ err }, 'expiring temp uploads failed'),
         )
         .finally(() => (expiring = undefined));
+      // Quarantine keeps what it cannot explain, but never for ever and never at the cost of
+      // space the node needs: old entries go, and the oldest go first while space is short.
+      sweeping ??= blobs
+        .sweepQuarantine(QUARANTINE_MAX_AGE_MS, minFreeBytes)
+        .then(
+          (removed) => {
+            if (removed > 0) log.info({ removed }, 'removed old quarantined blobs');
+          },
+          (err: unknown) => log.warn({ err }, 'sweeping quarantine failed'),
+        )
+        .finally(() => (sweeping = undefined));
       return 'idle';
     },
   };
