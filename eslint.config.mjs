@@ -13,6 +13,17 @@ export default tseslint.config(
     },
   },
   {
+    // Type-checked rules for the promises a storage node juggles: one left floating can reject with
+    // nobody listening, or skip the work it stood for.
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/await-thenable': 'error',
+    },
+  },
+  {
     // jest plumbing and preloads, loaded by require().
     files: ['**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: globals.node },

@@ -170,7 +170,7 @@ export class TestCluster {
   }
 
   async stopAll(): Promise<void> {
-    await Promise.all(this.nodes.map((n, i) => (n.proc ? this.kill(i, 'SIGKILL') : null)));
+    await Promise.all(this.nodes.map((n, i) => (n.proc ? this.kill(i, 'SIGKILL') : Promise.resolve(null))));
     // SHOAL_KEEP_TEST_DATA=1 keeps data dirs and logs for a post-mortem.
     if (process.env.SHOAL_KEEP_TEST_DATA) process.stdout.write(`kept test cluster data in ${this.root}\n`);
     else rmSync(this.root, { recursive: true, force: true });

@@ -205,7 +205,9 @@ export class QuorumWriter {
       next += batch.length;
       // A member that reported its disk full takes no new copy: skipped like an unreachable one.
       const checks = await Promise.all(
-        batch.map((id) => (this.membership.isFull(id) ? (skippedFull++, undefined) : this.reachable(id))),
+        batch.map((id) =>
+          this.membership.isFull(id) ? (skippedFull++, Promise.resolve(undefined)) : this.reachable(id),
+        ),
       );
       batch.forEach((id, i) => {
         const peer = checks[i];
