@@ -1,3 +1,5 @@
+import type { ErrorBody } from './protocol';
+
 /**
  * One error type for everything Shoal reports to a client. Each carries a stable machine-readable
  * `code` and the HTTP status it maps to; the HTTP layer renders them in one place.
@@ -63,9 +65,9 @@ export function isShoalError(err: unknown): err is ShoalError {
   return err instanceof ShoalError;
 }
 
-export interface ErrorBody {
-  error: { code: string; message: string };
-}
+// The shape is the protocol's (a peer's refusal is checked against it); a type import only, as
+// protocol/ imports this module at run time.
+export type { ErrorBody };
 
 export function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } };

@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { ShoalError } from './errors';
 
 /** The contract: letters, digits, '-' and '_', at most 64 characters. Nothing else reaches a path. */
-const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Node ids also allow '.', so that a host name or a Kubernetes pod name can be one. A node id
+ * never names a file or a directory, only a member.
+ */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && ID_PATTERN.test(id);

@@ -36,6 +36,22 @@ describe('limits', () => {
     expect(res.status).toBe(400);
     expect(res.body.error?.code).toBe('bad_request');
   });
+
+  it('stores a content type of 255 characters on its replicas, and refuses a longer one', async () => {
+    const send = async (type: string): Promise<Response> => {
+      const form = new FormData();
+      form.append('file', new Blob([randomBytes(10)], { type }), 'typed.bin');
+      return fetch(`${cluster.url(2)}/files`, { method: 'POST', body: form });
+    };
+    const longest = `application/${'x'.repeat(243)}`;
+    const stored = await send(longest);
+    expect(stored.status).toBe(201);
+    // At least one of the W replicas is another node, which checked it against the protocol.
+    expect(((await stored.json()) as { replicas: string[] }).replicas.length).toBeGreaterThanOrEqual(2);
+    const refused = await send(`${longest}x`);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('bad_request');
+  });
 });
 
 describe('signed download links and key rotation', () => {

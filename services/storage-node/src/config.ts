@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { NODE_ID_PATTERN } from '../../../shared/ids';
 
 /**
  * Flags of `shoal node`, parsed once into a frozen, typed Config. Every flag can also come from
@@ -82,7 +83,6 @@ export const DEFAULTS = Object.freeze({
 });
 
 const MIN_SECRET_LENGTH = 16;
-const NODE_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export class ConfigError extends Error {

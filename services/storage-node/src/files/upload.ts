@@ -3,7 +3,7 @@ import type { StorageEngine } from 'multer';
 import type { Readable } from 'node:stream';
 import { ShoalError } from '../../../../shared/errors';
 import { newFileId } from '../../../../shared/ids';
-import type { FileMeta } from '../../../../shared/protocol';
+import { isContentType, MAX_CONTENT_TYPE_LENGTH, type FileMeta } from '../../../../shared/protocol';
 import type { PreparedWrite, QuorumWriter } from '../replication/quorum-write';
 
 /** What the storage engine hands to the route once the multipart body has been read whole. */
@@ -100,6 +100,15 @@ export class ReplicatingStorage implements StorageEngine {
       callback(new ShoalError('bad_request', `file names are limited to ${MAX_NAME_LENGTH} bytes`));
       return;
     }
+    const contentType = file.mimetype || 'application/octet-stream';
+    // busboy hands over type/subtype tokens of any length; replicas take at most what the protocol allows.
+    if (!isContentType(contentType)) {
+      stream.resume();
+      callback(
+        new ShoalError('bad_request', `content types are limited to ${MAX_CONTENT_TYPE_LENGTH} characters`),
+      );
+      return;
+    }
     this.writer.prepare(fileId, stream, reqId).then(
       (write) => {
         const meta: FileMeta = {
@@ -107,7 +116,7 @@ export class ReplicatingStorage implements StorageEngine {
           name: file.originalname || 'file',
           size: write.size,
           sha256: write.sha256,
-          contentType: file.mimetype || 'application/octet-stream',
+          contentType,
           createdAt: new Date().toISOString(),
         };
         callback(null, { size: write.size, prepared: { meta, write } });

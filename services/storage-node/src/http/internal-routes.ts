@@ -1,17 +1,19 @@
-import express, { Router, type Request } from 'express';
+import express, { Router, type Request, type Response } from 'express';
+import type { z } from 'zod';
 import { ShoalError } from '../../../../shared/errors';
-import { assertValidId, isValidId } from '../../../../shared/ids';
 import {
   HEADER_AUTH,
   HEADER_META,
-  type CommitRequest,
-  type FileMeta,
-  type GossipMessage,
+  INTERNAL_ROUTES,
+  PARTITION_COUNT,
+  check,
+  encodeMetaHeader,
+  type InternalRoute,
+  type RouteAnswer,
+  type RouteRequest,
+  type RouteSpec,
 } from '../../../../shared/protocol';
-import { encodeMeta } from '../peers/peer-client';
 import { verifyRequest } from '../peers/auth';
-import { MAX_PAGE } from '../files/catalog';
-import { PARTITION_COUNT } from '../placement/placement';
 import type { NodeContext } from './context';
 import { nodeStatus } from './node-status';
 import { sendFile } from './file-response';
@@ -19,9 +21,14 @@ import { sendFile } from './file-response';
 /**
  * Routes only other nodes may call. Each request must carry a fresh HMAC signature made with the
  * cluster secret over its method and path; clients cannot read or write replicas directly.
+ *
+ * Every route comes from the protocol's route table, and its params, query and body pass their
+ * schemas before the handler runs: a handler only ever sees well-formed input, and anything else
+ * is answered 400 `bad_request` saying what was wrong.
  */
 export function internalRoutes(ctx: NodeContext): Router {
   const router = Router();
+  const routes = INTERNAL_ROUTES;
 
   router.use((req, _res, next) => {
     const secret = ctx.config.clusterSecret;
@@ -32,67 +39,41 @@ export function internalRoutes(ctx: NodeContext): Router {
   });
   router.use(express.json({ limit: '4mb' }));
 
-  router.post('/gossip', (req, res) => {
-    const message = req.body as GossipMessage;
-    if (!message || !Array.isArray(message.members))
-      throw new ShoalError('bad_request', 'gossip needs members');
-    res.json(ctx.membership.receive(message));
-  });
+  serve(router, routes.gossip, ({ body }) => ctx.membership.receive(body));
 
-  router.post('/probe', async (req, res) => {
-    const url = typeof req.body?.url === 'string' ? req.body.url : '';
+  serve(router, routes.probe, async ({ body }) => {
     // Only members may be probed: a probe must never be a way to make a node call anywhere.
-    if (!ctx.membership.view().some((m) => m.url === url))
+    if (!ctx.membership.view().some((m) => m.url === body.url))
       throw new ShoalError('bad_request', 'not a member URL');
-    res.json({ ok: await ctx.membership.probeFor(url) });
+    return { ok: await ctx.membership.probeFor(body.url) };
   });
 
-  router.get('/ping', (_req, res) => {
-    res.json({ ready: ctx.lifecycle.ready });
-  });
+  serve(router, routes.ping, () => ({ ready: ctx.lifecycle.ready }));
 
-  router.get('/status', async (_req, res) => {
-    res.json(await nodeStatus(ctx));
-  });
+  serve(router, routes.status, () => nodeStatus(ctx));
 
-  router.put('/blobs/:id', async (req, res) => {
-    assertValidId(req.params.id);
+  serve(router, routes.prepare, async (_input, req) => {
     if (!ctx.lifecycle.ready) throw new ShoalError('not_ready', 'this node is not taking writes');
     if (ctx.membership.isFull(ctx.selfId)) throw new ShoalError('insufficient_storage', 'this node is full');
-    res.json(await ctx.blobs.receive(req));
+    return ctx.blobs.receive(req);
   });
 
-  router.post('/blobs/:id/commit', async (req, res) => {
-    const id = assertValidId(req.params.id);
-    const body = req.body as CommitRequest;
-    if (!body || typeof body.token !== 'string' || !validMeta(body.meta, id)) {
-      throw new ShoalError('bad_request', 'commit needs a token and the file metadata');
-    }
-    const heldFor = typeof body.heldFor === 'string' ? body.heldFor : null;
-    res.json({ result: await ctx.blobs.commit(body.token, body.meta, heldFor) });
+  serve(router, routes.commit, async ({ params, body }) => {
+    if (body.meta.id !== params.id) throw new ShoalError('bad_request', 'meta.id is not the id in the path');
+    return { result: await ctx.blobs.commit(body.token, body.meta, body.heldFor) };
   });
 
-  router.delete('/uploads/:token', async (req, res) => {
-    await ctx.blobs.abort(String(req.params.token));
+  serve(router, routes.abort, async ({ params }, _req, res) => {
+    await ctx.blobs.abort(params.token);
     res.status(204).end();
   });
 
-  router.post('/blobs/:id/delete', async (req, res) => {
-    const id = assertValidId(req.params.id);
-    const deletedAt = typeof req.body?.deletedAt === 'string' ? req.body.deletedAt : new Date().toISOString();
-    res.json(await ctx.blobs.delete(id, deletedAt, req.body?.force === true));
-  });
+  serve(router, routes.delete, ({ params, body }) => ctx.blobs.delete(params.id, body.deletedAt, body.force));
 
-  router.get('/tombstones', (req, res) => {
-    const since = typeof req.query.since === 'string' ? req.query.since : '';
-    const limit = Number(req.query.limit ?? 1000);
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000)
-      throw new ShoalError('bad_request', 'bad limit');
-    res.json(ctx.metadata.tombstonesSince(since, limit));
-  });
+  serve(router, routes.tombstones, ({ query }) => ctx.metadata.tombstonesSince(query.since, query.limit));
 
-  router.post('/digests', (req, res) => {
-    const bitmap = Buffer.from(typeof req.body?.partitions === 'string' ? req.body.partitions : '', 'base64');
+  serve(router, routes.digests, ({ body }) => {
+    const bitmap = Buffer.from(body.partitions, 'base64');
     if (bitmap.length !== PARTITION_COUNT / 8)
       throw new ShoalError('bad_request', 'partitions must be a bitmap');
     const digests: Record<string, string> = {};
@@ -101,61 +82,36 @@ export function internalRoutes(ctx: NodeContext): Router {
       const d = ctx.metadata.digest(p);
       if (d) digests[p] = d;
     }
-    res.json({ digests });
+    return { digests };
   });
 
-  router.get('/partitions/:p/records', (req, res) => {
-    const p = Number(req.params.p);
-    if (!Number.isInteger(p) || p < 0 || p >= PARTITION_COUNT)
-      throw new ShoalError('bad_request', 'bad partition');
-    res.json(ctx.metadata.partitionRecords(p));
-  });
+  serve(router, routes.partitionRecords, ({ params }) => ctx.metadata.partitionRecords(params.p));
 
-  router.post('/blobs/:id/pull', async (req, res) => {
-    const id = assertValidId(req.params.id);
-    const { meta, sources, heldFor } = (req.body ?? {}) as {
-      meta?: FileMeta;
-      sources?: unknown;
-      heldFor?: unknown;
-    };
-    if (!validMeta(meta, id) || !Array.isArray(sources) || !sources.every((s) => typeof s === 'string')) {
-      throw new ShoalError('bad_request', 'pull needs the file metadata and source URLs');
-    }
+  serve(router, routes.pull, async ({ params, body }) => {
+    if (body.meta.id !== params.id) throw new ShoalError('bad_request', 'meta.id is not the id in the path');
     if (ctx.membership.isFull(ctx.selfId)) throw new ShoalError('insufficient_storage', 'this node is full');
     const known = new Set(ctx.membership.view().map((m) => m.url));
     // Only fetch from cluster members: a pull must never be a way to make a node call anywhere.
-    const bytes = await ctx.fetcher.pull(
-      meta,
-      (sources as string[]).filter((s) => known.has(s)),
-      typeof heldFor === 'string' ? heldFor : null,
-    );
-    res.json({ result: 'stored', bytes });
+    const sources = body.sources.filter((s) => known.has(s));
+    const bytes = await ctx.fetcher.pull(body.meta, sources, body.heldFor);
+    return { result: 'stored' as const, bytes };
   });
 
-  router.post('/blobs/:id/forget', async (req, res) => {
-    const id = assertValidId(req.params.id);
-    const sha256 = typeof req.body?.sha256 === 'string' ? req.body.sha256 : null;
-    res.json({ forgotten: await ctx.blobs.forget(id, sha256) });
-  });
+  serve(router, routes.forget, async ({ params, body }) => ({
+    forgotten: await ctx.blobs.forget(params.id, body.sha256),
+  }));
 
-  router.get('/records/:id', (req, res) => {
-    const record = ctx.metadata.get(assertValidId(req.params.id));
+  serve(router, routes.record, ({ params }) => {
+    const record = ctx.metadata.get(params.id);
     if (!record) throw new ShoalError('not_found', 'no record of that file here');
-    res.json(record);
+    return record;
   });
 
-  router.get('/records', async (req, res) => {
-    const after = typeof req.query.after === 'string' ? req.query.after : '';
-    const limit = Number(req.query.limit ?? 100);
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE)
-      throw new ShoalError('bad_request', 'bad limit');
-    res.json(await ctx.catalog.localListing(after, limit));
-  });
+  serve(router, routes.listing, ({ query }) => ctx.catalog.localListing(query.after, query.limit));
 
   /** This node's own copy, answered like a public GET plus the record in a header. */
-  router.get('/blobs/:id', async (req: Request, res) => {
-    const id = assertValidId(req.params.id);
-    const local = await ctx.reader.openLocal(id, {
+  serve(router, routes.blob, async ({ params }, req, res) => {
+    const local = await ctx.reader.openLocal(params.id, {
       method: req.method === 'HEAD' ? 'HEAD' : 'GET',
       range: req.get('range'),
       ifNoneMatch: req.get('if-none-match'),
@@ -165,24 +121,42 @@ export function internalRoutes(ctx: NodeContext): Router {
       return;
     }
     if (!local) throw new ShoalError('not_found', 'no copy of that file here');
-    res.setHeader(HEADER_META, encodeMeta(local.record));
+    res.setHeader(HEADER_META, encodeMetaHeader(local.record));
     await sendFile(res, local.record, local, local.body);
   });
 
   return router;
 }
 
-function validMeta(meta: FileMeta | undefined, id: string): meta is FileMeta {
-  return (
-    meta !== undefined &&
-    meta.id === id &&
-    isValidId(meta.id) &&
-    typeof meta.name === 'string' &&
-    Number.isSafeInteger(meta.size) &&
-    meta.size >= 0 &&
-    typeof meta.sha256 === 'string' &&
-    /^[0-9a-f]{64}$/.test(meta.sha256) &&
-    typeof meta.contentType === 'string' &&
-    typeof meta.createdAt === 'string'
-  );
+/**
+ * Mounts one route of the table: checks what came in against the route's schemas, runs the
+ * handler, and sends what it returns as JSON. A handler that answers by itself (a 204, a file's
+ * bytes) returns nothing. The answer is not checked here: its type is, at compile time, and the
+ * caller checks it anyway.
+ */
+function serve<S extends RouteSpec>(
+  router: Router,
+  route: InternalRoute<S>,
+  handler: (input: RouteRequest<S>, req: Request, res: Response) => RouteAnswer<S> | Promise<RouteAnswer<S>>,
+): void {
+  router[METHODS[route.method]](route.pattern, async (req, res) => {
+    const answer = await handler(parseRequest(route, req), req, res);
+    if (answer !== undefined) res.json(answer);
+  });
+}
+
+const METHODS = { GET: 'get', POST: 'post', PUT: 'put', DELETE: 'delete' } as const;
+
+function parseRequest<S extends RouteSpec>(route: InternalRoute<S>, req: Request): RouteRequest<S> {
+  return {
+    params: parsePart(route, 'params', route.params, req.params),
+    query: parsePart(route, 'query', route.query, req.query),
+    body: parsePart(route, 'body', route.body, req.body),
+  };
+}
+
+function parsePart<T>(route: { name: string }, part: string, schema: z.ZodType<T>, value: unknown): T {
+  const checked = check(schema, value);
+  if (!checked.ok) throw new ShoalError('bad_request', `bad ${route.name} ${part}: ${checked.reason}`);
+  return checked.value;
 }

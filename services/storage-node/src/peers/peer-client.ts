@@ -1,26 +1,39 @@
 import type { Readable } from 'node:stream';
 import { Agent, request, errors as undiciErrors, type Dispatcher } from 'undici';
 import {
+  ErrorBodySchema,
   HEADER_AUTH,
   HEADER_META,
   HEADER_NODE,
   HEADER_REQUEST_ID,
-  INTERNAL_PREFIX,
+  INTERNAL_ROUTES,
+  check,
+  decodeMetaHeader,
+  type CheckedAnswer,
   type CommitRequest,
   type FileMeta,
   type FileRecord,
   type GossipMessage,
+  type InternalRoute,
   type LocalListing,
   type NodeStatus,
   type PreparedUpload,
+  type RouteBody,
+  type RouteSpec,
+  type Tombstone,
 } from '../../../../shared/protocol';
 import { signRequest } from './auth';
 
-/** Why a call to a peer failed: it could not be reached, or it answered with an error. */
+/**
+ * Why a call to a peer failed: it could not be reached ('unreachable', 'timeout'), it answered
+ * with an error status ('status'), or it answered something the protocol does not allow
+ * ('protocol': not JSON, or a body or header that fails its schema; `status` is the HTTP status
+ * it came with).
+ */
 export class PeerError extends Error {
   constructor(
     readonly peer: string,
-    readonly kind: 'unreachable' | 'timeout' | 'status',
+    readonly kind: 'unreachable' | 'timeout' | 'status' | 'protocol',
     message: string,
     readonly status?: number,
     readonly code?: string,
@@ -46,19 +59,6 @@ export interface BlobResponse {
   body: Readable;
 }
 
-export function encodeMeta(record: FileRecord): string {
-  return Buffer.from(JSON.stringify(record)).toString('base64url');
-}
-
-export function decodeMeta(header: string | string[] | undefined): FileRecord | undefined {
-  if (typeof header !== 'string') return undefined;
-  try {
-    return JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as FileRecord;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The only way one node talks to another. Every call is signed with the cluster secret, has a
  * connect timeout and an idle timeout, and always consumes or destroys the response body so a
@@ -79,25 +79,25 @@ export class PeerClient {
   }
 
   async gossip(baseUrl: string, message: GossipMessage, timeoutMs: number): Promise<GossipMessage> {
-    return this.json(baseUrl, 'POST', '/gossip', { body: message, timeoutMs });
+    const route = INTERNAL_ROUTES.gossip;
+    return this.call(baseUrl, route, route.path(), { body: message, timeoutMs });
   }
 
   /** Asks `baseUrl` to probe `targetUrl` for us (SWIM ping-req); true when the target answered it. */
   async probe(baseUrl: string, targetUrl: string, timeoutMs: number): Promise<boolean> {
-    const answer = await this.json<{ ok: boolean }>(baseUrl, 'POST', '/probe', {
-      body: { url: targetUrl },
-      timeoutMs,
-    });
-    return answer.ok === true;
+    const route = INTERNAL_ROUTES.probe;
+    return (await this.call(baseUrl, route, route.path(), { body: { url: targetUrl }, timeoutMs })).ok;
   }
 
   /** Cheapest liveness check: is the peer up and taking writes? */
   async ping(baseUrl: string, timeoutMs: number): Promise<boolean> {
-    return (await this.json<{ ready: boolean }>(baseUrl, 'GET', '/ping', { timeoutMs })).ready === true;
+    const route = INTERNAL_ROUTES.ping;
+    return (await this.call(baseUrl, route, route.path(), { timeoutMs })).ready;
   }
 
   async status(baseUrl: string, timeoutMs: number): Promise<NodeStatus> {
-    return this.json(baseUrl, 'GET', '/status', { timeoutMs });
+    const route = INTERNAL_ROUTES.status;
+    return this.call(baseUrl, route, route.path(), { timeoutMs });
   }
 
   /** Streams `body` to the peer, which keeps it as an fsync'd temp file until commit or abort. */
@@ -108,15 +108,18 @@ export class PeerClient {
     reqId?: string,
     signal?: AbortSignal,
   ): Promise<PreparedUpload> {
-    return this.json(baseUrl, 'PUT', `/blobs/${fileId}`, { stream: body, reqId, signal });
+    const route = INTERNAL_ROUTES.prepare;
+    return this.call(baseUrl, route, route.path({ id: fileId }), { stream: body, reqId, signal });
   }
 
   async commitUpload(baseUrl: string, fileId: string, commit: CommitRequest, reqId?: string): Promise<void> {
-    await this.json(baseUrl, 'POST', `/blobs/${fileId}/commit`, { body: commit, reqId, timeoutMs: 10_000 });
+    const route = INTERNAL_ROUTES.commit;
+    await this.call(baseUrl, route, route.path({ id: fileId }), { body: commit, reqId, timeoutMs: 10_000 });
   }
 
   async abortUpload(baseUrl: string, token: string, reqId?: string): Promise<void> {
-    await this.json(baseUrl, 'DELETE', `/uploads/${token}`, { reqId, timeoutMs: 5_000 });
+    const route = INTERNAL_ROUTES.abort;
+    await this.call(baseUrl, route, route.path({ token }), { reqId, timeoutMs: 5_000 });
   }
 
   async deleteFile(
@@ -126,26 +129,23 @@ export class PeerClient {
     reqId?: string,
     force = false,
   ): Promise<{ wasLive: boolean; known: boolean }> {
-    return this.json(baseUrl, 'POST', `/blobs/${fileId}/delete`, {
+    const route = INTERNAL_ROUTES.delete;
+    return this.call(baseUrl, route, route.path({ id: fileId }), {
       body: { deletedAt, force },
       reqId,
       timeoutMs: 10_000,
     });
   }
 
-  async tombstonesSince(
-    baseUrl: string,
-    since: string,
-    limit: number,
-  ): Promise<Array<{ id: string; deletedAt: string }>> {
-    return this.json(baseUrl, 'GET', `/tombstones?since=${encodeURIComponent(since)}&limit=${limit}`, {
-      timeoutMs: 5_000,
-    });
+  async tombstonesSince(baseUrl: string, since: string, limit: number): Promise<Tombstone[]> {
+    const route = INTERNAL_ROUTES.tombstones;
+    return this.call(baseUrl, route, route.path({ since, limit }), { timeoutMs: 5_000 });
   }
 
   /** The peer's anti-entropy digests for the partitions set in `bitmap` (non-empty ones only). */
   async digests(baseUrl: string, bitmap: Buffer): Promise<Record<string, string>> {
-    const answer = await this.json<{ digests: Record<string, string> }>(baseUrl, 'POST', '/digests', {
+    const route = INTERNAL_ROUTES.digests;
+    const answer = await this.call(baseUrl, route, route.path(), {
       body: { partitions: bitmap.toString('base64') },
       timeoutMs: 10_000,
     });
@@ -153,7 +153,8 @@ export class PeerClient {
   }
 
   async partitionRecords(baseUrl: string, partition: number): Promise<FileRecord[]> {
-    return this.json(baseUrl, 'GET', `/partitions/${partition}/records`, { timeoutMs: 30_000 });
+    const route = INTERNAL_ROUTES.partitionRecords;
+    return this.call(baseUrl, route, route.path({ p: partition }), { timeoutMs: 30_000 });
   }
 
   /** Asks the peer to fetch a copy from one of `sources` and store it (repair, rebalance). */
@@ -163,12 +164,14 @@ export class PeerClient {
     sources: string[],
     heldFor: string | null = null,
   ): Promise<{ result: string; bytes: number }> {
-    return this.json(baseUrl, 'POST', `/blobs/${meta.id}/pull`, { body: { meta, sources, heldFor } });
+    const route = INTERNAL_ROUTES.pull;
+    return this.call(baseUrl, route, route.path({ id: meta.id }), { body: { meta, sources, heldFor } });
   }
 
   /** Asks the peer to drop its surplus copy (or a tombstone past its grace). */
   async forget(baseUrl: string, fileId: string, sha256: string | null): Promise<boolean> {
-    const answer = await this.json<{ forgotten: boolean }>(baseUrl, 'POST', `/blobs/${fileId}/forget`, {
+    const route = INTERNAL_ROUTES.forget;
+    const answer = await this.call(baseUrl, route, route.path({ id: fileId }), {
       body: { sha256 },
       timeoutMs: 10_000,
     });
@@ -181,32 +184,38 @@ export class PeerClient {
     timeoutMs: number,
     reqId?: string,
   ): Promise<FileRecord | undefined> {
+    const route = INTERNAL_ROUTES.record;
+    let record: FileRecord;
     try {
-      return await this.json<FileRecord>(baseUrl, 'GET', `/records/${fileId}`, { timeoutMs, reqId });
+      record = await this.call(baseUrl, route, route.path({ id: fileId }), { timeoutMs, reqId });
     } catch (err) {
       if (err instanceof PeerError && err.status === 404) return undefined;
       throw err;
     }
+    if (record.id !== fileId) throw this.malformed(baseUrl, route, 200, 'a record of another file');
+    return record;
   }
 
   async listRecords(baseUrl: string, after: string, limit: number, reqId?: string): Promise<LocalListing> {
-    const query = `?after=${encodeURIComponent(after)}&limit=${limit}`;
-    return this.json(baseUrl, 'GET', `/records${query}`, { timeoutMs: 10_000, reqId });
+    const route = INTERNAL_ROUTES.listing;
+    return this.call(baseUrl, route, route.path({ after, limit }), { timeoutMs: 10_000, reqId });
   }
 
   /**
    * Opens a peer's copy for reading. `range` and `ifNoneMatch` are passed through as HTTP
    * headers so the peer answers 200, 206, 304 or 416 exactly as a public GET would.
    * Returns undefined when the peer has no live copy (404 not_found); throws PeerError when the
-   * peer knows the file was deleted (code "not_found" with status 410) or cannot be reached.
-   * The caller owns the body: it must read it to the end or discard() it.
+   * peer knows the file was deleted (code "not_found" with status 410) or cannot be reached, and
+   * a 'protocol' PeerError when the x-shoal-meta header is missing or is not this file's live
+   * record. The caller owns the body: it must read it to the end or discard() it.
    */
   async openBlob(
     baseUrl: string,
     fileId: string,
     opts: { method: 'GET' | 'HEAD'; range?: string; ifNoneMatch?: string; reqId?: string },
   ): Promise<BlobResponse | undefined> {
-    const path = `${INTERNAL_PREFIX}/blobs/${fileId}`;
+    const route = INTERNAL_ROUTES.blob;
+    const path = route.path({ id: fileId });
     const headers: Record<string, string> = this.headers(opts.method, path, opts.reqId);
     if (opts.range) headers.range = opts.range;
     if (opts.ifNoneMatch) headers['if-none-match'] = opts.ifNoneMatch;
@@ -221,8 +230,7 @@ export class PeerClient {
       await res.body.dump();
       throw new PeerError(baseUrl, 'status', 'peer holds a tombstone', 410, 'deleted');
     }
-    const record = decodeMeta(res.headers[HEADER_META]);
-    if (!record || ![200, 206, 304, 416].includes(res.statusCode)) {
+    if (![200, 206, 304, 416].includes(res.statusCode)) {
       const text = await res.body.text().catch(() => '');
       throw new PeerError(
         baseUrl,
@@ -230,6 +238,12 @@ export class PeerClient {
         `peer answered ${res.statusCode}: ${text.slice(0, 200)}`,
         res.statusCode,
       );
+    }
+    const record = decodeMetaHeader(res.headers[HEADER_META]);
+    if (!record || record.id !== fileId || record.state !== 'live') {
+      // The body may be a whole file: dump() reads a little of it at most, then lets go.
+      await res.body.dump().catch(() => undefined);
+      throw this.malformed(baseUrl, route, res.statusCode, `a missing or invalid ${HEADER_META} header`);
     }
     // The caller may let go of this body before its end (a client hung up), and undici reports
     // destroying an unfinished body as an error. Readers still get every error through their own
@@ -275,14 +289,24 @@ export class PeerClient {
     }
   }
 
-  private async json<T>(
+  /**
+   * One JSON call: sends `body` (JSON) or `stream` (bytes), reads the whole answer, and returns it
+   * once it has passed the route's answer schema. An error status becomes a 'status' PeerError
+   * carrying the peer's error code; an answer the schema refuses, a 'protocol' one.
+   */
+  private async call<S extends RouteSpec>(
     baseUrl: string,
-    method: Dispatcher.HttpMethod,
-    route: string,
-    opts: { body?: unknown; stream?: Readable; timeoutMs?: number; reqId?: string; signal?: AbortSignal },
-  ): Promise<T> {
-    const path = INTERNAL_PREFIX + route;
-    const headers = this.headers(method, path, opts.reqId);
+    route: InternalRoute<S>,
+    path: string,
+    opts: {
+      body?: RouteBody<S>;
+      stream?: Readable;
+      timeoutMs?: number;
+      reqId?: string;
+      signal?: AbortSignal;
+    },
+  ): Promise<CheckedAnswer<S>> {
+    const headers = this.headers(route.method, path, opts.reqId);
     let body: string | Readable | undefined = opts.stream;
     if (opts.body !== undefined) {
       headers['content-type'] = 'application/json';
@@ -291,7 +315,7 @@ export class PeerClient {
       headers['content-type'] = 'application/octet-stream';
     }
     const res = await this.send(baseUrl, path, {
-      method,
+      method: route.method,
       headers,
       body,
       timeoutMs: opts.timeoutMs,
@@ -303,26 +327,42 @@ export class PeerClient {
     } catch (err) {
       throw toPeerError(baseUrl, err);
     }
-    if (res.statusCode >= 400) {
-      let code: string | undefined;
-      let message = text.slice(0, 300);
-      try {
-        const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
-        code = parsed.error?.code;
-        message = parsed.error?.message ?? message;
-      } catch {
-        // not JSON: keep the raw text
-      }
-      throw new PeerError(
-        baseUrl,
-        'status',
-        `peer answered ${res.statusCode}: ${message}`,
-        res.statusCode,
-        code,
-      );
+    if (res.statusCode >= 400) throw refusal(baseUrl, res.statusCode, text);
+    let value: unknown;
+    try {
+      value = text.length > 0 ? JSON.parse(text) : undefined;
+    } catch {
+      throw this.malformed(baseUrl, route, res.statusCode, 'a body that is not JSON');
     }
-    return (text.length > 0 ? JSON.parse(text) : undefined) as T;
+    const checked = check(route.answer, value);
+    if (!checked.ok) throw this.malformed(baseUrl, route, res.statusCode, checked.reason);
+    return checked.value;
   }
+
+  private malformed(baseUrl: string, route: { name: string }, status: number, what: string): PeerError {
+    return new PeerError(
+      baseUrl,
+      'protocol',
+      `peer answered ${route.name} with ${status} and ${what}`,
+      status,
+    );
+  }
+}
+
+/** A peer's error answer: its code and message when the body is the protocol's error body. */
+function refusal(baseUrl: string, status: number, text: string): PeerError {
+  let code: string | undefined;
+  let message = text.slice(0, 300);
+  try {
+    const parsed = ErrorBodySchema.safeParse(JSON.parse(text));
+    if (parsed.success) {
+      code = parsed.data.error.code;
+      message = parsed.data.error.message.slice(0, 300);
+    }
+  } catch {
+    // not JSON: keep the raw text
+  }
+  return new PeerError(baseUrl, 'status', `peer answered ${status}: ${message}`, status, code);
 }
 
 function combineSignals(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined {

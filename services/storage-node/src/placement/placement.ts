@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+// The count is part of the wire protocol (partition bitmaps and digests carry it), so it lives there.
+import { PARTITION_COUNT } from '../../../../shared/protocol';
 
 /**
  * Placement is a pure function of (file id, membership): every node computes the same answer
@@ -15,7 +17,7 @@ import { createHash } from 'node:crypto';
  * partitions where its score beats everyone else's (about 1/(n+1) of them) and nothing else
  * reorders; when a member leaves, only the partitions it was home for change.
  */
-export const PARTITION_COUNT = 8192;
+export { PARTITION_COUNT };
 
 export function partitionOf(fileId: string): number {
   const digest = createHash('sha256').update(fileId).digest();

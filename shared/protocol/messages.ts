@@ -1,0 +1,247 @@
+import { z } from 'zod';
+import {
+  ContentType,
+  Count,
+  FileId,
+  FileName,
+  Incarnation,
+  isContentType,
+  isFileName,
+  isSha256,
+  MAX_FILE_NAME_BYTES,
+  MAX_MEMBERS,
+  MemberUrl,
+  NodeId,
+  PARTITION_COUNT,
+  Sha256,
+  Timestamp,
+  UploadToken,
+} from './fields';
+
+/**
+ * Every message nodes exchange, as zod schemas, with the TypeScript types inferred from them so a
+ * type cannot say one thing and the check another.
+ *
+ * Objects strip keys they do not know instead of refusing them: during a rolling upgrade a newer
+ * node may send a field an older one has never heard of (as `full` and `leaving` once were), and
+ * that must not cut the two apart. Stripped keys never reach the code behind a route.
+ */
+
+/** Records in one listing page (GET /internal/v1/records), as the public listing's MAX_PAGE. */
+export const MAX_LISTING_PAGE = 1000;
+/** Tombstones in one catch-up page (GET /internal/v1/tombstones). */
+export const MAX_TOMBSTONE_PAGE = 10_000;
+/**
+ * Rows of one partition (GET /internal/v1/partitions/<p>/records), which is not paged: 100,000 rows
+ * per partition is over 800 million files in the cluster.
+ */
+export const MAX_PARTITION_RECORDS = 100_000;
+
+/** What every node stores about a file besides its bytes. Immutable once written. */
+export const FileMetaSchema = z.object({
+  id: FileId,
+  name: FileName,
+  size: Count,
+  sha256: Sha256,
+  contentType: ContentType,
+  createdAt: Timestamp,
+});
+export type FileMeta = z.infer<typeof FileMetaSchema>;
+
+/**
+ * A file as a node's metadata knows it: live, or a tombstone left by a delete. A tombstone placed
+ * on a node that never held the file (repair, or a delete's stand-in) has an empty name, sha256
+ * and content type; a live record always has all three.
+ */
+export const FileRecordSchema = z
+  .object({
+    id: FileId,
+    name: z
+      .string()
+      .refine(
+        (v) => v === '' || isFileName(v),
+        `names are 1-${MAX_FILE_NAME_BYTES} bytes, or empty on a tombstone`,
+      ),
+    size: Count,
+    sha256: z
+      .string()
+      .refine((v) => v === '' || isSha256(v), 'a sha256 is 64 lowercase hex digits, or empty on a tombstone'),
+    contentType: z
+      .string()
+      .refine((v) => v === '' || isContentType(v), 'content types are type/subtype, or empty on a tombstone'),
+    createdAt: Timestamp,
+    state: z.enum(['live', 'deleted']),
+    deletedAt: Timestamp.nullable(),
+    /** Set when this node holds the copy on behalf of a home node that was down (hinted handoff). */
+    heldFor: NodeId.nullable(),
+  })
+  .refine(
+    (r) =>
+      r.state === 'live'
+        ? r.deletedAt === null && r.name !== '' && r.sha256 !== '' && r.contentType !== ''
+        : r.deletedAt !== null,
+    'a live record has a name, sha256 and content type and no deletedAt; a tombstone has a deletedAt',
+  );
+export type FileRecord = z.infer<typeof FileRecordSchema>;
+
+export const MemberStateSchema = z.enum(
+  ['alive', 'suspect', 'dead'],
+  'member states are alive, suspect or dead',
+);
+export type MemberState = z.infer<typeof MemberStateSchema>;
+
+/**
+ * One member as gossip carries it (SWIM). Only the member itself raises its incarnation, to
+ * refute a suspicion; a process starts with its start time as incarnation, so a restart beats
+ * every claim about its previous life.
+ */
+export const MemberDigestSchema = z.object({
+  id: NodeId,
+  url: MemberUrl,
+  incarnation: Incarnation,
+  state: MemberStateSchema,
+  /** The member's disk is (nearly) full: it takes no new copies until it has room again. */
+  full: z.boolean().optional(),
+  /** The member is being drained: it owns nothing any more and hands its copies over. */
+  leaving: z.boolean().optional(),
+});
+export type MemberDigest = z.infer<typeof MemberDigestSchema>;
+
+export const GossipMessageSchema = z.object({
+  from: NodeId,
+  members: z.array(MemberDigestSchema).max(MAX_MEMBERS, `gossip carries at most ${MAX_MEMBERS} members`),
+});
+export type GossipMessage = z.infer<typeof GossipMessageSchema>;
+
+/** SWIM's ping-req: probe this member for me. */
+export const ProbeRequestSchema = z.object({ url: MemberUrl });
+export type ProbeRequest = z.infer<typeof ProbeRequestSchema>;
+export const ProbeAnswerSchema = z.object({ ok: z.boolean() });
+
+export const PingAnswerSchema = z.object({ ready: z.boolean() });
+
+/** The answer of a replica that has received and fsync'd a temp copy, before it becomes visible. */
+export const PreparedUploadSchema = z.object({
+  token: UploadToken,
+  sha256: Sha256,
+  size: Count,
+});
+export type PreparedUpload = z.infer<typeof PreparedUploadSchema>;
+
+export const CommitRequestSchema = z.object({
+  token: UploadToken,
+  meta: FileMetaSchema,
+  heldFor: NodeId.nullable(),
+});
+export type CommitRequest = z.infer<typeof CommitRequestSchema>;
+export const CommitAnswerSchema = z.object({ result: z.enum(['stored', 'already-stored']) });
+
+/** With `force`, an id the node never knew gets a tombstone too (repair, or a delete's stand-in). */
+export const DeleteRequestSchema = z.object({ deletedAt: Timestamp, force: z.boolean() });
+export type DeleteRequest = z.infer<typeof DeleteRequestSchema>;
+export const DeleteAnswerSchema = z.object({ wasLive: z.boolean(), known: z.boolean() });
+export type DeleteAnswer = z.infer<typeof DeleteAnswerSchema>;
+
+export const TombstoneSchema = z.object({ id: FileId, deletedAt: Timestamp });
+export type Tombstone = z.infer<typeof TombstoneSchema>;
+export const TombstoneListSchema = z.array(TombstoneSchema).max(MAX_TOMBSTONE_PAGE);
+
+/** Bytes of a partition bitmap, one bit per partition, and their length in base64. */
+export const PARTITION_BITMAP_BYTES = PARTITION_COUNT / 8;
+const BITMAP_BASE64_LENGTH = 4 * Math.ceil(PARTITION_BITMAP_BYTES / 3);
+
+export const DigestsRequestSchema = z.object({
+  partitions: z
+    .string()
+    .length(BITMAP_BASE64_LENGTH, `partitions is a base64 bitmap of ${PARTITION_BITMAP_BYTES} bytes`)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'partitions is a base64 bitmap'),
+});
+export type DigestsRequest = z.infer<typeof DigestsRequestSchema>;
+
+const PartitionKey = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,4})$/, 'digests are keyed by partition number')
+  .refine((key) => Number(key) < PARTITION_COUNT, `partitions are 0-${PARTITION_COUNT - 1}`);
+/** Anti-entropy digests by partition number; partitions the node has no rows in are left out. */
+export const DigestsAnswerSchema = z.object({ digests: z.record(PartitionKey, Sha256) });
+export type DigestsAnswer = z.infer<typeof DigestsAnswerSchema>;
+
+export const PartitionRecordsSchema = z.array(FileRecordSchema).max(MAX_PARTITION_RECORDS);
+
+/** Fetch a copy of `meta` from one of `sources` (member URLs) and store it (repair, rebalance). */
+export const PullRequestSchema = z.object({
+  meta: FileMetaSchema,
+  sources: z.array(MemberUrl).max(MAX_MEMBERS),
+  heldFor: NodeId.nullable(),
+});
+export type PullRequest = z.infer<typeof PullRequestSchema>;
+/** `bytes` is 0 when the node already had the copy. */
+export const PullAnswerSchema = z.object({ result: z.literal('stored'), bytes: Count });
+
+/** Drop a surplus copy if its sha256 is this one, or (null) a tombstone past its grace. */
+export const ForgetRequestSchema = z.object({ sha256: Sha256.nullable() });
+export type ForgetRequest = z.infer<typeof ForgetRequestSchema>;
+export const ForgetAnswerSchema = z.object({ forgotten: z.boolean() });
+
+export const LocalListingSchema = z.object({
+  records: z.array(FileRecordSchema).max(MAX_LISTING_PAGE),
+  /** True when the node had more records past the last one returned. */
+  truncated: z.boolean(),
+});
+export type LocalListing = z.infer<typeof LocalListingSchema>;
+
+/** What a node reports about itself to peers and to `GET /cluster`. */
+export const NodeStatusSchema = z.object({
+  id: NodeId,
+  url: MemberUrl,
+  ready: z.boolean(),
+  files: Count,
+  bytes: Count,
+  /** Delete markers kept until every owner has them and the grace period is over. */
+  tombstones: Count,
+  diskFreeBytes: Count.nullable(),
+  /** Free space is below --min-free-bytes: this node takes no new copies. */
+  full: z.boolean(),
+  diskTotalBytes: Count.nullable(),
+  /** Files with fewer than N copies, in the partitions this node leads. */
+  underReplicatedFiles: Count,
+  underReplicatedPartitions: Count,
+  /** Bytes of missing copies this node's last repair round found and has not made yet. */
+  pendingRepairBytes: Count,
+  /** Bytes received as repair or rebalance copies since start. */
+  repairBytesReceived: Count,
+  copiesMade: Count,
+  surplusDropped: Count,
+  corruptFound: Count,
+});
+export type NodeStatus = z.infer<typeof NodeStatusSchema>;
+
+/** Every refusal, public or internal: a stable machine-readable code and a message for people. */
+export const ErrorBodySchema = z.object({
+  error: z.object({
+    code: z.string().regex(/^[a-z][a-z_]{0,63}$/, 'error codes are snake_case'),
+    message: z.string().max(2000),
+  }),
+});
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+/**
+ * The x-shoal-meta header on a peer's copy: the record of the file served, so the reader can
+ * decide ranges and validators before a byte arrives. base64url JSON, so any record fits a header.
+ */
+export function encodeMetaHeader(record: FileRecord): string {
+  return Buffer.from(JSON.stringify(record)).toString('base64url');
+}
+
+/** The record in an x-shoal-meta header; undefined when it is missing or not a valid record. */
+export function decodeMetaHeader(header: string | string[] | undefined): FileRecord | undefined {
+  if (typeof header !== 'string') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const parsed = FileRecordSchema.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+}
