@@ -3,7 +3,13 @@ import type { MemberDigest } from '../../shared/protocol';
 import { Membership } from '../../services/storage-node/src/membership/membership';
 import type { PeerClient } from '../../services/storage-node/src/peers/peer-client';
 
-function membership(failureTimeoutMs = 1_000, selfId = 'a'): Membership {
+/** Peers that never answer. */
+const unreachable = {
+  gossip: () => Promise.reject(new Error('unreachable')),
+  probe: () => Promise.reject(new Error('unreachable')),
+} as unknown as PeerClient;
+
+function membership(failureTimeoutMs = 1_000, selfId = 'a', peers = {} as PeerClient): Membership {
   return new Membership(
     {
       selfId,
@@ -15,7 +21,7 @@ function membership(failureTimeoutMs = 1_000, selfId = 'a'): Membership {
       gossipIntervalMs: 100,
       failureTimeoutMs,
     },
-    {} as PeerClient,
+    peers,
     silentLogger(),
     1_000,
   );
@@ -32,7 +38,10 @@ function stateOf(m: Membership, id: string): string | undefined {
   return m.view().find((v) => v.id === id)?.state;
 }
 
-describe('SWIM membership rules', () => {
+/** The facade the node uses; the detector's own rules are in swim.test.ts, discovery's in discovery.test.ts. */
+describe('membership view', () => {
+  afterEach(() => jest.useRealTimers());
+
   it('learns members from gossip and places only those not dead', () => {
     const m = membership();
     m.receive({
@@ -43,40 +52,25 @@ describe('SWIM membership rules', () => {
     expect([...m.placement().members]).toEqual(['a', 'b', 'c']);
   });
 
-  it('lets worse news win within one incarnation, and only a newer incarnation bring a member back', () => {
-    const m = membership();
-    m.receive({ from: 'b', members: [claim('b', 5, 'alive')] });
-    m.receive({ from: 'c', members: [claim('b', 5, 'suspect')] });
+  it('changes nothing when read: an overdue suspect leaves placement at the next gossip step', async () => {
+    jest.useFakeTimers({ now: 100_000 });
+    const m = membership(200, 'a', unreachable);
+    const changed = jest.fn();
+    m.on('placement-changed', changed);
+    m.receive({ from: 'c', members: [claim('b', 5, 'suspect'), claim('c', 5, 'alive')] });
     expect(stateOf(m, 'b')).toBe('suspect');
-    m.receive({ from: 'c', members: [claim('b', 5, 'alive')] });
-    expect(stateOf(m, 'b')).toBe('suspect');
-    m.receive({ from: 'b', members: [claim('b', 6, 'alive')] });
-    expect(stateOf(m, 'b')).toBe('alive');
-    m.receive({ from: 'c', members: [claim('b', 6, 'dead')] });
-    expect(stateOf(m, 'b')).toBe('dead');
-    expect(m.placement().members).not.toContain('b');
-    m.receive({ from: 'c', members: [claim('b', 5, 'alive')] });
-    expect(stateOf(m, 'b')).toBe('dead');
-    m.receive({ from: 'b', members: [claim('b', 7, 'alive')] });
-    expect(stateOf(m, 'b')).toBe('alive');
-    expect(m.placement().members).toContain('b');
-  });
+    expect(changed).toHaveBeenCalledTimes(1);
 
-  it('refutes a suspicion about itself by raising its incarnation', () => {
-    const m = membership();
-    const before = m.digest().members.find((d) => d.id === 'a')!.incarnation;
-    m.receive({ from: 'b', members: [claim('a', before, 'suspect')] });
-    const after = m.digest().members.find((d) => d.id === 'a')!;
-    expect(after.state).toBe('alive');
-    expect(after.incarnation).toBeGreaterThan(before);
-  });
-
-  it('declares a suspect dead once it has not refuted within the failure timeout', async () => {
-    const m = membership(200);
-    m.receive({ from: 'c', members: [claim('b', 5, 'suspect')] });
+    jest.setSystemTime(100_250);
     expect(stateOf(m, 'b')).toBe('suspect');
-    await new Promise((r) => setTimeout(r, 250));
+    expect(m.member('b')?.state).toBe('suspect');
+    expect(m.placement().members).toEqual(['a', 'b', 'c']);
+    expect(changed).toHaveBeenCalledTimes(1);
+
+    await m.round();
     expect(stateOf(m, 'b')).toBe('dead');
+    expect(m.placement().members).toEqual(['a', 'c']);
+    expect(changed).toHaveBeenCalledTimes(2);
   });
 });
 
@@ -162,5 +156,43 @@ describe('seeds', () => {
       for (let i = 0; i < 10; i++) await self.round();
       expect(calls.filter((url) => url === own).length).toBeLessThanOrEqual(1);
     }
+  });
+});
+
+describe('the gossip loop', () => {
+  it('has done one round when start() resolves, goes on every interval, and ends at stop()', async () => {
+    const rounds: number[] = [];
+    const peers = {
+      gossip: async () => {
+        rounds.push(Date.now());
+        return { from: 'b', members: [claim('b', 5, 'alive')] };
+      },
+    } as unknown as PeerClient;
+    const m = new Membership(
+      {
+        selfId: 'a',
+        selfUrl: 'http://a',
+        seeds: ['http://b'],
+        discoveryDns: undefined,
+        port: 7000,
+        replicas: 3,
+        gossipIntervalMs: 50,
+        failureTimeoutMs: 1_000,
+      },
+      peers,
+      silentLogger(),
+    );
+    await m.start();
+    expect(rounds).toHaveLength(1);
+    expect(m.view().map((v) => v.id)).toEqual(['a', 'b']);
+
+    await new Promise((r) => setTimeout(r, 400));
+    m.stop();
+    // About 8 periods of 50 ms; the bounds leave room for a busy machine.
+    expect(rounds.length).toBeGreaterThanOrEqual(4);
+    expect(rounds.length).toBeLessThanOrEqual(10);
+    const after = rounds.length;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(rounds).toHaveLength(after);
   });
 });

@@ -1,16 +1,12 @@
-import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../../../../shared/logging';
-import type { GossipMessage, MemberDigest, MemberState } from '../../../../shared/protocol';
+import type { GossipMessage, MemberState } from '../../../../shared/protocol';
+import { BackgroundWorker } from '../../../../shared/worker';
 import { PlacementTable } from '../placement/placement';
 import type { PeerClient } from '../peers/peer-client';
-
-interface Member extends MemberDigest {
-  /** Local time this member became suspect (for the suspicion timeout). */
-  suspectSince: number;
-  /** Local time of the last successful exchange with it, in either direction. */
-  lastContact: number;
-}
+import { Discovery, relookupIntervalMs } from './discovery';
+import { peerTransport } from './peer-transport';
+import { SwimDetector, systemClock, type SwimMember } from './swim';
 
 export interface MembershipOptions {
   selfId: string;
@@ -35,39 +31,30 @@ export interface MemberView {
 }
 
 /**
- * Who is in the cluster, with no special node: SWIM-style failure detection with full-state
- * push-pull dissemination (the member list of a storage cluster is small).
+ * Who is in the cluster, as the rest of the node sees it; the one membership object the node
+ * passes around. It puts together:
+ *  - SwimDetector (swim.ts): the member table and failure detection, one round per protocol period;
+ *  - Discovery (discovery.ts): seeds and --discovery-dns, where a node looks when it knows nobody;
+ *  - peerTransport (peer-transport.ts): the detector's two calls over PeerClient;
+ * and keeps what only this node cares about: the gossip loop (a BackgroundWorker), this node's
+ * flags (full, leaving), and the placement table with its settle clock.
  *
- * Each round (--gossip-interval-ms) a node probes one member, taken in a shuffled round-robin
- * order, by exchanging member lists with it. If the probe fails, up to 3 other members are asked
- * to probe the target (indirect probes, so one bad link does not condemn a node); if none
- * reaches it, the target becomes `suspect`. A suspect that does not refute within
- * --failure-timeout-ms is declared `dead` and leaves placement; its copies are then made again.
- *
- * Every claim carries the member's incarnation. Precedence, as in SWIM: alive(i) beats
- * suspect(j) and dead(j) for i > j; suspect(i) beats alive(j) for i >= j; dead(i) beats both
- * for i >= j. A member that hears itself suspected or declared dead raises its incarnation and
- * is alive again everywhere as the news spreads. That is also how a healed network partition
- * merges back: dead members and unknown seeds keep being probed now and then, and the first
- * exchange lets the other side refute.
+ * Reading (view, placement, member, urlOf, isFull, isLeaving, settledAt, heardFromWithin) never
+ * changes anything. State changes only in a gossip round, when a message is merged, or when this
+ * node announces its flags; the detector reports each change and the placement table is rebuilt
+ * then, so every reader between two changes sees the same view.
  */
 export class Membership extends EventEmitter {
-  private readonly members = new Map<string, Member>();
-  private readonly self: Member;
-  private timer: NodeJS.Timeout | undefined;
-  private dnsSeeds: string[] = [];
-  /** Seed URLs that turned out to reach this very node (a headless Service lists every pod). */
-  private readonly ownUrls = new Set<string>();
-  private lastDnsLookup = 0;
+  private readonly swim: SwimDetector;
+  private readonly gossip: BackgroundWorker;
   private placementTable: PlacementTable;
-  private running = false;
-  private probeOrder: string[] = [];
   /** Local time a member last entered placement (joined, came back from dead, stopped draining). */
   private placementGrewAt: number;
+  private stopped = false;
   /**
    * How long placement must go without gaining a member before the view counts as settled (see
    * settledAt). It covers how late one member can learn of a newcomer that another already knows:
-   * a newcomer may find the cluster only at its next DNS re-lookup (discoveryIntervalMs: its first
+   * a newcomer may find the cluster only at its next DNS re-lookup (relookupIntervalMs: its first
    * lookup can come before the Service lists anyone, or fail), and from the first member that
    * knows it, push-pull gossip reaches every member within a few protocol periods (log n of them;
    * 4 covers a few dozen members).
@@ -76,64 +63,89 @@ export class Membership extends EventEmitter {
 
   constructor(
     private readonly options: MembershipOptions,
-    private readonly peers: PeerClient,
+    peers: PeerClient,
     private readonly log: Logger,
     now: number = Date.now(),
   ) {
     super();
-    this.self = {
-      id: options.selfId,
-      url: options.selfUrl,
-      incarnation: now,
-      state: 'alive',
-      suspectSince: 0,
-      lastContact: now,
-    };
-    this.members.set(this.self.id, this.self);
-    this.placementTable = new PlacementTable([this.self.id], options.replicas);
+    const relookupMs = relookupIntervalMs(options.gossipIntervalMs);
+    const discovery = new Discovery(
+      {
+        selfUrl: options.selfUrl,
+        seeds: options.seeds,
+        dnsName: options.discoveryDns,
+        port: options.port,
+        relookupMs,
+      },
+      log,
+    );
+    this.swim = new SwimDetector(
+      {
+        selfId: options.selfId,
+        selfUrl: options.selfUrl,
+        incarnation: now,
+        gossipIntervalMs: options.gossipIntervalMs,
+        failureTimeoutMs: options.failureTimeoutMs,
+        indirectProbes: options.indirectProbes,
+      },
+      { transport: peerTransport(peers), seeds: discovery, log, onChange: () => this.refreshPlacement() },
+    );
+    this.placementTable = new PlacementTable([options.selfId], options.replicas);
     // A node that has just started knows nobody yet: its view is as unsettled as it gets.
-    this.placementGrewAt = Date.now();
-    this.settlePeriodMs = this.discoveryIntervalMs() + 4 * options.gossipIntervalMs;
+    this.placementGrewAt = systemClock.now();
+    this.settlePeriodMs = relookupMs + 4 * options.gossipIntervalMs;
+    const interval = options.gossipIntervalMs;
+    this.gossip = new BackgroundWorker(
+      {
+        name: 'gossip',
+        work: async () => {
+          await this.swim.round();
+          return 'idle';
+        },
+      },
+      // A round that throws (it should not: every call in it is caught) is retried a period later.
+      { firstMs: interval, idleMs: interval, backoffMs: interval, maxBackoffMs: interval },
+      log,
+    );
   }
 
   get selfId(): string {
-    return this.self.id;
+    return this.options.selfId;
   }
 
-  /** Starts gossiping; resolves once the first exchange (with seeds, if any) is done. */
-  start(): Promise<void> {
-    this.running = true;
-    const tick = (): Promise<void> =>
-      this.round()
-        .catch((err: unknown) => this.log.warn({ err }, 'gossip round failed'))
-        .finally(() => {
-          if (this.running) this.timer = setTimeout(() => void tick(), this.options.gossipIntervalMs);
-        });
-    return tick();
+  /** Starts gossiping; resolves once the first round (with seeds, if any) is done. */
+  async start(): Promise<void> {
+    // The first round runs here rather than on the worker's schedule: the node turns ready after
+    // it, and must not be ready knowing nobody while others are up.
+    try {
+      await this.gossip.runOnce();
+    } catch (err) {
+      this.log.warn({ err }, 'gossip round failed');
+    }
+    if (!this.stopped) this.gossip.start();
   }
 
+  /** Stops gossiping. A round under way finishes on its own (its calls have short timeouts). */
   stop(): void {
-    this.running = false;
-    if (this.timer) clearTimeout(this.timer);
+    this.stopped = true;
+    void this.gossip.stop();
+  }
+
+  /** One protocol period, outside the schedule (tests). */
+  round(): Promise<void> {
+    return this.swim.round();
   }
 
   /** The current member list, this node included, sorted by id. */
   view(): MemberView[] {
-    this.expireSuspects();
-    return [...this.members.values()]
-      .map((m) => ({
-        id: m.id,
-        url: m.url,
-        state: m.state,
-        full: m.full === true,
-        leaving: m.leaving === true,
-      }))
+    return this.swim
+      .members()
+      .map(toView)
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  /** Placement over every member not declared dead. */
+  /** Placement over every member not declared dead and not draining. */
   placement(): PlacementTable {
-    this.expireSuspects();
     return this.placementTable;
   }
 
@@ -149,57 +161,39 @@ export class Membership extends EventEmitter {
   }
 
   member(id: string): MemberView | undefined {
-    const m = this.members.get(id);
-    return m
-      ? { id: m.id, url: m.url, state: m.state, full: m.full === true, leaving: m.leaving === true }
-      : undefined;
+    const m = this.swim.member(id);
+    return m ? toView(m) : undefined;
   }
 
   urlOf(id: string): string | undefined {
-    return this.members.get(id)?.url;
+    return this.swim.member(id)?.url;
   }
 
   /** True when this node exchanged gossip with the member within the last `rounds` intervals. */
   heardFromWithin(id: string, rounds: number): boolean {
-    const m = this.members.get(id);
+    const m = this.swim.member(id);
     return (
       m !== undefined &&
       m.state === 'alive' &&
-      Date.now() - m.lastContact <= rounds * this.options.gossipIntervalMs
+      systemClock.now() - m.lastContact <= rounds * this.options.gossipIntervalMs
     );
   }
 
   /** Handles a gossip message from a peer and answers with this node's view (push-pull). */
   receive(message: GossipMessage): GossipMessage {
-    this.merge(message.members);
-    const sender = this.members.get(message.from);
-    if (sender) sender.lastContact = Date.now();
-    return this.digest();
+    return this.swim.receive(message);
   }
 
   digest(): GossipMessage {
-    return {
-      from: this.self.id,
-      members: [...this.members.values()].map(({ id, url, incarnation, state, full, leaving }) => ({
-        id,
-        url,
-        incarnation,
-        state,
-        full: full === true,
-        leaving: leaving === true,
-      })),
-    };
+    return this.swim.digest();
   }
 
   /**
    * Announces that this node takes no new copies (its disk is full, or refuses writes), or takes
-   * them again. Only the member itself speaks for its own state, so the news travels as a new
-   * incarnation, like a refutation. `reason` is for the log.
+   * them again. `reason` is for the log.
    */
   setFull(full: boolean, reason?: string): void {
-    if ((this.self.full === true) === full) return;
-    this.self.full = full;
-    this.self.incarnation++;
+    if (!this.swim.announce({ full })) return;
     this.log.warn({ full, reason }, full ? 'taking no new copies' : 'taking new copies again');
   }
 
@@ -208,224 +202,43 @@ export class Membership extends EventEmitter {
    * its partitions copy its files to their new home members and then tell it to drop its own.
    */
   setLeaving(leaving: boolean): void {
-    if ((this.self.leaving === true) === leaving) return;
-    this.self.leaving = leaving;
-    this.self.incarnation++;
+    if (!this.swim.announce({ leaving })) return;
     this.log.warn(
       { leaving },
       leaving ? 'draining: handing every copy to its next owner' : 'drain cancelled',
     );
-    this.rebuildPlacement();
   }
 
   isLeaving(id: string): boolean {
-    return this.members.get(id)?.leaving === true;
+    return this.swim.member(id)?.leaving === true;
   }
 
   isFull(id: string): boolean {
-    return this.members.get(id)?.full === true;
+    return this.swim.member(id)?.full === true;
   }
 
   /** Probes a member on behalf of another (SWIM's ping-req). */
-  async probeFor(url: string): Promise<boolean> {
-    return this.exchange(url, this.probeTimeoutMs());
+  probeFor(url: string): Promise<boolean> {
+    return this.swim.probeFor(url);
   }
 
-  /** One protocol period: probe one member (indirectly if need be), plus dead members and seeds now and then. */
-  async round(): Promise<void> {
-    this.expireSuspects();
-    const extra = await this.extraTargets();
-    const target = this.nextProbeTarget();
-    await Promise.all([
-      target ? this.probe(target) : Promise.resolve(),
-      ...extra.map((url) => this.exchange(url, this.probeTimeoutMs())),
-    ]);
-    this.expireSuspects();
-  }
-
-  private async probe(target: Member): Promise<void> {
-    if (await this.exchange(target.url, this.probeTimeoutMs())) return;
-    const helpers = shuffle(
-      [...this.members.values()].filter((m) => m !== this.self && m !== target && m.state === 'alive'),
-    ).slice(0, this.options.indirectProbes ?? 3);
-    const answers = await Promise.all(
-      helpers.map((h) => this.peers.probe(h.url, target.url, this.probeTimeoutMs() * 2).catch(() => false)),
-    );
-    if (answers.some(Boolean)) {
-      target.lastContact = Date.now();
-      return;
-    }
-    if (target.state === 'alive') {
-      this.setState(target, 'suspect', target.incarnation, 'no direct or indirect probe reached it');
-    }
-  }
-
-  /** A push-pull exchange with one URL; true when it answered. */
-  private async exchange(url: string, timeoutMs: number): Promise<boolean> {
-    try {
-      const answer = await this.peers.gossip(url, this.digest(), timeoutMs);
-      if (answer.from === this.self.id) {
-        // Nothing learned, and nothing to learn there next time either.
-        this.ownUrls.add(url);
-        return false;
-      }
-      this.merge(answer.members);
-      const peer = this.members.get(answer.from);
-      if (peer) peer.lastContact = Date.now();
-      return true;
-    } catch (err) {
-      this.log.debug({ peer: url, err: (err as Error).message }, 'gossip exchange failed');
-      return false;
-    }
-  }
-
-  private probeTimeoutMs(): number {
-    return Math.max(100, Math.min(this.options.gossipIntervalMs, this.options.failureTimeoutMs / 4, 2_000));
-  }
-
-  private nextProbeTarget(): Member | undefined {
-    for (let attempts = 0; attempts < 2; attempts++) {
-      while (this.probeOrder.length > 0) {
-        const m = this.members.get(this.probeOrder.shift()!);
-        if (m && m !== this.self && m.state !== 'dead') return m;
-      }
-      this.probeOrder = shuffle([...this.members.keys()].filter((id) => id !== this.self.id));
-    }
-    return undefined;
-  }
-
-  private async extraTargets(): Promise<string[]> {
-    const others = [...this.members.values()].filter((m) => m !== this.self);
-    const live = others.filter((m) => m.state !== 'dead');
-    const dead = shuffle(others.filter((m) => m.state === 'dead'));
-    const targets: string[] = [];
-    if (dead[0] && Math.random() < 0.3) targets.push(dead[0].url);
-    const knownUrls = new Set(live.map((m) => m.url));
-    const seeds = shuffle(
-      [...this.options.seeds, ...(await this.discoveredSeeds())].filter(
-        (url) => url !== this.self.url && !this.ownUrls.has(url) && !knownUrls.has(url),
-      ),
-    );
-    // Knowing nobody (just started, or cut off from everyone), ask a few seeds at once: a node
-    // turns ready after its first round, and one seed alone may be this node itself (the Service's
-    // addresses include its own, which it cannot tell from the others) or not listening yet.
-    if (live.length === 0) targets.push(...seeds.slice(0, SEEDS_WHEN_ALONE));
-    else if (seeds[0] && Math.random() < 0.2) targets.push(seeds[0]);
-    return targets;
-  }
-
-  private async discoveredSeeds(): Promise<string[]> {
-    const name = this.options.discoveryDns;
-    if (!name) return [];
-    const now = Date.now();
-    if (now - this.lastDnsLookup < this.discoveryIntervalMs()) return this.dnsSeeds;
-    this.lastDnsLookup = now;
-    try {
-      const records = await lookup(name, { all: true });
-      this.dnsSeeds = records.map((r) =>
-        r.family === 6
-          ? `http://[${r.address}]:${this.options.port}`
-          : `http://${r.address}:${this.options.port}`,
-      );
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message, name }, 'discovery lookup failed');
-    }
-    return this.dnsSeeds;
-  }
-
-  /** How often --discovery-dns is looked up again. */
-  private discoveryIntervalMs(): number {
-    return Math.max(this.options.gossipIntervalMs * 5, 5_000);
-  }
-
-  private merge(digests: readonly MemberDigest[]): void {
-    for (const d of digests) {
-      if (!d || typeof d.id !== 'string' || typeof d.url !== 'string' || typeof d.incarnation !== 'number')
-        continue;
-      if (d.id === this.self.id) {
-        this.refute(d);
-        continue;
-      }
-      const known = this.members.get(d.id);
-      if (!known) {
-        const now = Date.now();
-        this.members.set(d.id, { ...d, suspectSince: d.state === 'suspect' ? now : 0, lastContact: 0 });
-        this.log.info({ peer: d.id, url: d.url, state: d.state }, 'member joined');
-        this.rebuildPlacement();
-        continue;
-      }
-      if (d.incarnation > known.incarnation) {
-        known.url = d.url;
-        known.full = d.full === true;
-        if ((known.leaving === true) !== (d.leaving === true)) {
-          known.leaving = d.leaving === true;
-          this.log.info({ peer: known.id, leaving: known.leaving }, 'member drain state changed');
-          this.rebuildPlacement();
-        }
-        this.setState(known, d.state, d.incarnation, 'newer incarnation');
-      } else if (d.incarnation === known.incarnation) {
-        // Same life: only worse news counts (alive < suspect < dead).
-        if (rank(d.state) > rank(known.state)) this.setState(known, d.state, d.incarnation, 'gossip');
-      }
-    }
-  }
-
-  /** Someone thinks we are suspect or dead: raise our incarnation so "alive" wins everywhere. */
-  private refute(claim: MemberDigest): void {
-    if (claim.state !== 'alive' && claim.incarnation >= this.self.incarnation) {
-      this.self.incarnation = claim.incarnation + 1;
-      this.log.info(
-        { claimed: claim.state, incarnation: this.self.incarnation },
-        'refuting a claim about this node',
-      );
-    } else if (claim.incarnation > this.self.incarnation) {
-      this.self.incarnation = claim.incarnation + 1;
-    }
-  }
-
-  private setState(m: Member, state: MemberState, incarnation: number, why: string): void {
-    const before = m.state;
-    m.incarnation = incarnation;
-    if (state === before) return;
-    m.state = state;
-    if (state === 'suspect') m.suspectSince = Date.now();
-    this.log.info({ peer: m.id, from: before, to: state, incarnation, why }, 'member state changed');
-    if ((state === 'dead') !== (before === 'dead')) this.rebuildPlacement();
-  }
-
-  private expireSuspects(): void {
-    const now = Date.now();
-    for (const m of this.members.values()) {
-      if (m.state === 'suspect' && now - m.suspectSince > this.options.failureTimeoutMs) {
-        this.setState(m, 'dead', m.incarnation, `suspect for over ${this.options.failureTimeoutMs} ms`);
-      }
-    }
-  }
-
-  private rebuildPlacement(): void {
+  /** Called by the detector after each change: rebuilds placement if the placed members changed. */
+  private refreshPlacement(): void {
     // A draining member owns nothing: it is out of placement while still alive and serving.
-    const placed = [...this.members.values()]
+    const placed = this.swim
+      .members()
       .filter((m) => m.state !== 'dead' && !m.leaving)
-      .map((m) => m.id);
-    const before = new Set(this.placementTable.members);
-    if (placed.some((id) => !before.has(id))) this.placementGrewAt = Date.now();
+      .map((m) => m.id)
+      .sort();
+    const before = this.placementTable.members;
+    if (placed.length === before.length && placed.every((id, i) => id === before[i])) return;
+    const known = new Set(before);
+    if (placed.some((id) => !known.has(id))) this.placementGrewAt = systemClock.now();
     this.placementTable = new PlacementTable(placed, this.options.replicas);
     this.emit('placement-changed', this.placementTable);
   }
 }
 
-/** Seeds asked in one round by a node that knows no live member. */
-const SEEDS_WHEN_ALONE = 3;
-
-function rank(state: MemberState): number {
-  return state === 'alive' ? 0 : state === 'suspect' ? 1 : 2;
-}
-
-function shuffle<T>(items: T[]): T[] {
-  const a = [...items];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-  return a;
+function toView(m: SwimMember): MemberView {
+  return { id: m.id, url: m.url, state: m.state, full: m.full, leaving: m.leaving };
 }
