@@ -146,6 +146,19 @@ export const TombstoneSchema = z.object({ id: FileId, deletedAt: Timestamp });
 export type Tombstone = z.infer<typeof TombstoneSchema>;
 export const TombstoneListSchema = z.array(TombstoneSchema).max(MAX_TOMBSTONE_PAGE);
 
+/**
+ * What a node tells a peer that is catching up: a page of its tombstones since a time, whether it
+ * is caught up itself (only then do its rows prove anything), and when it last knew it was up to
+ * date (so a node returning from a long absence can tell a cluster that was down with it from
+ * one that went on without it).
+ */
+export const CatchUpAnswerSchema = z.object({
+  tombstones: TombstoneListSchema,
+  caughtUp: z.boolean(),
+  lastAliveAt: Timestamp.nullable(),
+});
+export type CatchUpAnswer = z.infer<typeof CatchUpAnswerSchema>;
+
 /** Bytes of a partition bitmap, one bit per partition, and their length in base64. */
 export const PARTITION_BITMAP_BYTES = PARTITION_COUNT / 8;
 const BITMAP_BASE64_LENGTH = 4 * Math.ceil(PARTITION_BITMAP_BYTES / 3);

@@ -22,7 +22,7 @@ import {
   ProbeRequestSchema,
   PullAnswerSchema,
   PullRequestSchema,
-  TombstoneListSchema,
+  CatchUpAnswerSchema,
 } from './messages';
 
 export const INTERNAL_PREFIX = '/internal/v1';
@@ -169,12 +169,16 @@ export const INTERNAL_ROUTES = defineRoutes({
     body: DeleteRequestSchema,
     answer: DeleteAnswerSchema,
   },
-  /** Tombstones made at or after `since`, oldest first: a returning node's catch-up. */
-  tombstones: {
+  /**
+   * Tombstones made at or after `since`, oldest first, with the answering node's own catch-up
+   * state: a returning node's catch-up. Answered while the node is catching up itself, so a whole
+   * cluster that restarts at once comes up from its members' tombstones.
+   */
+  catchUp: {
     method: 'GET',
-    pattern: '/tombstones',
+    pattern: '/catch-up',
     query: z.object({ since: Timestamp, limit: decimal(1, MAX_TOMBSTONE_PAGE, 'limit') }),
-    answer: TombstoneListSchema,
+    answer: CatchUpAnswerSchema,
   },
   digests: { method: 'POST', pattern: '/digests', body: DigestsRequestSchema, answer: DigestsAnswerSchema },
   partitionRecords: {

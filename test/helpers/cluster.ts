@@ -109,10 +109,15 @@ export class TestCluster {
     return code;
   }
 
-  async restart(i: number): Promise<void> {
+  /**
+   * Starts node i again on its data dir (SIGKILLing it first if it runs) and waits until it is
+   * ready, or, with `{ ready: false }`, only until it answers /healthz (a node that cannot catch
+   * up with its peers stays not ready).
+   */
+  async restart(i: number, { ready = true }: { ready?: boolean } = {}): Promise<void> {
     const n = this.node(i);
     if (n.proc) await this.kill(i, 'SIGKILL');
-    await this.launch(n);
+    await this.launch(n, ready ? '/readyz' : '/healthz');
   }
 
   running(): NodeHandle[] {
@@ -196,7 +201,7 @@ export class TestCluster {
     return n;
   }
 
-  private async launch(n: NodeHandle): Promise<void> {
+  private async launch(n: NodeHandle, until: '/readyz' | '/healthz' = '/readyz'): Promise<void> {
     const o = this.options;
     const seeds = this.nodes.filter((m) => m !== n).map((m) => m.url);
     const args = [
@@ -245,11 +250,11 @@ export class TestCluster {
     await waitFor(
       async () => {
         if (proc.exitCode !== null) throw new Error(`${n.id} exited with ${proc.exitCode}:\n${this.tail(n)}`);
-        const res = await fetch(`${n.url}/readyz`).catch(() => undefined);
+        const res = await fetch(`${n.url}${until}`).catch(() => undefined);
         return res?.status === 200;
       },
       20_000,
-      `${n.id} to be ready`,
+      `${n.id} to answer ${until}`,
     );
   }
 

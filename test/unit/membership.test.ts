@@ -72,6 +72,18 @@ describe('membership view', () => {
     expect(m.placement().members).toEqual(['a', 'c']);
     expect(changed).toHaveBeenCalledTimes(2);
   });
+
+  it('tells which members have been dead for less than a given time, and forgets a death once refuted', () => {
+    jest.useFakeTimers({ now: 100_000 });
+    const m = membership();
+    m.receive({ from: 'c', members: [claim('b', 5, 'dead'), claim('c', 5, 'alive')] });
+    expect(m.deadWithin(60_000)).toEqual(['b']);
+    jest.setSystemTime(100_000 + 60_001);
+    expect(m.deadWithin(60_000)).toEqual([]);
+    expect(m.deadWithin(120_000)).toEqual(['b']);
+    m.receive({ from: 'b', members: [claim('b', 6, 'alive')] });
+    expect(m.deadWithin(120_000)).toEqual([]);
+  });
 });
 
 describe('flags a member announces about itself', () => {

@@ -28,7 +28,7 @@ import {
   PreparedUploadSchema,
   ProbeRequestSchema,
   PullRequestSchema,
-  TombstoneListSchema,
+  CatchUpAnswerSchema,
   check,
   decodeMetaHeader,
   encodeMetaHeader,
@@ -145,7 +145,11 @@ describe('protocol schemas accept what nodes really send', () => {
     expect(metadata.get(forced)).toMatchObject({ name: '', sha256: '', contentType: '', state: 'deleted' });
     accepts(LocalListingSchema, { records: metadata.listAfter('', 1000), truncated: false });
     accepts(PartitionRecordsSchema, metadata.partitionRecords(partitionOf(file.id)));
-    accepts(TombstoneListSchema, metadata.tombstonesSince(at, 1000));
+    accepts(CatchUpAnswerSchema, {
+      tombstones: metadata.tombstonesSince(at, 1000),
+      caughtUp: true,
+      lastAliveAt: at,
+    });
     expect(metadata.tombstonesSince(at, 1000)).toHaveLength(2);
 
     const p = partitionOf(file.id);
@@ -271,7 +275,11 @@ describe('protocol schemas refuse', () => {
   it('pages larger than their limits', () => {
     const record: FileRecord = { ...meta(), state: 'live', deletedAt: null, heldFor: null };
     refuses(LocalListingSchema, { records: Array(MAX_LISTING_PAGE + 1).fill(record), truncated: true });
-    refuses(TombstoneListSchema, Array(10_001).fill({ id: 'a', deletedAt: NOW }));
+    refuses(CatchUpAnswerSchema, {
+      tombstones: Array(10_001).fill({ id: 'a', deletedAt: NOW }),
+      caughtUp: true,
+      lastAliveAt: null,
+    });
   });
 
   it('bad requests of every kind', () => {
@@ -314,10 +322,10 @@ describe('the route table', () => {
     expect(INTERNAL_ROUTES.partitionRecords.path({ p: 17 })).toBe('/internal/v1/partitions/17/records');
     expect(INTERNAL_ROUTES.record.path({ id: '../x' })).toBe('/internal/v1/records/..%2Fx');
     const since = '2024-05-01T10:00:00.000Z';
-    const path = INTERNAL_ROUTES.tombstones.path({ since, limit: 1000 });
-    expect(path).toBe('/internal/v1/tombstones?since=2024-05-01T10%3A00%3A00.000Z&limit=1000');
+    const path = INTERNAL_ROUTES.catchUp.path({ since, limit: 1000 });
+    expect(path).toBe('/internal/v1/catch-up?since=2024-05-01T10%3A00%3A00.000Z&limit=1000');
     const query = Object.fromEntries(new URL(path, 'http://x').searchParams);
-    expect(check(INTERNAL_ROUTES.tombstones.query, query)).toEqual({
+    expect(check(INTERNAL_ROUTES.catchUp.query, query)).toEqual({
       ok: true,
       value: { since, limit: 1000 },
     });
@@ -336,8 +344,8 @@ describe('the route table', () => {
     refuses(INTERNAL_ROUTES.listing.query, { after: '', limit: '0' });
     refuses(INTERNAL_ROUTES.listing.query, { after: '', limit: String(MAX_LISTING_PAGE + 1) });
     refuses(INTERNAL_ROUTES.listing.query, { after: '/', limit: '1' });
-    refuses(INTERNAL_ROUTES.tombstones.query, { since: ['a', 'b'], limit: '1' });
-    refuses(INTERNAL_ROUTES.tombstones.query, { limit: '1' });
+    refuses(INTERNAL_ROUTES.catchUp.query, { since: ['a', 'b'], limit: '1' });
+    refuses(INTERNAL_ROUTES.catchUp.query, { limit: '1' });
     refuses(INTERNAL_ROUTES.abort.params, { token: '../../metadata.sqlite' });
     refuses(INTERNAL_ROUTES.ping.body, { surprise: true });
   });

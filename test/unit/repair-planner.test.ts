@@ -45,6 +45,7 @@ function input(rows: Record<string, FileRecord[]>, over: Partial<PartitionInput>
     settled: true,
     now: NOW,
     tombstoneGraceMs: 3_600_000,
+    deadMembersRetired: true,
     ...over,
   };
 }
@@ -77,6 +78,12 @@ describe('repair planner: deletes win', () => {
     expect(planPartition(input(rows)).forgets).toEqual([{ member: 'e', id: 'f', sha256: null }]);
     const later = planPartition(input(rows, { now: NOW + 2 * 3_600_000 }));
     expect(later.forgets.map((f) => f.member).sort()).toEqual(['a', 'b', 'c', 'e']);
+  });
+
+  it("keeps the homes' tombstones past the grace while a member that may come back is merely dead", () => {
+    const rows = { a: [tombstone('f')], b: [tombstone('f')], c: [tombstone('f')] };
+    const plan = planPartition(input(rows, { now: NOW + 2 * 3_600_000, deadMembersRetired: false }));
+    expect(plan.forgets).toEqual([]);
   });
 
   it('forgets no tombstone while a home member has not answered', () => {

@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { errorText } from '../../../shared/errors';
 import { createLogger, type Logger } from '../../../shared/logging';
 import { BackgroundWorker, type Worker } from '../../../shared/worker';
 import { resolveNodeId, type Config } from './config';
@@ -15,7 +14,7 @@ import { NodeMetrics } from './http/metrics';
 import { Membership } from './membership/membership';
 import { PeerClient } from './peers/peer-client';
 import { QuorumWriter } from './replication/quorum-write';
-import { catchUpDeletes, recordAlive } from './replication/catch-up';
+import { CatchUp, lastAliveAt } from './replication/catch-up';
 import { AntiEntropy } from './replication/anti-entropy';
 import { CopyFetcher } from './replication/copy-fetcher';
 import { LocalNode } from './replication/local-node';
@@ -59,9 +58,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const lifecycle: Lifecycle = {
     stopping: false,
     diskFault: null,
+    catchingUp: 'this node is starting',
     inFlight: new Map(),
     get ready() {
-      return started && !this.stopping && this.diskFault === null;
+      return started && this.catchingUp === null && !this.stopping && this.diskFault === null;
     },
   };
 
@@ -108,6 +108,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
       full: () => membership.isFull(selfId),
       isMemberUrl: (url) => membership.view().some((m) => m.url === url),
       status: () => nodeStatus(ctx),
+      caughtUp: () => lifecycle.catchingUp === null,
+      lastAliveAt: () => lastAliveAt(metadata),
     },
     metadata,
     blobs,
@@ -121,6 +123,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       intervalMs: config.repairIntervalMs,
       concurrency: config.repairConcurrency,
       tombstoneGraceMs: config.tombstoneGraceMs,
+      active: () => lifecycle.catchingUp === null,
     },
     membership,
     nodes,
@@ -139,6 +142,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     blobs,
     peers,
     nodes,
+    local,
     fetcher,
     writer: new QuorumWriter(
       { replicas: config.replicas, writeQuorum: config.writeQuorum, maxFileSize: config.maxFileSize },
@@ -191,12 +195,35 @@ export async function startNode(config: Config): Promise<RunningNode> {
   );
   await dataDirMonitor.check();
   await membership.start();
-  await catchUpDeletes(metadata, blobs, nodes, log);
-  recordAlive(metadata);
+  const catchUp = new CatchUp(
+    {
+      replicas: config.replicas,
+      writeQuorum: config.writeQuorum,
+      tombstoneGraceMs: config.tombstoneGraceMs,
+      expectsPeers: config.seeds.length > 0 || config.discoveryDns !== undefined,
+      outOfTouchMs: config.failureTimeoutMs,
+      gossipIntervalMs: config.gossipIntervalMs,
+    },
+    metadata,
+    blobs,
+    nodes,
+    membership,
+    (reason) => (lifecycle.catchingUp = reason),
+    log,
+  );
+  // Usually done at once (a restart with peers up); otherwise the worker keeps trying, and the
+  // node stays not ready meanwhile.
+  await catchUp.attempt();
+  const catchingUp = new BackgroundWorker(
+    catchUp,
+    { firstMs: HOUSEKEEPING_MS, idleMs: HOUSEKEEPING_MS },
+    log,
+  );
+  catchingUp.start();
   antiEntropy.start();
   scrubber.start();
   const housekeeping = new BackgroundWorker(
-    housekeeper(blobs, metadata, config.minFreeBytes, log),
+    housekeeper(blobs, config.minFreeBytes, log),
     { firstMs: HOUSEKEEPING_MS, idleMs: HOUSEKEEPING_MS },
     log,
   );
@@ -205,7 +232,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   started = true;
   log.info(
     { url: config.advertiseUrl, dataDir, replicas: config.replicas, writeQuorum: config.writeQuorum },
-    'node ready',
+    catchUp.caughtUp ? 'node ready' : 'node started; catching up with peers before it serves',
   );
 
   let stopping: Promise<void> | undefined;
@@ -214,7 +241,13 @@ export async function startNode(config: Config): Promise<RunningNode> {
       lifecycle.stopping = true;
       log.info('shutting down: finishing in-flight requests');
       membership.stop();
-      await Promise.all([antiEntropy.stop(), scrubber.stop(), housekeeping.stop(), dataDirMonitor.stop()]);
+      await Promise.all([
+        antiEntropy.stop(),
+        scrubber.stop(),
+        housekeeping.stop(),
+        dataDirMonitor.stop(),
+        catchingUp.stop(),
+      ]);
       ctx.apiKeys.stop();
       const closed = new Promise<void>((res) => server.close(() => res()));
       // close() ends the connections idle at that moment; those busy then end after their answer
@@ -274,24 +307,12 @@ export async function runNode(config: Config): Promise<void> {
  * apart from the data dir check, whose steps wait up to its hang limit for a probe: neither waits
  * behind the other's I/O.
  */
-function housekeeper(blobs: BlobStore, metadata: MetadataStore, minFreeBytes: number, log: Logger): Worker {
-  let aliveStampFailing = false;
+function housekeeper(blobs: BlobStore, minFreeBytes: number, log: Logger): Worker {
   let expiring: Promise<void> | undefined;
   let sweeping: Promise<void> | undefined;
   return {
     name: 'housekeeping',
     work: async () => {
-      // A synchronous SQLite write, which a disk that refuses writes makes throw. Caught here, not
-      // left to the worker, which would log every failure and back off. The data dir check
-      // reports the cause; this only notes when the stamp stops and resumes.
-      try {
-        recordAlive(metadata);
-        if (aliveStampFailing) log.info('recording the last-alive time works again');
-        aliveStampFailing = false;
-      } catch (err) {
-        if (!aliveStampFailing) log.warn({ err: errorText(err) }, 'could not record the last-alive time');
-        aliveStampFailing = true;
-      }
       // Not awaited: an unlink on a hung disk must hold up neither the next stamp nor shutdown.
       // One expiry at a time, though, so they do not pile up behind it.
       expiring ??= blobs

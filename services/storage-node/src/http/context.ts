@@ -7,6 +7,7 @@ import type { PeerClient } from '../peers/peer-client';
 import type { QuorumWriter } from '../replication/quorum-write';
 import type { AntiEntropy } from '../replication/anti-entropy';
 import type { CopyFetcher } from '../replication/copy-fetcher';
+import type { LocalNode } from '../replication/local-node';
 import type { Nodes } from '../replication/nodes';
 import type { Scrubber } from '../replication/scrubber';
 import type { BlobStore } from '../store/blob-store';
@@ -16,8 +17,10 @@ import type { NodeMetrics } from './metrics';
 
 /** Whether this node takes public requests and new copies, and if not, why. */
 export interface Lifecycle {
-  /** Started (missed deletes applied), not stopping, and the data dir takes writes. */
+  /** Started, caught up with its peers, not stopping, and the data dir takes writes. */
   readonly ready: boolean;
+  /** Why this node does not serve its own rows yet (see CatchUp), or null once it is caught up. */
+  catchingUp: string | null;
   stopping: boolean;
   /** Why the data dir takes no writes (read-only file system, vanished), or null while it does. */
   diskFault: string | null;
@@ -30,7 +33,7 @@ export function notReadyReason(lifecycle: Lifecycle): string {
   if (lifecycle.stopping) return 'this node is shutting down';
   if (lifecycle.diskFault !== null)
     return `this node's data dir does not take writes: ${lifecycle.diskFault}`;
-  return 'this node is starting';
+  return lifecycle.catchingUp ?? 'this node is starting';
 }
 
 /** Everything the HTTP layer may call, built once by main.ts. */
@@ -46,6 +49,8 @@ export interface NodeContext {
   peers: PeerClient;
   /** Every member as a Peer, this node included. */
   nodes: Nodes;
+  /** This node's own storage as a Peer: what the internal routes serve. */
+  local: LocalNode;
   fetcher: CopyFetcher;
   writer: QuorumWriter;
   reader: FileReader;

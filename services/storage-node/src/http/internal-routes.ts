@@ -15,7 +15,6 @@ import {
 } from '../../../../shared/protocol';
 import { verifyRequest } from '../peers/auth';
 import type { NodeContext } from './context';
-import { nodeStatus } from './node-status';
 import { sendFile } from './file-response';
 
 /**
@@ -48,81 +47,73 @@ export function internalRoutes(ctx: NodeContext): Router {
     return { ok: await ctx.membership.probeFor(body.url) };
   });
 
-  serve(router, routes.ping, () => ({ ready: ctx.lifecycle.ready }));
+  // Everything else is this node's storage, served by the same LocalNode this node calls when it
+  // is one of a file's targets itself: a call from a peer and a call to self behave alike.
+  const local = ctx.local;
 
-  serve(router, routes.status, () => nodeStatus(ctx));
+  serve(router, routes.ping, async () => ({ ready: await local.ping() }));
 
-  serve(router, routes.prepare, async (_input, req) => {
-    if (!ctx.lifecycle.ready) throw new ShoalError('not_ready', 'this node is not taking writes');
-    if (ctx.membership.isFull(ctx.selfId)) throw new ShoalError('insufficient_storage', 'this node is full');
-    return ctx.blobs.receive(req);
-  });
+  serve(router, routes.status, () => local.status());
+
+  serve(router, routes.prepare, ({ params }, req) => local.receive(params.id, req));
 
   serve(router, routes.commit, async ({ params, body }) => {
     if (body.meta.id !== params.id) throw new ShoalError('bad_request', 'meta.id is not the id in the path');
-    return { result: await ctx.blobs.commit(body.token, body.meta, body.heldFor) };
+    return { result: await local.commit(params.id, body) };
   });
 
   serve(router, routes.abort, async ({ params }, _req, res) => {
-    await ctx.blobs.abort(params.token);
+    await local.abort(params.token);
     res.status(204).end();
   });
 
-  serve(router, routes.delete, ({ params, body }) => ctx.blobs.delete(params.id, body.deletedAt, body.force));
+  serve(router, routes.delete, ({ params, body }) =>
+    local.delete(params.id, body.deletedAt, { force: body.force }),
+  );
 
-  serve(router, routes.tombstones, ({ query }) => ctx.metadata.tombstonesSince(query.since, query.limit));
+  serve(router, routes.catchUp, ({ query }) => local.catchUp(query.since, query.limit));
 
-  serve(router, routes.digests, ({ body }) => {
+  serve(router, routes.digests, async ({ body }) => {
     const bitmap = Buffer.from(body.partitions, 'base64');
     if (bitmap.length !== PARTITION_COUNT / 8)
       throw new ShoalError('bad_request', 'partitions must be a bitmap');
-    const digests: Record<string, string> = {};
-    for (let p = 0; p < PARTITION_COUNT; p++) {
-      if ((bitmap[p >> 3]! & (1 << (p & 7))) === 0) continue;
-      const d = ctx.metadata.digest(p);
-      if (d) digests[p] = d;
-    }
-    return { digests };
+    return { digests: await local.digests(bitmap) };
   });
 
-  serve(router, routes.partitionRecords, ({ params }) => ctx.metadata.partitionRecords(params.p));
+  serve(router, routes.partitionRecords, ({ params }) => local.partitionRecords(params.p));
 
   serve(router, routes.pull, async ({ params, body }) => {
     if (body.meta.id !== params.id) throw new ShoalError('bad_request', 'meta.id is not the id in the path');
-    if (ctx.membership.isFull(ctx.selfId)) throw new ShoalError('insufficient_storage', 'this node is full');
-    const known = new Set(ctx.membership.view().map((m) => m.url));
-    // Only fetch from cluster members: a pull must never be a way to make a node call anywhere.
-    const sources = body.sources.filter((s) => known.has(s));
-    const bytes = await ctx.fetcher.pull(body.meta, sources, body.heldFor);
+    const { bytes } = await local.pull(body.meta, body.sources, body.heldFor);
     return { result: 'stored' as const, bytes };
   });
 
   serve(router, routes.forget, async ({ params, body }) => ({
-    forgotten: await ctx.blobs.forget(params.id, body.sha256),
+    forgotten: await local.forget(params.id, body.sha256),
   }));
 
-  serve(router, routes.record, ({ params }) => {
-    const record = ctx.metadata.get(params.id);
+  serve(router, routes.record, async ({ params }) => {
+    const record = await local.record(params.id);
     if (!record) throw new ShoalError('not_found', 'no record of that file here');
     return record;
   });
 
-  serve(router, routes.listing, ({ query }) => ctx.catalog.localListing(query.after, query.limit));
+  serve(router, routes.listing, ({ query }) => local.list(query.after, query.limit));
 
   /** This node's own copy, answered like a public GET plus the record in a header. */
   serve(router, routes.blob, async ({ params }, req, res) => {
-    const local = await ctx.reader.openLocal(params.id, {
+    const read = await local.read(params.id, {
       method: req.method === 'HEAD' ? 'HEAD' : 'GET',
       range: req.get('range'),
       ifNoneMatch: req.get('if-none-match'),
     });
-    if (local === 'deleted') {
+    if (read === 'deleted') {
       res.status(410).json({ error: { code: 'deleted', message: 'this file was deleted' } });
       return;
     }
-    if (!local) throw new ShoalError('not_found', 'no copy of that file here');
-    res.setHeader(HEADER_META, encodeMetaHeader(local.record));
-    await sendFile(res, local.record, local, local.body);
+    if (!read) throw new ShoalError('not_found', 'no copy of that file here');
+    res.setHeader(HEADER_META, encodeMetaHeader(read.record));
+    await sendFile(res, read.record, read, read.body);
   });
 
   return router;

@@ -169,6 +169,18 @@ export class Membership extends EventEmitter {
     return this.swim.member(id)?.url;
   }
 
+  /**
+   * Members this node has known to be dead for less than `ms`: they may come back with copies of
+   * files deleted meanwhile, so tombstones must outlive their absence (see the repair planner).
+   */
+  deadWithin(ms: number): string[] {
+    const now = systemClock.now();
+    return this.swim
+      .members()
+      .filter((m) => m.state === 'dead' && now - m.deadSince < ms)
+      .map((m) => m.id);
+  }
+
   /** True when this node exchanged gossip with the member within the last `rounds` intervals. */
   heardFromWithin(id: string, rounds: number): boolean {
     const m = this.swim.member(id);

@@ -44,6 +44,8 @@ export interface SwimMember extends Readonly<MemberFlags> {
   readonly state: MemberState;
   /** Local time of the last successful exchange with it, in either direction (0: never). */
   readonly lastContact: number;
+  /** Local time this node learned the member was dead (0 while it is not). */
+  readonly deadSince: number;
 }
 
 interface Member extends MemberFlags {
@@ -54,6 +56,7 @@ interface Member extends MemberFlags {
   /** Local time this member became suspect (for the suspicion timeout). */
   suspectSince: number;
   lastContact: number;
+  deadSince: number;
 }
 
 export interface SwimOptions {
@@ -130,6 +133,7 @@ export class SwimDetector {
       leaving: false,
       suspectSince: 0,
       lastContact: this.clock.now(),
+      deadSince: 0,
     };
     this.table.set(this.me.id, this.me);
   }
@@ -297,6 +301,8 @@ export class SwimDetector {
           leaving: d.leaving === true,
           suspectSince: d.state === 'suspect' ? this.clock.now() : 0,
           lastContact: 0,
+          // Dead before we heard of it, for how long we cannot tell: counted from now.
+          deadSince: d.state === 'dead' ? this.clock.now() : 0,
         });
         this.changed = true;
         this.deps.log.info({ peer: d.id, url: d.url, state: d.state }, 'member joined');
@@ -341,6 +347,7 @@ export class SwimDetector {
     if (state === before) return;
     m.state = state;
     if (state === 'suspect') m.suspectSince = this.clock.now();
+    m.deadSince = state === 'dead' ? this.clock.now() : 0;
     this.changed = true;
     this.deps.log.info({ peer: m.id, from: before, to: state, incarnation, why }, 'member state changed');
   }

@@ -20,7 +20,7 @@ import {
   type PreparedUpload,
   type RouteBody,
   type RouteSpec,
-  type Tombstone,
+  type CatchUpAnswer,
 } from '../../../../shared/protocol';
 import { signRequest } from './auth';
 
@@ -112,9 +112,19 @@ export class PeerClient {
     return this.call(baseUrl, route, route.path({ id: fileId }), { stream: body, reqId, signal });
   }
 
-  async commitUpload(baseUrl: string, fileId: string, commit: CommitRequest, reqId?: string): Promise<void> {
+  async commitUpload(
+    baseUrl: string,
+    fileId: string,
+    commit: CommitRequest,
+    reqId?: string,
+  ): Promise<'stored' | 'already-stored'> {
     const route = INTERNAL_ROUTES.commit;
-    await this.call(baseUrl, route, route.path({ id: fileId }), { body: commit, reqId, timeoutMs: 10_000 });
+    const answer = await this.call(baseUrl, route, route.path({ id: fileId }), {
+      body: commit,
+      reqId,
+      timeoutMs: 10_000,
+    });
+    return answer.result;
   }
 
   async abortUpload(baseUrl: string, token: string, reqId?: string): Promise<void> {
@@ -137,8 +147,8 @@ export class PeerClient {
     });
   }
 
-  async tombstonesSince(baseUrl: string, since: string, limit: number): Promise<Tombstone[]> {
-    const route = INTERNAL_ROUTES.tombstones;
+  async catchUp(baseUrl: string, since: string, limit: number): Promise<CatchUpAnswer> {
+    const route = INTERNAL_ROUTES.catchUp;
     return this.call(baseUrl, route, route.path({ since, limit }), { timeoutMs: 5_000 });
   }
 

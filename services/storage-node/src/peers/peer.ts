@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type {
+  CatchUpAnswer,
   CommitRequest,
   FileMeta,
   FileRecord,
@@ -41,7 +42,8 @@ export interface Peer {
     body: Readable,
     opts?: { reqId?: string; signal?: AbortSignal },
   ): Promise<PreparedUpload>;
-  commit(fileId: string, request: CommitRequest, reqId?: string): Promise<void>;
+  /** Makes a received copy visible ('already-stored' when the same bytes were there). */
+  commit(fileId: string, request: CommitRequest, reqId?: string): Promise<'stored' | 'already-stored'>;
   abort(token: string, reqId?: string): Promise<void>;
 
   /**
@@ -62,7 +64,12 @@ export interface Peer {
   /** Anti-entropy digests of the partitions set in `bitmap` that the node has rows in. */
   digests(bitmap: Buffer): Promise<Record<string, string>>;
   partitionRecords(partition: number): Promise<FileRecord[]>;
-  tombstonesSince(since: string, limit: number): Promise<Array<{ id: string; deletedAt: string }>>;
+  /**
+   * A page of the node's tombstones made at or after `since`, with whether the node is caught up
+   * itself and when it last knew it was: what a node returning from an absence asks its peers.
+   * Answered even while the node catches up itself.
+   */
+  catchUp(since: string, limit: number): Promise<CatchUpAnswer>;
 
   /** Has the node fetch a copy from one of `sources` (URLs of members) and store it. */
   pull(meta: FileMeta, sources: string[], heldFor: string | null): Promise<{ bytes: number }>;

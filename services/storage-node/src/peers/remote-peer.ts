@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type {
+  CatchUpAnswer,
   CommitRequest,
   FileMeta,
   FileRecord,
@@ -36,7 +37,7 @@ export class RemotePeer implements Peer {
     return this.client.prepareUpload(this.url, fileId, body, opts.reqId, opts.signal);
   }
 
-  commit(fileId: string, request: CommitRequest, reqId?: string): Promise<void> {
+  commit(fileId: string, request: CommitRequest, reqId?: string): Promise<'stored' | 'already-stored'> {
     return this.client.commitUpload(this.url, fileId, request, reqId);
   }
 
@@ -72,8 +73,8 @@ export class RemotePeer implements Peer {
     return this.client.partitionRecords(this.url, partition);
   }
 
-  tombstonesSince(since: string, limit: number): Promise<Array<{ id: string; deletedAt: string }>> {
-    return this.client.tombstonesSince(this.url, since, limit);
+  catchUp(since: string, limit: number): Promise<CatchUpAnswer> {
+    return this.client.catchUp(this.url, since, limit);
   }
 
   async pull(meta: FileMeta, sources: string[], heldFor: string | null): Promise<{ bytes: number }> {

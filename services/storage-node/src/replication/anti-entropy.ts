@@ -16,6 +16,8 @@ export interface AntiEntropyOptions {
   intervalMs: number;
   concurrency: number;
   tombstoneGraceMs: number;
+  /** Whether this node's own rows can be trusted yet (caught up with its peers, see CatchUp). */
+  active: () => boolean;
 }
 
 export interface RepairStatus {
@@ -107,6 +109,8 @@ export class AntiEntropy {
 
   private async work(signal: AbortSignal): Promise<WorkResult> {
     this.signal = signal;
+    // A leader that has not caught up would plan from stale rows: bring back what was deleted.
+    if (!this.options.active()) return 'idle';
     // Busy only when something was done: a partition that cannot be fixed yet (a home member
     // unreachable) is retried at the normal interval, not in a tight loop.
     return (await this.round()) ? 'busy' : 'idle';
@@ -163,6 +167,7 @@ export class AntiEntropy {
     const placed = new Set(table.members);
     const target = Math.min(this.options.replicas, table.members.length);
     const settled = Date.now() >= settledAt;
+    const deadMembersRetired = this.membership.deadWithin(this.options.tombstoneGraceMs).length === 0;
     const plans: PartitionPlan[] = [];
     for (const partition of outOfSync.slice(0, MAX_PARTITIONS_PER_ROUND)) {
       if (this.signal?.aborted) break;
@@ -182,6 +187,7 @@ export class AntiEntropy {
         settled,
         now: Date.now(),
         tombstoneGraceMs: this.options.tombstoneGraceMs,
+        deadMembersRetired,
       });
       if (plan.underReplicated > 0) this.underReplicated.set(partition, plan.underReplicated);
       else this.underReplicated.delete(partition);

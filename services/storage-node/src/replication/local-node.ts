@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { ShoalError, errorText } from '../../../../shared/errors';
 import type {
+  CatchUpAnswer,
   CommitRequest,
   FileMeta,
   FileRecord,
@@ -27,6 +28,13 @@ export interface LocalNodeOptions {
   /** Whether a URL belongs to a cluster member: pulls fetch only from members. */
   isMemberUrl: (url: string) => boolean;
   status: () => Promise<NodeStatus>;
+  /**
+   * Whether this node has caught up with its peers (CatchUp). Until it has, its own rows may hold
+   * files deleted while it was away: it serves none of them, to clients or peers.
+   */
+  caughtUp: () => boolean;
+  /** When this node last knew it was up to date with its peers (CatchUp), or null. */
+  lastAliveAt: () => string | null;
 }
 
 /**
@@ -62,8 +70,8 @@ export class LocalNode implements Peer {
     return this.blobs.receive(body);
   }
 
-  async commit(_fileId: string, request: CommitRequest): Promise<void> {
-    await this.blobs.commit(request.token, request.meta, request.heldFor);
+  commit(_fileId: string, request: CommitRequest): Promise<'stored' | 'already-stored'> {
+    return this.blobs.commit(request.token, request.meta, request.heldFor);
   }
 
   abort(token: string): Promise<void> {
@@ -83,15 +91,18 @@ export class LocalNode implements Peer {
   }
 
   async record(fileId: string): Promise<FileRecord | undefined> {
+    this.assertServing();
     return this.metadata.get(fileId);
   }
 
   async list(after: string, limit: number): Promise<LocalListing> {
+    this.assertServing();
     const records = this.metadata.listAfter(after, limit + 1);
     return { records: records.slice(0, limit), truncated: records.length > limit };
   }
 
   async digests(bitmap: Buffer): Promise<Record<string, string>> {
+    this.assertServing();
     const digests: Record<string, string> = {};
     for (let p = 0; p < PARTITION_COUNT; p++) {
       if ((bitmap[p >> 3]! & (1 << (p & 7))) === 0) continue;
@@ -102,11 +113,16 @@ export class LocalNode implements Peer {
   }
 
   async partitionRecords(partition: number): Promise<FileRecord[]> {
+    this.assertServing();
     return this.metadata.partitionRecords(partition);
   }
 
-  async tombstonesSince(since: string, limit: number): Promise<Array<{ id: string; deletedAt: string }>> {
-    return this.metadata.tombstonesSince(since, limit);
+  async catchUp(since: string, limit: number): Promise<CatchUpAnswer> {
+    return {
+      tombstones: this.metadata.tombstonesSince(since, limit),
+      caughtUp: this.options.caughtUp(),
+      lastAliveAt: this.options.lastAliveAt(),
+    };
   }
 
   async pull(meta: FileMeta, sources: string[], heldFor: string | null): Promise<{ bytes: number }> {
@@ -124,6 +140,7 @@ export class LocalNode implements Peer {
    * first block read, at a block boundary, after only verified bytes, when it is further on.
    */
   async read(fileId: string, request: ReadRequest): Promise<CopyRead | 'deleted' | undefined> {
+    this.assertServing();
     const local = await this.blobs.openLocal(fileId);
     if (local === 'absent') return this.metadata.get(fileId)?.state === 'deleted' ? 'deleted' : undefined;
     if (local === 'missing' || local === 'corrupt') {
@@ -149,6 +166,11 @@ export class LocalNode implements Peer {
       if (fault) void this.scrubber.takeOutOfService(fileId, fault, errorText(err));
     });
     return { ...decision, record: local.record, body };
+  }
+
+  private assertServing(): void {
+    if (!this.options.caughtUp())
+      throw new ShoalError('not_ready', 'this node is catching up with its peers and serves nothing yet');
   }
 
   private assertTakesCopies(): void {

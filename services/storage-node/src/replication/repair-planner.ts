@@ -11,7 +11,10 @@ import type { FileMeta, FileRecord } from '../../../../shared/protocol';
  *     a live copy; no copy of a deleted file is ever made.
  *  2. Tombstones go only when they can no longer matter: a non-home member's once every home
  *     member holds one and no live copy is left anywhere; the home members' own once, in
- *     addition, the grace period since the delete is over.
+ *     addition, the grace period since the delete is over and no member that might come back with
+ *     a copy is still merely dead: a member dead for less than the grace may return with the rows
+ *     it had, and the tombstone is what deletes them then. One dead for longer has to prove its
+ *     rows before it counts as a holder again (replication/catch-up.ts).
  *  3. The bytes a file should have are the sha256 most holders agree on; a copy with other bytes
  *     is dropped.
  *  4. Every home member without a good copy gets one pulled from a holder that has it, unless its
@@ -46,6 +49,11 @@ export interface PartitionInput {
   settled: boolean;
   now: number;
   tombstoneGraceMs: number;
+  /**
+   * False while some member has been dead for less than the grace: it may come back with copies
+   * of files deleted while it was away, so home members' tombstones must stay (rule 2).
+   */
+  deadMembersRetired: boolean;
 }
 
 export interface CopyAction {
@@ -129,7 +137,7 @@ function planDeleted(
   for (const holder of state.tombstones.keys()) {
     if (!home.includes(holder)) plan.forgets.push({ member: holder, id, sha256: null });
   }
-  if (input.now - Date.parse(deletedAt) > input.tombstoneGraceMs) {
+  if (input.deadMembersRetired && input.now - Date.parse(deletedAt) > input.tombstoneGraceMs) {
     for (const h of home) plan.forgets.push({ member: h, id, sha256: null });
   }
 }

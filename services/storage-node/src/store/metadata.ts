@@ -113,6 +113,9 @@ export class MetadataStore {
       liveAfter: this.db.prepare<[string, number], Pick<Row, 'id' | 'size'>>(
         `SELECT id, size FROM files WHERE state = 'live' AND id > ? ORDER BY id LIMIT ?`,
       ),
+      livePartitions: this.db.prepare<[], { partition: number }>(
+        `SELECT DISTINCT partition FROM files WHERE state = 'live' ORDER BY partition`,
+      ),
       expiredTombstonePartitions: this.db.prepare<[string], { partition: number }>(
         `SELECT DISTINCT partition FROM files WHERE state = 'deleted' AND deleted_at < ?`,
       ),
@@ -174,6 +177,11 @@ export class MetadataStore {
   /** Every row of one partition, tombstones included. */
   partitionRecords(partition: number): FileRecord[] {
     return this.stmts.byPartition.all(partition).map(toRecord);
+  }
+
+  /** Partitions this node holds live copies in. */
+  livePartitions(): number[] {
+    return this.stmts.livePartitions.all().map((r) => r.partition);
   }
 
   /** Partitions holding tombstones older than `before` (ISO time): candidates to forget them. */
