@@ -5,6 +5,8 @@ export interface ReadRequest {
   range?: string;
   ifNoneMatch?: string;
   reqId?: string;
+  /** Between nodes: send whole blocks behind their checksums, for the reader to check again. */
+  framed?: boolean;
 }
 
 export interface ReadDecision {

@@ -12,6 +12,11 @@ export const HEADER_AUTH = 'x-shoal-auth';
 export const HEADER_NODE = 'x-shoal-node';
 export const HEADER_REQUEST_ID = 'x-request-id';
 export const HEADER_META = 'x-shoal-meta';
+/**
+ * On a read of a peer's copy: asks for framed blocks (shared/blocks.ts); on the answer, the index
+ * of the first block sent.
+ */
+export const HEADER_FRAMED = 'x-shoal-framed';
 
 export * from './fields';
 export * from './messages';

@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BLOCK_SIZE, BlockChecksummer, checksumsOf } from '../../shared/blocks';
+import {
+  BLOCK_SIZE,
+  BlockChecksummer,
+  BlockMismatchError,
+  FrameVerifier,
+  blocksCovering,
+  checksumsOf,
+  framedLength,
+} from '../../shared/blocks';
 import { Sink } from '../../shared/streams';
 import { CorruptBlockError, openVerified } from '../../services/storage-node/src/store/verified-read';
 
@@ -95,5 +103,60 @@ describe('openVerified', () => {
     await expect(openVerified(join(dir, 'gone'), 10, checksums, 0, 9)).rejects.toMatchObject({
       code: 'ENOENT',
     });
+  });
+});
+
+describe('framed blocks between nodes', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-frames-'));
+  const data = randomBytes(2 * BLOCK_SIZE + 777);
+  const checksums = checksumsOf(data);
+  const path = join(dir, 'blob');
+  writeFileSync(path, data);
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  async function frames(start: number, end: number): Promise<Buffer> {
+    return readAll(await openVerified(path, data.length, checksums, start, end, true));
+  }
+
+  async function verify(wire: Buffer, start: number, end: number, cut = 9_999): Promise<Buffer> {
+    const { first } = blocksCovering(start, end);
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < wire.length; i += cut) chunks.push(wire.subarray(i, i + cut));
+    const received: Buffer[] = [];
+    const verifier = new FrameVerifier(data.length, first, start, end);
+    await pipeline(Readable.from(chunks), verifier, async (source: AsyncIterable<Buffer>) => {
+      for await (const c of source) received.push(c);
+    });
+    return Buffer.concat(received);
+  }
+
+  it.each([
+    [0, data.length - 1],
+    [10, 20],
+    [BLOCK_SIZE - 5, BLOCK_SIZE + 5],
+    [2 * BLOCK_SIZE, data.length - 1],
+  ])('carry bytes %i-%i whole blocks at a time, and give back exactly that range', async (start, end) => {
+    const wire = await frames(start, end);
+    const { first, last } = blocksCovering(start, end);
+    expect(wire).toHaveLength(framedLength(data.length, first, last));
+    expect((await verify(wire, start, end)).equals(data.subarray(start, end + 1))).toBe(true);
+  });
+
+  it('stop at a block damaged on the way, after passing on only the blocks before it', async () => {
+    const wire = await frames(0, data.length - 1);
+    wire[4 + BLOCK_SIZE + 4 + 100]! ^= 1; // inside the second block
+    const received: Buffer[] = [];
+    const verifier = new FrameVerifier(data.length, 0, 0, data.length - 1);
+    verifier.on('data', (c: Buffer) => received.push(c));
+    await expect(pipeline(Readable.from([wire]), verifier)).rejects.toThrow(BlockMismatchError);
+    expect(Buffer.concat(received).equals(data.subarray(0, BLOCK_SIZE))).toBe(true);
+  });
+
+  it('fail on a stream cut in the middle of a block', async () => {
+    const wire = await frames(0, data.length - 1);
+    await expect(verify(wire.subarray(0, wire.length - 10), 0, data.length - 1)).rejects.toThrow(
+      BlockMismatchError,
+    );
   });
 });

@@ -37,9 +37,12 @@ export async function sendFile(
   decision: ReadDecision,
   body: Readable | undefined,
   onBytes?: (n: number) => void,
+  /** Bytes the body really has, when it is not the decided range as is (framed blocks). */
+  bodyLength?: number,
 ): Promise<void> {
   try {
     writeFileHeaders(res, record, decision);
+    if (bodyLength !== undefined && body) res.setHeader('Content-Length', String(bodyLength));
   } catch (err) {
     discard(body);
     throw err;

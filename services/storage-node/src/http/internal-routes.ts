@@ -1,8 +1,10 @@
 import express, { Router, type Request, type Response } from 'express';
 import type { z } from 'zod';
+import { blocksCovering, framedLength } from '../../../../shared/blocks';
 import { ShoalError } from '../../../../shared/errors';
 import {
   HEADER_AUTH,
+  HEADER_FRAMED,
   HEADER_META,
   INTERNAL_ROUTES,
   PARTITION_COUNT,
@@ -100,12 +102,17 @@ export function internalRoutes(ctx: NodeContext): Router {
 
   serve(router, routes.listing, ({ query }) => local.list(query.after, query.limit));
 
-  /** This node's own copy, answered like a public GET plus the record in a header. */
+  /**
+   * This node's own copy, answered like a public GET plus the record in a header; asked for framed
+   * blocks, whole blocks behind their checksums (the reader checks them again).
+   */
   serve(router, routes.blob, async ({ params }, req, res) => {
+    const framed = req.get(HEADER_FRAMED) === '1';
     const read = await local.read(params.id, {
       method: req.method === 'HEAD' ? 'HEAD' : 'GET',
       range: req.get('range'),
       ifNoneMatch: req.get('if-none-match'),
+      framed,
     });
     if (read === 'deleted') {
       res.status(410).json({ error: { code: 'deleted', message: 'this file was deleted' } });
@@ -113,7 +120,10 @@ export function internalRoutes(ctx: NodeContext): Router {
     }
     if (!read) throw new ShoalError('not_found', 'no copy of that file here');
     res.setHeader(HEADER_META, encodeMetaHeader(read.record));
-    await sendFile(res, read.record, read, read.body);
+    if (!framed || !read.body) return sendFile(res, read.record, read, read.body);
+    const { first, last } = blocksCovering(read.start, read.end);
+    res.setHeader(HEADER_FRAMED, String(first));
+    await sendFile(res, read.record, read, read.body, undefined, framedLength(read.record.size, first, last));
   });
 
   return router;

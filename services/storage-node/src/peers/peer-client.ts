@@ -3,6 +3,7 @@ import { Agent, request, errors as undiciErrors, type Dispatcher } from 'undici'
 import {
   ErrorBodySchema,
   HEADER_AUTH,
+  HEADER_FRAMED,
   HEADER_META,
   HEADER_NODE,
   HEADER_REQUEST_ID,
@@ -222,13 +223,14 @@ export class PeerClient {
   async openBlob(
     baseUrl: string,
     fileId: string,
-    opts: { method: 'GET' | 'HEAD'; range?: string; ifNoneMatch?: string; reqId?: string },
+    opts: { method: 'GET' | 'HEAD'; range?: string; ifNoneMatch?: string; reqId?: string; framed?: boolean },
   ): Promise<BlobResponse | undefined> {
     const route = INTERNAL_ROUTES.blob;
     const path = route.path({ id: fileId });
     const headers: Record<string, string> = this.headers(opts.method, path, opts.reqId);
     if (opts.range) headers.range = opts.range;
     if (opts.ifNoneMatch) headers['if-none-match'] = opts.ifNoneMatch;
+    if (opts.framed) headers[HEADER_FRAMED] = '1';
     // A peer that accepts the connection and then hangs must not hold a read up for long:
     // the caller moves on to the next copy.
     const res = await this.send(baseUrl, path, { method: opts.method, headers, headersTimeoutMs: 5_000 });

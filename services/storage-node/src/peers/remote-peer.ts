@@ -8,6 +8,9 @@ import type {
   NodeStatus,
   PreparedUpload,
 } from '../../../../shared/protocol';
+import { pipeline } from 'node:stream';
+import { FrameVerifier, blocksCovering } from '../../../../shared/blocks';
+import { HEADER_FRAMED } from '../../../../shared/protocol';
 import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
 import { discard } from '../../../../shared/streams';
 import type { CopyRead, Peer } from './peer';
@@ -84,7 +87,9 @@ export class RemotePeer implements Peer {
   async read(fileId: string, request: ReadRequest): Promise<CopyRead | 'deleted' | undefined> {
     let res;
     try {
-      res = await this.client.openBlob(this.url, fileId, request);
+      // Framed: the peer sends whole blocks behind their checksums, and each is checked here
+      // again before any of its bytes goes on (FrameVerifier).
+      res = await this.client.openBlob(this.url, fileId, { ...request, framed: true });
     } catch (err) {
       if (err instanceof PeerError && err.code === 'deleted') return 'deleted';
       throw err;
@@ -105,6 +110,12 @@ export class RemotePeer implements Peer {
       res.body.resume();
       return { ...decision, record: res.record, body: undefined };
     }
-    return { ...decision, record: res.record, body: res.body };
+    const { first } = blocksCovering(decision.start, decision.end);
+    if (res.headers[HEADER_FRAMED] !== String(first)) {
+      discard(res.body);
+      throw new PeerError(this.url, 'protocol', `peer did not send framed blocks from ${first}`, res.status);
+    }
+    const verifier = new FrameVerifier(res.record.size, first, decision.start, decision.end);
+    return { ...decision, record: res.record, body: pipeline(res.body, verifier, () => undefined) };
   }
 }

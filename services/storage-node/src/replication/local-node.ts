@@ -151,7 +151,7 @@ export class LocalNode implements Peer {
     if (!sendsBody(request.method, decision)) return { ...decision, record: local.record, body: undefined };
     let body: Readable;
     try {
-      body = await local.read(decision.start, decision.end);
+      body = await local.read(decision.start, decision.end, request.framed === true);
     } catch (err) {
       const fault = faultOf(err);
       if (!fault) throw err;

@@ -18,7 +18,7 @@ import { openVerified } from './verified-read';
 export interface LocalCopy {
   record: FileRecord;
   /** Bytes start..end, every block verified before it is handed on (see openVerified). */
-  read(start: number, end: number): Promise<Readable>;
+  read(start: number, end: number, framed?: boolean): Promise<Readable>;
 }
 
 interface PendingUpload {
@@ -177,7 +177,8 @@ export class BlobStore {
     if (!checksums) return 'corrupt';
     return {
       record,
-      read: (start: number, end: number) => openVerified(path, record.size, checksums, start, end),
+      read: (start: number, end: number, framed = false) =>
+        openVerified(path, record.size, checksums, start, end, framed),
     };
   }
 

@@ -1,7 +1,13 @@
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { BLOCK_SIZE, blockLength, blockMatches, blocksCovering } from '../../../../shared/blocks';
+import {
+  BLOCK_SIZE,
+  CHECKSUM_BYTES,
+  blockLength,
+  blockMatches,
+  blocksCovering,
+} from '../../../../shared/blocks';
 import { CorruptCopyError } from '../../../../shared/streams';
 
 /** A block of a copy did not match its checksum. */
@@ -27,6 +33,8 @@ export async function openVerified(
   checksums: Buffer,
   start: number,
   end: number,
+  /** Whole blocks, each behind its checksum (shared/blocks.ts framing), for a peer to check again. */
+  framed = false,
 ): Promise<Readable> {
   const { first, last } = blocksCovering(start, end);
   const fh = await open(path, 'r');
@@ -37,7 +45,7 @@ export async function openVerified(
     await fh.close().catch(() => undefined);
     throw err;
   }
-  return new VerifiedBlocks(fh, size, checksums, start, end, first, last, firstBlock);
+  return new VerifiedBlocks(fh, size, checksums, start, end, first, last, firstBlock, framed);
 }
 
 async function readBlock(fh: FileHandle, index: number, size: number, checksums: Buffer): Promise<Buffer> {
@@ -66,6 +74,7 @@ class VerifiedBlocks extends Readable {
     first: number,
     private readonly last: number,
     firstBlock: Buffer,
+    private readonly framed: boolean,
   ) {
     super();
     this.next = first + 1;
@@ -99,8 +108,12 @@ class VerifiedBlocks extends Readable {
     );
   }
 
-  /** Pushes the part of block `index` that lies in start..end. */
+  /** Pushes the part of block `index` that lies in start..end (framed: all of it, behind its checksum). */
   private pushBlock(index: number, block: Buffer): boolean {
+    if (this.framed) {
+      this.push(this.checksums.subarray(index * CHECKSUM_BYTES, (index + 1) * CHECKSUM_BYTES));
+      return this.push(block);
+    }
     const blockStart = index * BLOCK_SIZE;
     const from = Math.max(this.start, blockStart) - blockStart;
     const to = Math.min(this.end, blockStart + block.length - 1) - blockStart + 1;
