@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestCluster, getJson } from '../helpers/cluster';
@@ -102,6 +102,8 @@ describeSystem('power loss under a node (lossy-fs: every unsynced write lost)', 
     const [, discarded] = await Promise.all([cluster.kill(i, 'SIGKILL'), fs.crash()]);
     await fs.mount();
     expect(existsSync(canary)).toBe(false);
+    // The data dir keeps its identity: a node started on it without --node-id takes it from here.
+    expect(readFileSync(join(cluster.node(i).dataDir, 'node-id'), 'utf8')).toBe(`${cluster.node(i).id}\n`);
     return discarded;
   }
 

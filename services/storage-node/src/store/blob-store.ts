@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -11,6 +11,7 @@ import { BlockChecksummer } from '../../../../shared/blocks';
 import { HashingCounter, Sink, Throttle } from '../../../../shared/streams';
 import type { FileMeta, FileRecord, PreparedUpload } from '../../../../shared/protocol';
 import { partitionOf } from '../placement/placement';
+import { fsyncDir } from './durable-file';
 import type { MetadataStore } from './metadata';
 import { openVerified } from './verified-read';
 
@@ -401,13 +402,4 @@ export class BlobStore {
 
 function quarantinedAt(name: string): number {
   return Number(name.slice(name.lastIndexOf('.') + 1));
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
