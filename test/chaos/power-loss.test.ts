@@ -138,13 +138,18 @@ describeSystem('power loss under a node (lossy-fs: every unsynced write lost)', 
   it('a lone node (N=1, W=1), whose one disk is all an acknowledgement rests on, loses nothing it acknowledged', async () => {
     const t0 = Date.now();
     const { cluster, fs } = await startCluster({ nodes: 1, replicas: 1, writeQuorum: 1, lossy: 0 });
-    const acked = await uploadAll(cluster, [0]);
+    const uploaded = await uploadAll(cluster, [0]);
+    // An acknowledged delete must hold as well: the file must not come back after the cut.
+    const deleted = uploaded[3]!;
+    expect((await fetch(`${cluster.url(0)}/files/${deleted.id}`, { method: 'DELETE' })).status).toBe(204);
+    const acked = uploaded.filter((f) => f !== deleted);
 
     const discarded = await cutPower(cluster, 0, fs);
     process.stdout.write(`power loss (N=1): the cut discarded ${JSON.stringify(discarded)}\n`);
     const log = await restart(cluster, 0);
     await expectIntact(cluster.url(0), acked);
     expectCleanStart(log);
+    expect((await download(cluster.url(0), deleted.id)).status).toBe(404);
     const list = await getJson<{ files: Array<{ id: string }> }>(`${cluster.url(0)}/files?limit=100`);
     expect(new Set(list?.files.map((f) => f.id))).toEqual(new Set(acked.map((f) => f.id)));
     expect(cluster.node(0).proc?.exitCode).toBeNull();
