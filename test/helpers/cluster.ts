@@ -58,7 +58,7 @@ export interface ClusterOptions {
   /** Extra flags for every node. */
   args?: string[];
   /** Called with a node's data dir before its first start (to mount a file system there, say). */
-  prepareDataDir?: (dir: string, index: number) => void;
+  prepareDataDir?: (dir: string, index: number) => void | Promise<void>;
   /** Run node i (0-based) on its own network host: address and command prefix. */
   host?: (i: number) => { address: string; wrap: string[] };
   env?: Record<string, string>;
@@ -236,7 +236,7 @@ export class TestCluster {
     ];
     if (!existsSync(n.dataDir)) {
       mkdirSync(n.dataDir, { recursive: true });
-      o.prepareDataDir?.(n.dataDir, this.nodes.indexOf(n));
+      await o.prepareDataDir?.(n.dataDir, this.nodes.indexOf(n));
     }
     const fd = openSync(n.logFile, 'a');
     const [command, ...prefix] = [...n.wrap, process.execPath];

@@ -1,4 +1,5 @@
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
 
 /**
@@ -81,6 +82,34 @@ export const loopDevicesAndExt4: Requirement = {
     return undefined;
   },
 };
+
+/** FUSE: the kernel's file system and a /dev/fuse this process may open (a container may lack both). */
+export const fuseDevice: Requirement = {
+  need: 'FUSE (/dev/fuse)',
+  missing() {
+    if (!/\bfuse\b/.test(readFileSync('/proc/filesystems', 'utf8'))) return 'the kernel has no FUSE';
+    try {
+      closeSync(openSync('/dev/fuse', 'r+'));
+      return undefined;
+    } catch (err) {
+      return `cannot open /dev/fuse (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+    }
+  },
+};
+
+/** A Python module that `python` (an absolute path: Debian's modules live beside its own python) imports. */
+export function pythonModule(python: string, module: string, debianPackage: string): Requirement {
+  return {
+    need: `${debianPackage} (${module})`,
+    missing() {
+      const run = spawnSync(python, ['-c', `import ${module}`], { stdio: 'ignore', timeout: 10_000 });
+      if (run.error) return `no ${python} (apt-get install python3)`;
+      return run.status === 0
+        ? undefined
+        : `${python} cannot import ${module} (apt-get install ${debianPackage})`;
+    },
+  };
+}
 
 export interface SystemSuiteOptions {
   needs: Requirement[];

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createLogger, type Logger } from '../../../shared/logging';
 import { BackgroundWorker, type Worker } from '../../../shared/worker';
@@ -22,6 +22,7 @@ import { Nodes } from './replication/nodes';
 import { Scrubber } from './replication/scrubber';
 import { nodeStatus } from './http/node-status';
 import { BlobStore } from './store/blob-store';
+import { writeFileDurably } from './store/durable-file';
 import { DataDirMonitor } from './store/data-dir-monitor';
 import { lockDataDir } from './store/data-dir-lock';
 import { MetadataStore } from './store/metadata';
@@ -51,8 +52,12 @@ export async function startNode(config: Config): Promise<RunningNode> {
   await mkdir(dataDir, { recursive: true });
   // Before anything in the data dir is read or changed: a second process on it stops here.
   const dataDirLock = lockDataDir(dataDir);
-  const selfId = resolveNodeId(config.nodeId, await readStoredId(dataDir));
-  await writeFile(join(dataDir, 'node-id'), selfId + '\n');
+  const storedId = await readStoredId(dataDir);
+  const selfId = resolveNodeId(config.nodeId, storedId);
+  // Written once, durably: a plain write left it empty after a power cut soon after the first
+  // start (test/chaos/power-loss.test.ts), and a node started without --node-id would then take
+  // the host name and disown the data dir's copies. Never rewritten, so never truncated either.
+  if (storedId !== selfId) await writeFileDurably(join(dataDir, 'node-id'), selfId + '\n');
   const log = createLogger({ nodeId: selfId, level: config.logLevel });
   let started = false;
   const lifecycle: Lifecycle = {
