@@ -79,6 +79,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
       reconciled,
       'start-up check: set aside blobs without a row in quarantine/, forgot rows without a blob',
     );
+  } else if (reconciled.deletedBlobs > 0) {
+    log.info(reconciled, 'start-up check: removed the bytes of deletes a crash interrupted');
   }
   const peers = new PeerClient({ nodeId: selfId, secret: config.clusterSecret });
   const membership = new Membership(

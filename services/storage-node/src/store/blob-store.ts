@@ -277,20 +277,25 @@ export class BlobStore {
   }
 
   /**
-   * At start, after a crash or a lost database: a blob with no live row is an upload that never
-   * committed here, a delete that did not finish unlinking, or (metadata.sqlite lost or restored
-   * from an old backup) a copy this node can no longer account for; none of them is deleted, they
-   * go to quarantine/, from where a pull of the same file adopts them again. A live row whose
-   * blob is missing or the wrong size is forgotten, so repair fetches the copy again. Both are
-   * counted for the log and /metrics.
+   * At start, after a crash or a lost database. A blob whose row is a tombstone is a delete whose
+   * unlink did not reach the disk before a crash: the delete is on record, so the bytes go. A
+   * blob with no row at all is an upload that never committed here or (metadata.sqlite lost, or
+   * restored from an old backup) a copy this node can no longer account for: never deleted, it
+   * goes to quarantine/, from where a pull of the same file adopts it again. A live row whose blob
+   * is missing or the wrong size is forgotten, so repair fetches the copy again. The unexplained
+   * ones are counted for the log and /metrics.
    */
-  async reconcile(): Promise<{ orphanBlobs: number; missingBlobs: number }> {
+  async reconcile(): Promise<{ orphanBlobs: number; missingBlobs: number; deletedBlobs: number }> {
     let orphanBlobs = 0;
     let missingBlobs = 0;
+    let deletedBlobs = 0;
     for (const shard of await readdir(this.blobsDir)) {
       for (const name of await readdir(join(this.blobsDir, shard))) {
         const record = this.metadata.get(name);
-        if (!record || record.state !== 'live') {
+        if (record?.state === 'deleted') {
+          await unlink(join(this.blobsDir, shard, name)).catch(() => undefined);
+          deletedBlobs++;
+        } else if (!record) {
           await this.moveToQuarantine(name, join(this.blobsDir, shard, name));
           orphanBlobs++;
         }
@@ -307,7 +312,7 @@ export class BlobStore {
         missingBlobs++;
       }
     }
-    return { orphanBlobs, missingBlobs };
+    return { orphanBlobs, missingBlobs, deletedBlobs };
   }
 
   /**
