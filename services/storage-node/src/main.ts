@@ -82,7 +82,11 @@ export async function startNode(config: Config): Promise<RunningNode> {
   } else if (reconciled.deletedBlobs > 0) {
     log.info(reconciled, 'start-up check: removed the bytes of deletes a crash interrupted');
   }
-  const peers = new PeerClient({ nodeId: selfId, secret: config.clusterSecret });
+  const peers = new PeerClient({
+    nodeId: selfId,
+    secret: config.clusterSecret,
+    transferBytesPerSec: config.repairBytesPerSec,
+  });
   const membership = new Membership(
     {
       selfId,

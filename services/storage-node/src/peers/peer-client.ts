@@ -45,12 +45,17 @@ export class PeerError extends Error {
   }
 }
 
+/** Added to the time a pull's copy takes at the repair rate before its caller gives up. */
+const PULL_MARGIN_MS = 30_000;
+
 export interface PeerClientOptions {
   nodeId: string;
   secret: string | undefined;
   connectTimeoutMs?: number;
   /** Longest silence allowed on an open request (no headers, or no body bytes). */
   idleTimeoutMs?: number;
+  /** The rate a repair copy is expected to make (--repair-bytes-per-sec): how long a pull may take. */
+  transferBytesPerSec?: number;
 }
 
 export interface BlobResponse {
@@ -176,7 +181,15 @@ export class PeerClient {
     heldFor: string | null = null,
   ): Promise<{ result: string; bytes: number }> {
     const route = INTERNAL_ROUTES.pull;
-    return this.call(baseUrl, route, route.path({ id: meta.id }), { body: { meta, sources, heldFor } });
+    // The peer answers once the whole copy is stored: no fixed header timeout can fit every size.
+    // Wait for three times as long as the copy takes at the repair rate, plus a margin, so that a
+    // big copy is never given up on (and its slot reused) while the peer is still pulling it.
+    const rate = this.options.transferBytesPerSec ?? 100 * 1024 * 1024;
+    const headersTimeoutMs = PULL_MARGIN_MS + Math.ceil((3 * meta.size * 1000) / rate);
+    return this.call(baseUrl, route, route.path({ id: meta.id }), {
+      body: { meta, sources, heldFor },
+      headersTimeoutMs,
+    });
   }
 
   /** Asks the peer to drop its surplus copy (or a tombstone past its grace). */
@@ -314,6 +327,7 @@ export class PeerClient {
       body?: RouteBody<S>;
       stream?: Readable;
       timeoutMs?: number;
+      headersTimeoutMs?: number;
       reqId?: string;
       signal?: AbortSignal;
     },
@@ -331,6 +345,7 @@ export class PeerClient {
       headers,
       body,
       timeoutMs: opts.timeoutMs,
+      headersTimeoutMs: opts.headersTimeoutMs,
       signal: opts.signal,
     });
     let text: string;
