@@ -1,7 +1,9 @@
 import { callQuorum, requireQuorum } from '../../services/storage-node/src/replication/quorum';
 import { ShoalError } from '../../shared/errors';
 
-const after = <T>(ms: number, value: T): Promise<T> => new Promise((r) => setTimeout(() => r(value), ms));
+// Unref'd: a call the test abandons must not keep jest waiting for its timer.
+const after = <T>(ms: number, value: T): Promise<T> =>
+  new Promise((r) => setTimeout(() => r(value), ms).unref());
 const failAfter = (ms: number, message: string): Promise<never> =>
   new Promise((_r, reject) => setTimeout(() => reject(new Error(message)), ms));
 

@@ -61,9 +61,14 @@ async function readBlock(fh: FileHandle, index: number, size: number, checksums:
   return block;
 }
 
+/** Verified blocks are handed on in pieces of this size (views, not copies), so a slow reader buffers little. */
+const PIECE_BYTES = 64 * 1024;
+
 class VerifiedBlocks extends Readable {
   private next: number;
   private reading = false;
+  /** Verified bytes not handed on yet. */
+  private readonly queue: Buffer[] = [];
 
   constructor(
     private readonly fh: FileHandle,
@@ -78,21 +83,27 @@ class VerifiedBlocks extends Readable {
   ) {
     super();
     this.next = first + 1;
-    this.pushBlock(first, firstBlock);
-    if (first === last) this.push(null);
+    this.enqueue(first, firstBlock);
   }
 
   override _read(): void {
-    if (this.reading || this.next > this.last) return;
+    while (this.queue.length > 0) {
+      if (!this.push(this.queue.shift())) return;
+    }
+    // A block on its way: its arrival calls this again.
+    if (this.reading) return;
+    if (this.next > this.last) {
+      this.push(null);
+      return;
+    }
     this.reading = true;
     const index = this.next++;
     readBlock(this.fh, index, this.size, this.checksums).then(
       (block) => {
         this.reading = false;
         if (this.destroyed) return;
-        const more = this.pushBlock(index, block);
-        if (index === this.last) this.push(null);
-        else if (more) this._read();
+        this.enqueue(index, block);
+        this._read();
       },
       (err: unknown) => {
         this.reading = false;
@@ -102,21 +113,25 @@ class VerifiedBlocks extends Readable {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.queue.length = 0;
     this.fh.close().then(
       () => callback(err),
       () => callback(err),
     );
   }
 
-  /** Pushes the part of block `index` that lies in start..end (framed: all of it, behind its checksum). */
-  private pushBlock(index: number, block: Buffer): boolean {
+  /** Queues the part of block `index` that lies in start..end (framed: all of it, behind its checksum). */
+  private enqueue(index: number, block: Buffer): void {
+    let part = block;
     if (this.framed) {
-      this.push(this.checksums.subarray(index * CHECKSUM_BYTES, (index + 1) * CHECKSUM_BYTES));
-      return this.push(block);
+      this.queue.push(this.checksums.subarray(index * CHECKSUM_BYTES, (index + 1) * CHECKSUM_BYTES));
+    } else {
+      const blockStart = index * BLOCK_SIZE;
+      const from = Math.max(this.start, blockStart) - blockStart;
+      const to = Math.min(this.end, blockStart + block.length - 1) - blockStart + 1;
+      part = block.subarray(from, to);
     }
-    const blockStart = index * BLOCK_SIZE;
-    const from = Math.max(this.start, blockStart) - blockStart;
-    const to = Math.min(this.end, blockStart + block.length - 1) - blockStart + 1;
-    return this.push(from === 0 && to === block.length ? block : block.subarray(from, to));
+    for (let at = 0; at < part.length; at += PIECE_BYTES)
+      this.queue.push(part.subarray(at, at + PIECE_BYTES));
   }
 }
