@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { errorText } from '../../../shared/errors';
 import { createLogger, type Logger } from '../../../shared/logging';
 import { BackgroundWorker, type Worker } from '../../../shared/worker';
 import { resolveNodeId, type Config } from './config';
@@ -73,15 +74,6 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const metadata = new MetadataStore(join(dataDir, 'metadata.sqlite'));
   const blobs = new BlobStore(dataDir, metadata);
   await blobs.init();
-  const reconciled = await blobs.reconcile();
-  if (reconciled.orphanBlobs + reconciled.missingBlobs > 0) {
-    log.warn(
-      reconciled,
-      'start-up check: set aside blobs without a row in quarantine/, forgot rows without a blob',
-    );
-  } else if (reconciled.deletedBlobs > 0) {
-    log.info(reconciled, 'start-up check: removed the bytes of deletes a crash interrupted');
-  }
   const peers = new PeerClient({
     nodeId: selfId,
     secret: config.clusterSecret,
@@ -169,8 +161,6 @@ export async function startNode(config: Config): Promise<RunningNode> {
     links: new LinkSigner(config.clusterSecret),
     lifecycle,
   };
-  ctx.metrics.startupUnexplained.set({ kind: 'blob_without_row' }, reconciled.orphanBlobs);
-  ctx.metrics.startupUnexplained.set({ kind: 'row_without_blob' }, reconciled.missingBlobs);
   await ctx.apiKeys.start();
 
   const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, buildApp(ctx));
@@ -241,6 +231,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
   housekeeping.start();
   dataDirMonitor.start();
   started = true;
+  // The start-up check walks every blob and row: in the background, so that a node holding a
+  // million files turns ready in seconds. Nothing depends on it first: reads of a row without its
+  // blob fail over and take the copy out of service, and a blob without a row is never read.
+  void startupCheck(blobs, ctx.metrics, log);
   log.info(
     { url: config.advertiseUrl, dataDir, replicas: config.replicas, writeQuorum: config.writeQuorum },
     catchUp.caughtUp ? 'node ready' : 'node started; catching up with peers before it serves',
@@ -311,6 +305,25 @@ export async function runNode(config: Config): Promise<void> {
   process.on('unhandledRejection', (err) => node.ctx.log.error({ err }, 'unhandled rejection'));
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+}
+
+/** Reports the start-up check (BlobStore.reconcile) in the log and in /metrics. */
+async function startupCheck(blobs: BlobStore, metrics: NodeMetrics, log: Logger): Promise<void> {
+  try {
+    const reconciled = await blobs.reconcile();
+    if (reconciled.orphanBlobs + reconciled.missingBlobs > 0) {
+      log.warn(
+        reconciled,
+        'start-up check: set aside blobs without a row in quarantine/, forgot rows without a blob',
+      );
+    } else if (reconciled.deletedBlobs > 0) {
+      log.info(reconciled, 'start-up check: removed the bytes of deletes a crash interrupted');
+    }
+    metrics.startupUnexplained.set({ kind: 'blob_without_row' }, reconciled.orphanBlobs);
+    metrics.startupUnexplained.set({ kind: 'row_without_blob' }, reconciled.missingBlobs);
+  } catch (err) {
+    log.warn({ err: errorText(err) }, 'start-up check failed');
+  }
 }
 
 /**

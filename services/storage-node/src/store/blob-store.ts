@@ -50,6 +50,8 @@ export class BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
   private readonly pending = new Map<string, PendingUpload>();
+  /** Ids whose blob is being renamed into place and recorded: not orphans, whatever a scan sees. */
+  private readonly committing = new Set<string>();
   private readonly quarantineDir: string;
   /** Quarantined blob file names by file id (`<id>.<ms since epoch>`), read once at start. */
   private readonly quarantined = new Map<string, string[]>();
@@ -131,6 +133,7 @@ export class BlobStore {
       if (existing?.state === 'deleted') throw new ShoalError('conflict', 'the file was deleted');
       if (existing?.state === 'live') return 'already-stored';
       const finalPath = this.blobPath(meta.id);
+      this.committing.add(meta.id);
       await rename(upload.path, finalPath);
       await fsyncDir(join(finalPath, '..'));
       const result = this.metadata.putLive(meta, partitionOf(meta.id), heldFor, upload.checksums);
@@ -141,6 +144,7 @@ export class BlobStore {
       }
       return result;
     } finally {
+      this.committing.delete(meta.id);
       await unlink(upload.path).catch(() => undefined);
     }
   }
@@ -295,22 +299,24 @@ export class BlobStore {
         if (record?.state === 'deleted') {
           await unlink(join(this.blobsDir, shard, name)).catch(() => undefined);
           deletedBlobs++;
-        } else if (!record) {
+        } else if (!record && !this.committing.has(name)) {
           await this.moveToQuarantine(name, join(this.blobsDir, shard, name));
           orphanBlobs++;
         }
       }
     }
-    // Collected first: SQLite cannot change rows while a statement is still iterating them.
-    for (const record of [...this.metadata.liveRecords()]) {
-      const size = await stat(this.blobPath(record.id)).then(
-        (s) => s.size,
-        () => -1,
-      );
-      if (size !== record.size) {
-        this.metadata.forget(record.id, { state: 'live' });
-        missingBlobs++;
+    // In pages: SQLite cannot change rows while a statement is still iterating them, and a
+    // million rows held at once would be hundreds of MiB.
+    for (let after = '', page = this.metadata.liveAfter('', 1000); page.length > 0;) {
+      for (const record of page) {
+        const size = await stat(this.blobPath(record.id)).then(
+          (s) => s.size,
+          () => -1,
+        );
+        if (size !== record.size && this.metadata.forget(record.id, { state: 'live' })) missingBlobs++;
+        after = record.id;
       }
+      page = this.metadata.liveAfter(after, 1000);
     }
     return { orphanBlobs, missingBlobs, deletedBlobs };
   }

@@ -40,8 +40,48 @@ function entryHash(id: string, state: 'live' | 'deleted', sha256: string): Buffe
     .digest();
 }
 
-function xorInto(target: Buffer, other: Buffer): void {
-  for (let i = 0; i < DIGEST_BYTES; i++) target[i]! ^= other[i]!;
+interface Summary {
+  digest: Buffer;
+  files: number;
+  bytes: number;
+  tombstones: number;
+}
+
+/** A row appearing (+1) in or going (-1) from a partition. */
+interface RowChange {
+  sign: 1 | -1;
+  partition: number;
+  id: string;
+  state: 'live' | 'deleted';
+  sha256: string;
+  size: number;
+}
+
+const SUMMARIES_KEY = 'partition_summaries_since';
+
+function emptySummary(): Summary {
+  return { digest: Buffer.alloc(DIGEST_BYTES), files: 0, bytes: 0, tombstones: 0 };
+}
+
+function isEmpty(s: Summary): boolean {
+  return s.files === 0 && s.tombstones === 0;
+}
+
+/** The summary with one row added (+1) or taken away (-1): a new object, `s` is left as it was. */
+function withRow(
+  s: Summary,
+  sign: 1 | -1,
+  id: string,
+  state: 'live' | 'deleted',
+  sha256: string,
+  size: number,
+): Summary {
+  const digest = Buffer.from(s.digest);
+  const hash = entryHash(id, state, sha256);
+  for (let i = 0; i < DIGEST_BYTES; i++) digest[i]! ^= hash[i]!;
+  return state === 'live'
+    ? { digest, files: s.files + sign, bytes: s.bytes + sign * size, tombstones: s.tombstones }
+    : { digest, files: s.files, bytes: s.bytes, tombstones: s.tombstones + sign };
 }
 
 /**
@@ -53,10 +93,11 @@ export class MetadataStore {
   private readonly db: Database.Database;
   private readonly stmts;
   /**
-   * Per partition, the XOR of entryHash over its rows: two nodes holding the same rows of a
-   * partition have the same digest, and it is kept up to date on every change without a scan.
+   * Per partition, the XOR of entryHash over its rows (two nodes holding the same rows of a
+   * partition have the same digest) and its counts; kept on disk in step with the rows and
+   * loaded at start, never recomputed by a scan.
    */
-  private readonly digests = new Map<number, Buffer>();
+  private readonly summaries = new Map<number, Summary>();
   /** Live files, their bytes and tombstones, kept in memory so status calls cost no scan. */
   private readonly totals = { files: 0, bytes: 0, tombstones: 0 };
 
@@ -85,6 +126,15 @@ export class MetadataStore {
       -- The block checksums of each live copy (shared/blocks.ts), apart from the rows so that
       -- listings and partition reads do not carry them.
       CREATE TABLE IF NOT EXISTS checksums (id TEXT PRIMARY KEY, list BLOB NOT NULL) WITHOUT ROWID;
+      -- Per partition: the anti-entropy digest and the counts, changed in the same transaction as
+      -- the rows, so a start-up reads 8192 rows at most instead of hashing every file.
+      CREATE TABLE IF NOT EXISTS partitions (
+        partition INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL,
+        files INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        tombstones INTEGER NOT NULL
+      );
     `);
     this.stmts = {
       get: this.db.prepare<[string], Row>('SELECT * FROM files WHERE id = ?'),
@@ -125,53 +175,77 @@ export class MetadataStore {
       listAfter: this.db.prepare<[string, number], Row>(
         'SELECT * FROM files WHERE id > ? ORDER BY id LIMIT ?',
       ),
+      summaries: this.db.prepare<[], { partition: number } & Summary>('SELECT * FROM partitions'),
+      putSummary: this.db.prepare(
+        `INSERT INTO partitions (partition, digest, files, bytes, tombstones)
+         VALUES (@partition, @digest, @files, @bytes, @tombstones)
+         ON CONFLICT (partition) DO UPDATE SET digest = excluded.digest, files = excluded.files,
+           bytes = excluded.bytes, tombstones = excluded.tombstones`,
+      ),
+      removeSummary: this.db.prepare('DELETE FROM partitions WHERE partition = ?'),
       getSetting: this.db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?'),
       setSetting: this.db.prepare(
         'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       ),
     };
-    for (const row of this.stmts.all.iterate())
-      this.account(+1, row.partition, row.id, row.state, row.sha256, row.size);
+    if (this.getSetting(SUMMARIES_KEY) === undefined) this.buildSummaries();
+    for (const { partition, ...summary } of this.stmts.summaries.all()) {
+      this.summaries.set(partition, summary);
+      this.totals.files += summary.files;
+      this.totals.bytes += summary.bytes;
+      this.totals.tombstones += summary.tombstones;
+    }
   }
 
   /**
-   * Runs `work` in one transaction and returns its result once the transaction has committed. The
-   * in-memory digests and totals are changed by the callers only after that, so a commit that
+   * Computes the partition summaries from every row, once: a data dir from before they were kept.
+   * One pass over the rows and one transaction.
+   */
+  private buildSummaries(): void {
+    const built = new Map<number, Summary>();
+    for (const row of this.stmts.all.iterate()) {
+      const current = built.get(row.partition) ?? emptySummary();
+      built.set(row.partition, withRow(current, +1, row.id, row.state, row.sha256, row.size));
+    }
+    this.commit(() => {
+      for (const [partition, summary] of built) this.stmts.putSummary.run({ partition, ...summary });
+      this.stmts.setSetting.run(SUMMARIES_KEY, new Date().toISOString());
+    });
+  }
+
+  /**
+   * Runs `work` in one transaction and returns its result once the transaction has committed.
+   * Row changes that `work` reports through `change` update the partition summaries in the same
+   * transaction; the in-memory copies and totals follow only after the commit, so a commit that
    * fails (a disk error) leaves them matching what is on disk.
    */
-  private commit<T>(work: () => T): T {
-    return this.db.transaction(work)();
-  }
-
-  /** Keeps the partition digests and the totals in step with a row appearing (+1) or going (-1). */
-  private account(
-    sign: 1 | -1,
-    partition: number,
-    id: string,
-    state: 'live' | 'deleted',
-    sha256: string,
-    size: number,
-  ): void {
-    if (state === 'live') {
-      this.totals.files += sign;
-      this.totals.bytes += sign * size;
-    } else this.totals.tombstones += sign;
-    this.toggleDigest(partition, id, state, sha256);
-  }
-
-  private toggleDigest(partition: number, id: string, state: 'live' | 'deleted', sha256: string): void {
-    let digest = this.digests.get(partition);
-    if (!digest) {
-      digest = Buffer.alloc(DIGEST_BYTES);
-      this.digests.set(partition, digest);
+  private commit<T>(work: (change: (row: RowChange) => void) => T): T {
+    const next = new Map<number, Summary>();
+    const result = this.db.transaction(() => {
+      const value = work((row) => {
+        const current = next.get(row.partition) ?? this.summaries.get(row.partition) ?? emptySummary();
+        next.set(row.partition, withRow(current, row.sign, row.id, row.state, row.sha256, row.size));
+      });
+      for (const [partition, summary] of next) {
+        if (isEmpty(summary)) this.stmts.removeSummary.run(partition);
+        else this.stmts.putSummary.run({ partition, ...summary });
+      }
+      return value;
+    })();
+    for (const [partition, summary] of next) {
+      const before = this.summaries.get(partition) ?? emptySummary();
+      this.totals.files += summary.files - before.files;
+      this.totals.bytes += summary.bytes - before.bytes;
+      this.totals.tombstones += summary.tombstones - before.tombstones;
+      if (isEmpty(summary)) this.summaries.delete(partition);
+      else this.summaries.set(partition, summary);
     }
-    xorInto(digest, entryHash(id, state, sha256));
-    if (digest.every((b) => b === 0)) this.digests.delete(partition);
+    return result;
   }
 
   /** The partition's digest in hex, or undefined when this node has no row in it. */
   digest(partition: number): string | undefined {
-    return this.digests.get(partition)?.toString('hex');
+    return this.summaries.get(partition)?.digest.toString('hex');
   }
 
   /** Every row of one partition, tombstones included. */
@@ -209,18 +283,17 @@ export class MetadataStore {
    * tombstone every owner has seen for longer than the grace period.
    */
   forget(id: string, only?: { state: 'live'; sha256?: string }): FileRecord | undefined {
-    const existing = this.commit(() => {
+    const existing = this.commit((change) => {
       const row = this.stmts.get.get(id);
       if (!row) return undefined;
       if (only && (row.state !== only.state || (only.sha256 !== undefined && row.sha256 !== only.sha256)))
         return undefined;
       this.stmts.remove.run(id);
       this.stmts.removeChecksums.run(id);
+      change({ sign: -1, ...row });
       return row;
     });
-    if (!existing) return undefined;
-    this.account(-1, existing.partition, existing.id, existing.state, existing.sha256, existing.size);
-    return toRecord(existing);
+    return existing ? toRecord(existing) : undefined;
   }
 
   /** The block checksums of a live copy; undefined for a copy stored before they were kept. */
@@ -242,15 +315,14 @@ export class MetadataStore {
 
   /** Records a live copy, unless the id is already known (same bytes) or was deleted (deletes win). */
   putLive(meta: FileMeta, partition: number, heldFor: string | null, checksums: Buffer): PutResult {
-    const result = this.commit((): PutResult => {
+    return this.commit((change): PutResult => {
       const existing = this.stmts.get.get(meta.id);
       if (existing) return existing.state === 'deleted' ? 'deleted' : 'already-stored';
       this.stmts.insertLive.run({ ...meta, partition, heldFor });
       this.stmts.putChecksums.run(meta.id, checksums);
+      change({ sign: +1, partition, id: meta.id, state: 'live', sha256: meta.sha256, size: meta.size });
       return 'stored';
     });
-    if (result === 'stored') this.account(+1, partition, meta.id, 'live', meta.sha256, meta.size);
-    return result;
   }
 
   /**
@@ -259,25 +331,22 @@ export class MetadataStore {
    * delete); a client's delete of an id nobody knows must not fill the table.
    */
   markDeleted(id: string, deletedAt: string, partition?: number): { wasLive: boolean; known: boolean } {
-    const change = this.commit(() => {
+    return this.commit((change) => {
       const existing = this.stmts.get.get(id);
+      const tombstone = { sign: 1 as const, id, state: 'deleted' as const, sha256: '', size: 0 };
       if (!existing) {
-        if (partition === undefined) return { result: { wasLive: false, known: false } };
+        if (partition === undefined) return { wasLive: false, known: false };
         this.stmts.insertTombstone.run({ id, partition, deletedAt });
-        return { result: { wasLive: false, known: false }, inserted: partition };
+        change({ ...tombstone, partition });
+        return { wasLive: false, known: false };
       }
-      if (existing.state === 'deleted') return { result: { wasLive: false, known: true } };
+      if (existing.state === 'deleted') return { wasLive: false, known: true };
       this.stmts.markDeleted.run({ id, deletedAt });
       this.stmts.removeChecksums.run(id);
-      return { result: { wasLive: true, known: true }, replaced: existing };
+      change({ sign: -1, ...existing });
+      change({ ...tombstone, partition: existing.partition });
+      return { wasLive: true, known: true };
     });
-    if (change.inserted !== undefined) this.account(+1, change.inserted, id, 'deleted', '', 0);
-    if (change.replaced) {
-      const { partition: p, sha256, size } = change.replaced;
-      this.account(-1, p, id, 'live', sha256, size);
-      this.account(+1, p, id, 'deleted', '', 0);
-    }
-    return change.result;
   }
 
   /** Records (live and tombstones) with id > after, in plain byte order of id. */
