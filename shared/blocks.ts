@@ -50,8 +50,11 @@ export class BlockChecksummer extends Transform {
   private readonly done: number[] = [];
   private current = 0;
   private filled = 0;
+  /** Bytes that have passed. */
+  bytes = 0;
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
       const take = Math.min(BLOCK_SIZE - this.filled, chunk.length - offset);

@@ -121,17 +121,29 @@ export const ProbeAnswerSchema = z.object({ ok: z.boolean() });
 export const PingAnswerSchema = z.object({ ready: z.boolean() });
 
 /** The answer of a replica that has received and fsync'd a temp copy, before it becomes visible. */
+/**
+ * A replica's answer to a streamed copy: its size. A replica does not hash the whole file: the
+ * coordinator computed the sha256 once, and the commit carries the coordinator's block checksums,
+ * which the replica checks against the ones it computed as the bytes came in.
+ */
 export const PreparedUploadSchema = z.object({
   token: UploadToken,
-  sha256: Sha256,
   size: Count,
 });
 export type PreparedUpload = z.infer<typeof PreparedUploadSchema>;
+
+/** Block checksums (shared/blocks.ts) in base64: 4 bytes a MiB, so 56 kB for a 10 GiB file. */
+export const BlockChecksums = z
+  .string()
+  .max(4 * 1024 * 1024, 'checksums are at most 4 MiB of base64')
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'checksums are base64');
 
 export const CommitRequestSchema = z.object({
   token: UploadToken,
   meta: FileMetaSchema,
   heldFor: NodeId.nullable(),
+  /** The coordinator's block checksums of the bytes: the replica's must be the same. */
+  checksums: BlockChecksums,
 });
 export type CommitRequest = z.infer<typeof CommitRequestSchema>;
 export const CommitAnswerSchema = z.object({ result: z.enum(['stored', 'already-stored']) });

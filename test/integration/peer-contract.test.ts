@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { checksumsOf } from '../../shared/blocks';
 import { ShoalError } from '../../shared/errors';
 import { newFileId } from '../../shared/ids';
 import { silentLogger } from '../../shared/logging';
@@ -49,6 +50,11 @@ async function refusal(p: Promise<unknown>): Promise<string | undefined> {
   return undefined;
 }
 
+/** What a coordinator sends with a commit: the file and the block checksums of its bytes. */
+function commitOf(token: string, meta: FileMeta, data: Buffer) {
+  return { token, meta, heldFor: null, checksums: checksumsOf(data).toString('base64') };
+}
+
 function metaFor(data: Buffer, name = 'f.bin'): FileMeta {
   return {
     id: newFileId(),
@@ -64,7 +70,7 @@ function metaFor(data: Buffer, name = 'f.bin'): FileMeta {
 async function store(peer: Peer, data: Buffer): Promise<FileMeta> {
   const meta = metaFor(data);
   const prepared = await peer.receive(meta.id, Readable.from([data]));
-  await peer.commit(meta.id, { token: prepared.token, meta, heldFor: null });
+  await peer.commit(meta.id, commitOf(prepared.token, meta, data));
   return meta;
 }
 
@@ -130,10 +136,10 @@ describe.each([
     const data = randomBytes(10_000);
     const meta = metaFor(data);
     const prepared = await peer.receive(meta.id, Readable.from([data]));
-    expect(prepared).toMatchObject({ sha256: meta.sha256, size: data.length });
+    expect(prepared).toMatchObject({ size: data.length });
     expect(await peer.record(meta.id)).toBeUndefined();
     expect(await peer.read(meta.id, { method: 'GET' })).toBeUndefined();
-    await peer.commit(meta.id, { token: prepared.token, meta, heldFor: null });
+    await peer.commit(meta.id, commitOf(prepared.token, meta, data));
     expect(await peer.record(meta.id)).toMatchObject({ ...meta, state: 'live', heldFor: null });
 
     const whole = await peer.read(meta.id, { method: 'GET' });
@@ -163,13 +169,9 @@ describe.each([
     const meta = metaFor(data);
     const aborted = await peer.receive(meta.id, Readable.from([data]));
     await peer.abort(aborted.token);
-    expect(await refusal(peer.commit(meta.id, { token: aborted.token, meta, heldFor: null }))).toBe(
-      'not_found',
-    );
+    expect(await refusal(peer.commit(meta.id, commitOf(aborted.token, meta, data)))).toBe('not_found');
     const wrong = await peer.receive(meta.id, Readable.from([randomBytes(1_000)]));
-    expect(await refusal(peer.commit(meta.id, { token: wrong.token, meta, heldFor: null }))).toBe(
-      'checksum_mismatch',
-    );
+    expect(await refusal(peer.commit(meta.id, commitOf(wrong.token, meta, data)))).toBe('checksum_mismatch');
     expect(await peer.record(meta.id)).toBeUndefined();
   });
 
@@ -183,7 +185,7 @@ describe.each([
     expect(await peer.record(meta.id)).toMatchObject({ state: 'deleted', deletedAt: at });
     // A late replica of the deleted file is refused.
     const late = await peer.receive(meta.id, Readable.from([data]));
-    expect(await refusal(peer.commit(meta.id, { token: late.token, meta, heldFor: null }))).toBe('conflict');
+    expect(await refusal(peer.commit(meta.id, commitOf(late.token, meta, data)))).toBe('conflict');
   });
 
   it('records a tombstone for an unknown id only when forced', async () => {

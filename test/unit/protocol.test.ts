@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { checksumsOf } from '../../shared/blocks';
 import { errorBody } from '../../shared/errors';
+import { sha256Hex } from '../../shared/hashing';
 import { newFileId } from '../../shared/ids';
 import { silentLogger } from '../../shared/logging';
 import {
@@ -126,12 +128,15 @@ describe('protocol schemas accept what nodes really send', () => {
   });
 
   it('prepare answers, records, tombstones, listings and digests from a real store', async () => {
-    const prepared = await blobs.receive(Readable.from([Buffer.from('hello')]));
+    const bytes = Buffer.from('hello');
+    const prepared = await blobs.receive(Readable.from([bytes]));
     accepts(PreparedUploadSchema, prepared);
-    const file = meta({ size: prepared.size, sha256: prepared.sha256, name: 'ünïcødé name.txt' });
-    accepts(CommitRequestSchema, { token: prepared.token, meta: file, heldFor: null });
-    accepts(CommitRequestSchema, { token: prepared.token, meta: file, heldFor: 'shoal-2.shoal' });
-    await blobs.commit(prepared.token, file, 'node-3');
+    const file = meta({ size: prepared.size, sha256: sha256Hex(bytes), name: 'ünïcødé name.txt' });
+    const checksums = checksumsOf(bytes);
+    const commit = { token: prepared.token, meta: file, checksums: checksums.toString('base64') };
+    accepts(CommitRequestSchema, { ...commit, heldFor: null });
+    accepts(CommitRequestSchema, { ...commit, heldFor: 'shoal-2.shoal' });
+    await blobs.commit(prepared.token, file, 'node-3', checksums);
 
     const deleted = meta();
     metadata.putLive(deleted, partitionOf(deleted.id), null, Buffer.alloc(0));
@@ -285,7 +290,13 @@ describe('protocol schemas refuse', () => {
   it('bad requests of every kind', () => {
     refuses(CommitRequestSchema, { token: 'not-a-token', meta: meta(), heldFor: null });
     refuses(CommitRequestSchema, { token: 'ab'.repeat(16), meta: { ...meta(), size: -5 }, heldFor: null });
-    refuses(CommitRequestSchema, { token: 'ab'.repeat(16), meta: meta() });
+    refuses(CommitRequestSchema, { token: 'ab'.repeat(16), meta: meta(), heldFor: null });
+    refuses(CommitRequestSchema, {
+      token: 'ab'.repeat(16),
+      meta: meta(),
+      heldFor: null,
+      checksums: 'not base64!',
+    });
     refuses(DeleteRequestSchema, { deletedAt: 'now', force: false });
     refuses(DeleteRequestSchema, { deletedAt: NOW, force: 'true' });
     refuses(ForgetRequestSchema, { sha256: 'deadbeef' });
@@ -302,7 +313,7 @@ describe('protocol schemas refuse', () => {
     refuses(DigestsAnswerSchema, { digests: { '007': SHA } });
     refuses(DigestsAnswerSchema, { digests: { 1: 'nope' } });
     refuses(ErrorBodySchema, { error: 'bad' });
-    refuses(PreparedUploadSchema, { token: 'ab'.repeat(16), sha256: SHA, size: -1 });
+    refuses(PreparedUploadSchema, { token: 'ab'.repeat(16), size: -1 });
   });
 
   it('timestamps: exactly what toISOString writes', () => {
@@ -408,7 +419,7 @@ describe('PeerClient and a peer that answers junk', () => {
     ],
     [
       'a prepare answer with a negative size',
-      JSON.stringify({ token: 'ab'.repeat(16), sha256: SHA, size: -1 }),
+      JSON.stringify({ token: 'ab'.repeat(16), size: -1 }),
       (c: PeerClient) => c.prepareUpload(base, 'abc', Readable.from([Buffer.from('x')])),
     ],
     [

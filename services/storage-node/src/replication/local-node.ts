@@ -71,7 +71,12 @@ export class LocalNode implements Peer {
   }
 
   commit(_fileId: string, request: CommitRequest): Promise<'stored' | 'already-stored'> {
-    return this.blobs.commit(request.token, request.meta, request.heldFor);
+    return this.blobs.commit(
+      request.token,
+      request.meta,
+      request.heldFor,
+      Buffer.from(request.checksums, 'base64'),
+    );
   }
 
   abort(token: string): Promise<void> {

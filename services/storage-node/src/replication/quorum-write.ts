@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { ShoalError, errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
 import type { FileMeta } from '../../../../shared/protocol';
+import { BlockChecksummer } from '../../../../shared/blocks';
 import { ByteLimiter, HashingCounter, fanOut } from '../../../../shared/streams';
 import type { Membership } from '../membership/membership';
 import type { Peer } from '../peers/peer';
@@ -32,19 +33,23 @@ export interface PreparedWrite {
   fileId: string;
   sha256: string;
   size: number;
+  /** Block checksums of the client's bytes (base64): every replica's must be the same. */
+  checksums: string;
   copies: PreparedCopy[];
 }
 
 /**
  * Writes one file to N replicas with a write quorum W, in two phases:
  *
- *  1. prepare: the bytes stream once from the client, through a sha256 and a size limiter, to
- *     every chosen replica at the same time (fan-out at the pace of the slowest healthy one).
- *     Each replica keeps an fsync'd temp file and reports the sha256 it computed. A replica that
- *     fails mid-stream is dropped; if fewer than W remain, the upload fails at once.
- *  2. commit: replicas whose sha256 matches ours make their copy visible. The upload is
- *     acknowledged only once W commits succeeded; below that, the copies that did commit are
- *     deleted again, so nothing stays half-visible.
+ *  1. prepare: the bytes stream once from the client, through a size limiter, a sha256 and the
+ *     block checksums (computed here once), to every chosen replica at the same time (fan-out at
+ *     the pace of the slowest healthy one). Each replica keeps an fsync'd temp file with its own
+ *     block checksums (it does not hash the whole file again). A replica that fails mid-stream is
+ *     dropped; if fewer than W remain, the upload fails at once.
+ *  2. commit: each replica checks that its block checksums are ours, so its bytes are the
+ *     client's, and makes its copy visible. The upload is acknowledged only once W commits
+ *     succeeded; below that, the copies that did commit are deleted again, so nothing stays
+ *     half-visible.
  *
  * Targets are the file's home replicas in placement order. A home member that cannot be reached
  * is replaced by the next member in the same order, which records that it holds the copy for
@@ -83,6 +88,7 @@ export class QuorumWriter {
         ),
     );
     const hasher = new HashingCounter();
+    const blocks = new BlockChecksummer();
     const sinks = chosen.map(() => new PassThrough());
     // Started at once and observed from the start: a replica can fail before the stream ends.
     // A replica that swallowed the bytes (kernel buffers) but never answers - a hung peer - gets
@@ -97,14 +103,14 @@ export class QuorumWriter {
       { quorum: writeQuorum, graceAfterQuorumMs: REPLICA_STALL_MS },
     );
     let streamError: unknown;
-    const feed = pipeline(source, limiter, hasher).catch((err: unknown) => {
+    const feed = pipeline(source, limiter, hasher, blocks).catch((err: unknown) => {
       streamError ??= err;
     });
     // Failing with one of the contract's errors, not a bare destroy of the stream, is what lets
     // the client hear 503: multer reports the first error its file stream sees, and this one
     // reaches it through the pipeline above. A replica's own (this node's disk filled up: 507)
     // stands as it is.
-    const fan = fanOut(hasher, sinks, writeQuorum, {
+    const fan = fanOut(blocks, sinks, writeQuorum, {
       stallMs: REPLICA_STALL_MS,
       tooFew: (cause) =>
         cause instanceof ShoalError
@@ -130,7 +136,7 @@ export class QuorumWriter {
     }
     for (const { target: chosenTarget, value: prepared } of received.succeeded) {
       const { target, heldFor } = chosenTarget;
-      if (streamError === undefined && prepared.sha256 === hasher.sha256 && prepared.size === hasher.bytes) {
+      if (streamError === undefined && prepared.size === hasher.bytes) {
         copies.push({ target, heldFor, token: prepared.token });
       } else {
         if (streamError === undefined) {
@@ -145,20 +151,21 @@ export class QuorumWriter {
     await Promise.all(discard);
 
     if (streamError !== undefined) {
-      await this.abort({ fileId, sha256: '', size: 0, copies }, reqId);
+      await this.abort({ fileId, sha256: '', size: 0, checksums: '', copies }, reqId);
       if (streamError instanceof ShoalError) throw streamError;
       throw new ShoalError('quorum_unavailable', `the upload stream failed: ${errorText(streamError)}`, {
         cause: streamError,
       });
     }
     if (copies.length < writeQuorum) {
-      await this.abort({ fileId, sha256: hasher.sha256, size: hasher.bytes, copies }, reqId);
+      await this.abort({ fileId, sha256: hasher.sha256, size: hasher.bytes, checksums: '', copies }, reqId);
       throw new ShoalError(
         'quorum_unavailable',
         `only ${copies.length} replica(s) stored the bytes, ${writeQuorum} are needed; nothing was stored`,
       );
     }
-    return { fileId, sha256: hasher.sha256, size: hasher.bytes, copies };
+    const checksums = blocks.checksums().toString('base64');
+    return { fileId, sha256: hasher.sha256, size: hasher.bytes, checksums, copies };
   }
 
   /** Makes prepared copies visible. Returns the ids of the nodes that now hold the file. */
@@ -166,7 +173,12 @@ export class QuorumWriter {
     const { writeQuorum } = this.options;
     const result = await callQuorum(
       write.copies,
-      (c) => c.target.commit(write.fileId, { token: c.token, meta, heldFor: c.heldFor }, reqId),
+      (c) =>
+        c.target.commit(
+          write.fileId,
+          { token: c.token, meta, heldFor: c.heldFor, checksums: write.checksums },
+          reqId,
+        ),
       { quorum: writeQuorum },
     );
     for (const { target, error } of result.failed) {

@@ -23,7 +23,8 @@ export interface LocalCopy {
 }
 
 interface PendingUpload {
-  sha256: string;
+  /** Computed only for copies that must prove their bytes alone (pulls, adoption). */
+  sha256: string | undefined;
   size: number;
   /** Block checksums of the bytes received (shared/blocks.ts). */
   checksums: Buffer;
@@ -99,14 +100,20 @@ export class BlobStore {
     return join(this.blobsDir, sha256Hex(id).slice(0, 2), id);
   }
 
-  /** Streams `source` into a fsync'd temp file. Nothing is visible until commit(). */
-  async receive(source: Readable): Promise<PreparedUpload> {
+  /**
+   * Streams `source` into a fsync'd temp file, computing its block checksums on the way (and its
+   * sha256 too when asked: a copy that must prove its bytes alone). Nothing is visible until
+   * commit().
+   */
+  async receive(source: Readable, { sha256 = false }: { sha256?: boolean } = {}): Promise<PreparedUpload> {
     const token = randomBytes(16).toString('hex');
     const path = join(this.tmpDir, token);
-    const hasher = new HashingCounter();
+    const hasher = sha256 ? new HashingCounter() : undefined;
     const blocks = new BlockChecksummer();
     try {
-      await pipeline(source, hasher, blocks, createWriteStream(path, { flush: true }));
+      const file = createWriteStream(path, { flush: true });
+      if (hasher) await pipeline(source, hasher, blocks, file);
+      else await pipeline(source, blocks, file);
     } catch (err) {
       await unlink(path).catch(() => undefined);
       if (isNoSpaceError(err))
@@ -114,20 +121,33 @@ export class BlobStore {
       throw err;
     }
     this.pending.set(token, {
-      sha256: hasher.sha256,
-      size: hasher.bytes,
+      sha256: hasher?.sha256,
+      size: blocks.bytes,
       checksums: blocks.checksums(),
       path,
       preparedAt: Date.now(),
     });
-    return { token, sha256: hasher.sha256, size: hasher.bytes };
+    return { token, size: blocks.bytes };
   }
 
-  async commit(token: string, meta: FileMeta, heldFor: string | null): Promise<'stored' | 'already-stored'> {
+  /**
+   * Makes a received copy visible, once its bytes are shown to be the file's: the same block
+   * checksums as `checksums` (the coordinator's, computed from the client's bytes along with the
+   * sha256), or, for a copy received with its sha256, that sha256.
+   */
+  async commit(
+    token: string,
+    meta: FileMeta,
+    heldFor: string | null,
+    checksums?: Buffer,
+  ): Promise<'stored' | 'already-stored'> {
     const upload = this.takePending(token);
     try {
-      if (upload.sha256 !== meta.sha256 || upload.size !== meta.size) {
-        throw new ShoalError('checksum_mismatch', `received bytes do not match sha256 ${meta.sha256}`);
+      const matches =
+        upload.size === meta.size &&
+        (checksums !== undefined ? checksums.equals(upload.checksums) : upload.sha256 === meta.sha256);
+      if (!matches) {
+        throw new ShoalError('checksum_mismatch', `the bytes received are not those of file ${meta.id}`);
       }
       const existing = this.metadata.get(meta.id);
       if (existing?.state === 'deleted') throw new ShoalError('conflict', 'the file was deleted');
@@ -227,7 +247,7 @@ export class BlobStore {
     meta: FileMeta,
     heldFor: string | null,
   ): Promise<'stored' | 'already-stored'> {
-    const prepared = await this.receive(source);
+    const prepared = await this.receive(source, { sha256: true });
     return this.commit(prepared.token, meta, heldFor);
   }
 
