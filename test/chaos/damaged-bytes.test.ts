@@ -1,21 +1,13 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { TestCluster } from '../helpers/cluster';
 import { sha256, upload, type StoredFile } from '../helpers/client';
+import { blobPath, flipByte as flipBits, flipInlineByte } from '../helpers/copies';
 
 const MiB = 1024 * 1024;
 
-function blobPath(dataDir: string, id: string): string {
-  return join(dataDir, 'blobs', createHash('sha256').update(id).digest('hex').slice(0, 2), id);
-}
-
-function flipByte(path: string, offset: number): void {
-  const bytes = readFileSync(path);
-  bytes[offset] = bytes[offset]! ^ 0x01;
-  writeFileSync(path, bytes);
-}
+/** One bit flipped: the smallest damage there is. */
+const flipByte = (path: string, offset: number): void => flipBits(path, offset, 0x01);
 
 /** A GET as a client sees it: the status, and the body only if it arrived whole. */
 async function get(
@@ -99,8 +91,9 @@ describe('damaged copies', () => {
   it('serves a small file right when two of its three copies are damaged, from every node', async () => {
     const { file, data } = await store(16 * 1024);
     const [a, b] = holders(file);
-    flipByte(blobPath(cluster.node(a!).dataDir, file.id), 100);
-    flipByte(blobPath(cluster.node(b!).dataDir, file.id), 16_000);
+    // A small copy lives in SQLite beside its row: the damage is there.
+    flipInlineByte(cluster.node(a!).dataDir, file.id, 100, 0x01);
+    flipInlineByte(cluster.node(b!).dataDir, file.id, 16_000, 0x01);
     for (let i = 0; i < cluster.nodes.length; i++) {
       const got = await get(`${cluster.url(i)}/files/${file.id}`);
       expect([i, got.status]).toEqual([i, 200]);

@@ -1,20 +1,17 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestCluster, waitFor } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
+import {
+  FILE_BACKED_MIN as FILE_BACKED,
+  blobPath,
+  flipByte,
+  flipInlineByte,
+  inlineBytes,
+} from '../helpers/copies';
 
 const FAST = { failureTimeoutMs: 3_000, gossipIntervalMs: 200 };
-
-function blobPath(dataDir: string, id: string): string {
-  return join(dataDir, 'blobs', createHash('sha256').update(id).digest('hex').slice(0, 2), id);
-}
-
-function flipByte(path: string, offset: number): void {
-  const bytes = readFileSync(path);
-  bytes[offset] = bytes[offset]! ^ 0xff;
-  writeFileSync(path, bytes);
-}
 
 function fileSha(path: string): string | undefined {
   return existsSync(path) ? sha256(readFileSync(path)) : undefined;
@@ -36,7 +33,7 @@ describe('bitrot', () => {
   });
 
   it('never serves a damaged copy, and replaces it with a good one', async () => {
-    const data = randomBytes(64 * 1024);
+    const data = randomBytes(FILE_BACKED);
     const res = await upload(cluster.url(0), data, 'rot.bin');
     expect(res.status).toBe(201);
     const path = blobPath(cluster.node(0).dataDir, res.body.id);
@@ -53,8 +50,33 @@ describe('bitrot', () => {
     expect(quarantined.some((name) => name.startsWith(res.body.id))).toBe(true);
   });
 
+  it('never serves a damaged small copy kept in SQLite, and replaces it with a good one', async () => {
+    const data = randomBytes(20_000);
+    const res = await upload(cluster.url(0), data, 'small-rot.bin');
+    expect(res.status).toBe(201);
+    const dir = cluster.node(0).dataDir;
+    expect(inlineBytes(dir, res.body.id)?.equals(data)).toBe(true);
+    flipInlineByte(dir, res.body.id, 17_000);
+
+    for (let i = 0; i < 3; i++) {
+      const back = await download(cluster.url(0), res.body.id);
+      expect(back.status).toBe(200);
+      expect(sha256(back.data)).toBe(sha256(data));
+    }
+    await waitFor(
+      () => inlineBytes(dir, res.body.id)?.equals(data) === true,
+      20_000,
+      'the damaged small copy to be replaced',
+    );
+    const quarantined = readdirSync(join(dir, 'quarantine')).filter((n) => n.startsWith(res.body.id));
+    expect(quarantined.map((n) => sha256(readFileSync(join(dir, 'quarantine', n))))).not.toContain(
+      sha256(data),
+    );
+    expect(quarantined.length).toBeGreaterThan(0);
+  });
+
   it('finds damage with the scrubber alone, without any read', async () => {
-    const data = randomBytes(32 * 1024);
+    const data = randomBytes(FILE_BACKED + 32 * 1024);
     const res = await upload(cluster.url(1), data, 'scrubbed.bin');
     const path = blobPath(cluster.node(2).dataDir, res.body.id);
     flipByte(path, 0);
@@ -86,7 +108,7 @@ describe('crash safety', () => {
     cluster = await TestCluster.start({ nodes: 3, ...FAST, args: ['--repair-interval-ms', '500'] });
     const sums = new Map<string, string>();
     for (let i = 0; i < 5; i++) {
-      const data = randomBytes(10_000 + i);
+      const data = randomBytes(FILE_BACKED + i);
       const res = await upload(cluster.url(0), data, `c-${i}.bin`);
       sums.set(res.body.id, sha256(data));
     }

@@ -1,12 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { TestCluster, getJson, waitFor } from '../helpers/cluster';
 import { download, sha256, upload, type StoredFile } from '../helpers/client';
-
-function blobPath(dataDir: string, id: string): string {
-  return join(dataDir, 'blobs', createHash('sha256').update(id).digest('hex').slice(0, 2), id);
-}
+import { FILE_BACKED_MIN, blobPath } from '../helpers/copies';
 
 function holdsGoodCopy(dataDir: string, id: string, want: string): boolean {
   const path = blobPath(dataDir, id);
@@ -29,7 +25,8 @@ describe('vanished and unreadable copies', () => {
   beforeAll(async () => {
     cluster = await TestCluster.start({ nodes: 3, args: ['--repair-interval-ms', '500'] });
     for (let i = 0; i < 6; i++) {
-      const data = randomBytes(3_000 + i * 10_007);
+      // Copies with a blob file each (small ones live in SQLite, with no file to vanish).
+      const data = randomBytes(FILE_BACKED_MIN + i * 10_007);
       const res = await upload(cluster.url(i % 3), data, `vanish-${i}.bin`);
       expect(res.status).toBe(201);
       stored.push({ file: res.body, data });

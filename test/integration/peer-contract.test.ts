@@ -113,7 +113,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  metadata?.close();
+  await metadata?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
   await cluster?.stopAll();
   await client.close();

@@ -31,7 +31,7 @@ describe('partition summaries', () => {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-meta-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('survive a restart exactly, and match a rebuild from the rows', () => {
+  it('survive a restart exactly, and match a rebuild from the rows', async () => {
     const path = join(dir, 'a.sqlite');
     const store = new MetadataStore(path);
     const files = Array.from({ length: 50 }, (_v, i) => meta(100 + i));
@@ -46,11 +46,11 @@ describe('partition summaries', () => {
       bytes: files.slice(15).reduce((n, f) => n + f.size, 0),
       tombstones: 11,
     });
-    store.close();
+    await store.close();
 
     const reopened = new MetadataStore(path);
     expect(snapshot(reopened)).toEqual(before);
-    reopened.close();
+    await reopened.close();
 
     // A data dir from before the summaries were kept: they are built once from the rows.
     const raw = new Database(path);
@@ -58,10 +58,10 @@ describe('partition summaries', () => {
     raw.close();
     const rebuilt = new MetadataStore(path);
     expect(snapshot(rebuilt)).toEqual(before);
-    rebuilt.close();
+    await rebuilt.close();
   });
 
-  it('leave no trace of an emptied partition', () => {
+  it('leave no trace of an emptied partition', async () => {
     const store = new MetadataStore(join(dir, 'b.sqlite'));
     const f = meta(10);
     store.putLive(f, partitionOf(f.id), null, Buffer.alloc(4));
@@ -69,6 +69,6 @@ describe('partition summaries', () => {
     store.forget(f.id);
     expect(store.digest(partitionOf(f.id))).toBeUndefined();
     expect(store.counts()).toEqual({ files: 0, bytes: 0, tombstones: 0 });
-    store.close();
+    await store.close();
   });
 });

@@ -95,8 +95,8 @@ describe('protocol schemas accept what nodes really send', () => {
     await blobs.init();
   });
 
-  afterAll(() => {
-    metadata.close();
+  afterAll(async () => {
+    await metadata.close();
     rmSync(dir, { recursive: true, force: true });
   });
 

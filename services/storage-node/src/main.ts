@@ -279,7 +279,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       clearInterval(idle);
       clearTimeout(forced);
       await peers.close();
-      metadata.close();
+      await metadata.close();
       dataDirLock.release();
       log.info('stopped');
     })();

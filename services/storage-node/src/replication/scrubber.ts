@@ -143,8 +143,10 @@ export class Scrubber {
   private async presenceStep(signal: AbortSignal): Promise<WorkResult> {
     const page = this.metadata.liveAfter(this.presenceCursor, PAGE);
     const started = Date.now();
-    for (const { id, size } of page) {
+    for (const { id, size, inline } of page) {
       if (signal.aborted) return 'idle';
+      // A small copy lives in SQLite with its row: nothing on disk to vanish apart from it.
+      if (inline) continue;
       const actual = await stat(this.blobs.blobPath(id)).then(
         (s) => (s.isFile() ? s.size : -1),
         () => -1,

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import type { FileMeta, FileRecord } from '../../../../shared/protocol';
+import { GroupSync } from './group-sync';
 
 interface Row {
   id: string;
@@ -91,6 +92,7 @@ function withRow(
  */
 export class MetadataStore {
   private readonly db: Database.Database;
+  private readonly sync: GroupSync;
   private readonly stmts;
   /**
    * Per partition, the XOR of entryHash over its rows (two nodes holding the same rows of a
@@ -104,8 +106,10 @@ export class MetadataStore {
   constructor(path: string) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
-    // FULL: a commit is on disk before we acknowledge it, the whole point of a storage node.
-    this.db.pragma('synchronous = FULL');
+    // NORMAL: SQLite writes the WAL at each commit but does not wait for the disk; durable()
+    // flushes it, for many commits at a time, before anything is acknowledged (GroupSync).
+    this.db.pragma('synchronous = NORMAL');
+    this.sync = new GroupSync(`${path}-wal`);
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS files (
@@ -126,6 +130,9 @@ export class MetadataStore {
       -- The block checksums of each live copy (shared/blocks.ts), apart from the rows so that
       -- listings and partition reads do not carry them.
       CREATE TABLE IF NOT EXISTS checksums (id TEXT PRIMARY KEY, list BLOB NOT NULL) WITHOUT ROWID;
+      -- The bytes of small copies (up to INLINE_MAX_BYTES), kept here rather than in a file each:
+      -- one transaction and one shared flush store them, one query reads them.
+      CREATE TABLE IF NOT EXISTS inline (id TEXT PRIMARY KEY, data BLOB NOT NULL);
       -- Per partition: the anti-entropy digest and the counts, changed in the same transaction as
       -- the rows, so a start-up reads 8192 rows at most instead of hashing every file.
       CREATE TABLE IF NOT EXISTS partitions (
@@ -155,13 +162,20 @@ export class MetadataStore {
         'INSERT INTO checksums (id, list) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET list = excluded.list',
       ),
       removeChecksums: this.db.prepare('DELETE FROM checksums WHERE id = ?'),
+      putInline: this.db.prepare('INSERT OR REPLACE INTO inline (id, data) VALUES (?, ?)'),
+      removeInline: this.db.prepare('DELETE FROM inline WHERE id = ?'),
+      copy: this.db.prepare<[string], Row & { checksums: Buffer | null; data: Buffer | null }>(
+        `SELECT f.*, c.list AS checksums, i.data AS data FROM files f
+         LEFT JOIN checksums c ON c.id = f.id LEFT JOIN inline i ON i.id = f.id WHERE f.id = ?`,
+      ),
       byPartition: this.db.prepare<[number], Row>('SELECT * FROM files WHERE partition = ? ORDER BY id'),
       all: this.db.prepare<[], Pick<Row, 'id' | 'state' | 'sha256' | 'size' | 'partition'>>(
         'SELECT id, partition, state, sha256, size FROM files',
       ),
       live: this.db.prepare<[], Row>(`SELECT * FROM files WHERE state = 'live' ORDER BY id`),
-      liveAfter: this.db.prepare<[string, number], Pick<Row, 'id' | 'size'>>(
-        `SELECT id, size FROM files WHERE state = 'live' AND id > ? ORDER BY id LIMIT ?`,
+      liveAfter: this.db.prepare<[string, number], Pick<Row, 'id' | 'size'> & { inline: number }>(
+        `SELECT f.id, f.size, i.id IS NOT NULL AS inline FROM files f LEFT JOIN inline i ON i.id = f.id
+         WHERE f.state = 'live' AND f.id > ? ORDER BY f.id LIMIT ?`,
       ),
       livePartitions: this.db.prepare<[], { partition: number }>(
         `SELECT DISTINCT partition FROM files WHERE state = 'live' ORDER BY partition`,
@@ -269,8 +283,31 @@ export class MetadataStore {
   }
 
   /** The next `limit` live copies after `after` (id order): scrub and presence checks walk them in pages. */
-  liveAfter(after: string, limit: number): Array<{ id: string; size: number }> {
-    return this.stmts.liveAfter.all(after, limit);
+  liveAfter(after: string, limit: number): Array<{ id: string; size: number; inline: boolean }> {
+    return this.stmts.liveAfter
+      .all(after, limit)
+      .map((r) => ({ id: r.id, size: r.size, inline: r.inline === 1 }));
+  }
+
+  /**
+   * A file's row with what reading its copy needs, in one query: its block checksums and, for a
+   * small copy kept here, its bytes.
+   */
+  copyOf(
+    id: string,
+  ): { record: FileRecord; checksums: Buffer | undefined; data: Buffer | undefined } | undefined {
+    const row = this.stmts.copy.get(id);
+    if (!row) return undefined;
+    return { record: toRecord(row), checksums: row.checksums ?? undefined, data: row.data ?? undefined };
+  }
+
+  /** Resolves once every commit made before the call is on disk (see GroupSync). */
+  durable(): Promise<void> {
+    return this.sync.flush();
+  }
+
+  syncStats(): { flushes: number; callers: number } {
+    return { ...this.sync.stats };
   }
 
   /** Every live row, for start-up checks. */
@@ -290,6 +327,7 @@ export class MetadataStore {
         return undefined;
       this.stmts.remove.run(id);
       this.stmts.removeChecksums.run(id);
+      this.stmts.removeInline.run(id);
       change({ sign: -1, ...row });
       return row;
     });
@@ -314,12 +352,19 @@ export class MetadataStore {
   }
 
   /** Records a live copy, unless the id is already known (same bytes) or was deleted (deletes win). */
-  putLive(meta: FileMeta, partition: number, heldFor: string | null, checksums: Buffer): PutResult {
+  putLive(
+    meta: FileMeta,
+    partition: number,
+    heldFor: string | null,
+    checksums: Buffer,
+    inline?: Buffer,
+  ): PutResult {
     return this.commit((change): PutResult => {
       const existing = this.stmts.get.get(meta.id);
       if (existing) return existing.state === 'deleted' ? 'deleted' : 'already-stored';
       this.stmts.insertLive.run({ ...meta, partition, heldFor });
       this.stmts.putChecksums.run(meta.id, checksums);
+      if (inline) this.stmts.putInline.run(meta.id, inline);
       change({ sign: +1, partition, id: meta.id, state: 'live', sha256: meta.sha256, size: meta.size });
       return 'stored';
     });
@@ -343,6 +388,7 @@ export class MetadataStore {
       if (existing.state === 'deleted') return { wasLive: false, known: true };
       this.stmts.markDeleted.run({ id, deletedAt });
       this.stmts.removeChecksums.run(id);
+      this.stmts.removeInline.run(id);
       change({ sign: -1, ...existing });
       change({ ...tombstone, partition: existing.partition });
       return { wasLive: true, known: true };
@@ -366,7 +412,9 @@ export class MetadataStore {
     this.stmts.setSetting.run(key, value);
   }
 
-  close(): void {
+  /** Closes the database; pending flushes finish first. */
+  async close(): Promise<void> {
+    await this.sync.close();
     if (this.db.open) this.db.close();
   }
 }

@@ -135,3 +135,30 @@ class VerifiedBlocks extends Readable {
       this.queue.push(part.subarray(at, at + PIECE_BYTES));
   }
 }
+
+/**
+ * Bytes start..end of a copy held in memory (a small copy kept in SQLite), checked block by block
+ * like a file's before any is handed on; framed as for openVerified. Throws CorruptBlockError for
+ * a damaged block: the copy is refused before a reader has anything.
+ */
+export function verifiedBuffer(
+  data: Buffer,
+  checksums: Buffer,
+  start: number,
+  end: number,
+  framed = false,
+): Readable {
+  const { first, last } = blocksCovering(start, end);
+  const pieces: Buffer[] = [];
+  for (let i = first; i <= last; i++) {
+    const block = data.subarray(i * BLOCK_SIZE, i * BLOCK_SIZE + blockLength(i, data.length));
+    if (block.length !== blockLength(i, data.length) || !blockMatches(checksums, i, block))
+      throw new CorruptBlockError(i);
+    if (framed) pieces.push(checksums.subarray(i * CHECKSUM_BYTES, (i + 1) * CHECKSUM_BYTES), block);
+    else {
+      const at = i * BLOCK_SIZE;
+      pieces.push(block.subarray(Math.max(start, at) - at, Math.min(end + 1, at + block.length) - at));
+    }
+  }
+  return Readable.from(pieces, { objectMode: false });
+}
