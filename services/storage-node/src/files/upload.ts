@@ -70,9 +70,26 @@ export function capDrain(req: Request): void {
  */
 export function feedBusboy(req: Request, busboy: NodeJS.WritableStream): void {
   busboy.once('unpipe', () => {
-    if (!req.complete) setImmediate(() => req.emit('close'));
+    if (!req.complete && !heldBack.has(req)) setImmediate(() => req.emit('close'));
   });
   req.pipe(busboy);
+}
+
+/** Requests refused while they had prepared copies: their body is not read while those are aborted. */
+const heldBack = new WeakSet<Request>();
+
+/**
+ * Stops reading a refused request's body (multer would keep busboy parsing it, gigabytes if the
+ * client keeps sending, while the prepared copies are aborted on the replicas): TCP then holds
+ * the client back. Returns what to call once the aborts are done, after multer's callback, for
+ * multer to answer at once (its 'close' wait, as in feedBusboy).
+ */
+function holdBack(req: Request): () => void {
+  if (req.complete || req.destroyed || heldBack.has(req)) return () => undefined;
+  heldBack.add(req);
+  req.unpipe();
+  req.pause();
+  return () => setImmediate(() => req.emit('close'));
 }
 
 /**
@@ -136,9 +153,11 @@ export class ReplicatingStorage implements StorageEngine {
   ): void {
     const prepared = file.prepared;
     if (!prepared) return callback(null);
-    this.writer.abort(prepared.write, this.requestId(req)).then(
-      () => callback(null),
-      () => callback(null),
-    );
+    const release = holdBack(req);
+    const done = (): void => {
+      callback(null);
+      release();
+    };
+    this.writer.abort(prepared.write, this.requestId(req)).then(done, done);
   }
 }
