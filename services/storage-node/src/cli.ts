@@ -3,6 +3,7 @@ import './runtime-check';
 import { Command, Option } from 'commander';
 import { ConfigError, DEFAULTS, envName, NODE_FLAGS, parseConfig, type RawFlags } from './config';
 import { runDevCluster } from './dev-cluster';
+import { execWithHeapFlags } from './heap-tuning';
 import { runNode } from './main';
 import { DataDirLockedError } from './store/data-dir-lock';
 import { registerClientCommands } from './client/commands';
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
     node.addOption(option);
   }
   node.action(async (opts: Record<string, string | boolean | undefined>) => {
+    execWithHeapFlags();
     const raw: RawFlags = {};
     for (const flag of NODE_FLAGS) {
       const value = opts[camel(flag)];
