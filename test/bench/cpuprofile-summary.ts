@@ -357,28 +357,26 @@ export function summariseProfiles(
   for (const w of phases) {
     const all = newTally();
     const perNode: PhaseSummary[] = [];
+    const present: string[] = [];
     for (const { node, profile } of profiles) {
-      tallyProfile(profile, w.startUs, w.endUs, all);
       const one = newTally();
       tallyProfile(profile, w.startUs, w.endUs, one);
+      // A profile with no sample in this window (another process's phase) is left out.
+      if (one.busyUs + one.idleUs === 0) continue;
+      present.push(node);
+      tallyProfile(profile, w.startUs, w.endUs, all);
       const cpu = w.processCpuSeconds?.[node];
       perNode.push(
         summarise(one, `${w.name} - ${node}`, [node], cpu === undefined ? undefined : round(cpu * 1000, 0)),
       );
     }
-    const cpus = profiles.map((p) => w.processCpuSeconds?.[p.node]);
+    if (present.length === 0) continue;
+    const cpus = present.map((node) => w.processCpuSeconds?.[node]);
     const totalCpu = cpus.every((c) => c !== undefined)
       ? round(cpus.reduce((a, b) => a! + b!, 0)! * 1000, 0)
       : undefined;
-    summaries.push(
-      summarise(
-        all,
-        `${w.name} - all nodes`,
-        profiles.map((p) => p.node),
-        totalCpu,
-      ),
-    );
-    if (profiles.length > 1) summaries.push(...perNode);
+    summaries.push(summarise(all, `${w.name} - all nodes`, present, totalCpu));
+    if (present.length > 1) summaries.push(...perNode);
   }
   return { markdown: renderMarkdown(summaries), json: summaries };
 }
