@@ -116,7 +116,7 @@ export async function curl(
     proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     proc.once('error', reject);
-    proc.once('exit', (code) =>
+    proc.once('close', (code) =>
       code === 0
         ? resolve(stdout)
         : reject(new Error(`curl exited with ${code}: ${stderr.trim().slice(0, 300)}`)),

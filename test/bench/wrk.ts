@@ -140,7 +140,8 @@ function runOne(args: string[]): Promise<WrkRun> {
     proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
     proc.once('error', reject);
-    proc.once('exit', (code) => {
+    // 'close', not 'exit': only then has all of its output been read.
+    proc.once('close', (code) => {
       const line = out
         .split('\n')
         .reverse()
