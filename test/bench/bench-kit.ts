@@ -349,6 +349,34 @@ export class ProcessWatch {
   }
 }
 
+/**
+ * Waits, up to `maxSeconds`, for a stretch of 3 s in which programs other than the bench and
+ * the systems under test (`ownPids`) use less than `share` of the machine: other agents' test
+ * runs come and go on this box, and a phase measured while they run says little. Returns how
+ * long it waited and the share seen last.
+ */
+export async function waitForQuiet(
+  maxSeconds: number,
+  ownPids: () => number[],
+  share = 0.15,
+): Promise<{ waitedSeconds: number; othersShare: number }> {
+  const start = performance.now();
+  for (;;) {
+    const pids = [process.pid, ...ownPids()];
+    const own = (): number => pids.reduce((sum, pid) => sum + (readProcStats(pid).cpuSeconds ?? 0), 0);
+    const m0 = machineCpuSeconds();
+    const o0 = own();
+    await sleep(3_000);
+    const m1 = machineCpuSeconds();
+    const o1 = own();
+    if (!m0 || !m1) return { waitedSeconds: 0, othersShare: 0 };
+    const last = Math.max(0, m1.busy - m0.busy - (o1 - o0)) / (3 * cpus().length);
+    const waited = (performance.now() - start) / 1000;
+    if (last < share || waited >= maxSeconds)
+      return { waitedSeconds: round(waited, 0), othersShare: round(last, 2) };
+  }
+}
+
 /** Share of the machine's CPUs taken by others or by the VM host during a phase, 0..1. */
 export function noiseOf(u: PhaseUsage): { others: number; programs: number; kernel: number; steal: number } {
   const capacity = u.wallSeconds * cpus().length;

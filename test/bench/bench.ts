@@ -20,6 +20,7 @@ import {
   ratio,
   round,
   table,
+  waitForQuiet,
   type Outcome,
   type PhaseUsage,
 } from './bench-kit';
@@ -60,6 +61,8 @@ import { runWrk, splitConnections, wrkAvailable, type WrkResult } from './wrk';
  *   --only a,b          systems to run, of shoal, bare3, nginx, swift (default: all that can start)
  *   --no-swift          skip Swift;  --keep-swift  leave a Swift this run started running
  *   --swift-setup PATH  Swift's setup.sh (or SHOAL_BENCH_SWIFT_SETUP), default /work/shared/tools/swift/setup.sh
+ *   --quiet-wait S      before each system's turn, wait up to S s (default 120; 0: never) for 3 s in
+ *                       which other programs use under 15% of the machine
  *   --profile           Shoal only, every node under `node --cpu-prof`; the profiles, cut by phase
  *                       and summarised, go to .bench/profile-<time>/ (see cpuprofile-summary.ts)
  */
@@ -106,6 +109,8 @@ interface Options {
   swiftSetup: string;
   keepSwift: boolean;
   profile: boolean;
+  /** Longest wait for a quiet machine before each system's workloads in a round (0: none). */
+  quietWaitSeconds: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -117,6 +122,7 @@ function parseArgs(argv: string[]): Options {
     swiftSetup: process.env.SHOAL_BENCH_SWIFT_SETUP ?? DEFAULT_SWIFT_SETUP,
     keepSwift: false,
     profile: false,
+    quietWaitSeconds: 120,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -137,6 +143,7 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--keep-swift') options.keepSwift = true;
     else if (arg === '--swift-setup') options.swiftSetup = next();
     else if (arg === '--profile') options.profile = true;
+    else if (arg === '--quiet-wait') options.quietWaitSeconds = Number(next());
     else if (arg === '--only') {
       const names = next().split(',');
       for (const n of names)
@@ -587,7 +594,8 @@ async function main(): Promise<number> {
     });
   }
   // Bounds a hung run: generous for what the flags ask, cleaned up whatever state it is in.
-  const watchdogMs = (300 + options.rounds * 4 * (2 * options.smallSeconds + 90)) * 1000;
+  const watchdogMs =
+    (300 + options.rounds * 4 * (2 * options.smallSeconds + 90 + options.quietWaitSeconds)) * 1000;
   const watchdog = setTimeout(() => {
     abandoned = true;
     log(`still running after ${watchdogMs / 1000} s: giving up`);
@@ -663,6 +671,8 @@ async function main(): Promise<number> {
     // Rounds: every system once per round, the order rotated so that a noisy stretch of the
     // machine does not always land on the same one. nginx follows bare3 (it serves bare3's files).
     const rounds: Array<Partial<Record<SystemName, SystemRound>>> = [];
+    const quietWaits: Array<{ round: number; system: string; waitedSeconds: number; othersShare: number }> =
+      [];
     const units: SystemName[][] = [['shoal'], ['bare3', 'nginx'], ['swift']];
     for (let r = 1; r <= options.rounds && !abandoned; r++) {
       const rc: RoundContext = { round: r, watch, dispatcher, workDir: root, big, options };
@@ -671,7 +681,18 @@ async function main(): Promise<number> {
       for (const unit of order) {
         for (const name of unit) {
           const system = systems[name];
-          if (system) results[name] = await benchSystem(system, rc);
+          if (!system) continue;
+          if (options.quietWaitSeconds > 0) {
+            const own = (): number[] =>
+              Object.values(systems).flatMap((x) => x.processGroups().flatMap((g) => g.pids()));
+            const q = await waitForQuiet(options.quietWaitSeconds, own);
+            quietWaits.push({ round: r, system: name, ...q });
+            if (q.waitedSeconds > 3)
+              log(
+                `waited ${q.waitedSeconds} s for a quieter machine (others at ${Math.round(q.othersShare * 100)}%)`,
+              );
+          }
+          results[name] = await benchSystem(system, rc);
         }
       }
       rounds.push(results);
@@ -730,6 +751,7 @@ async function main(): Promise<number> {
       rssPeak,
       failures,
       profile,
+      quietWaits,
     };
     process.stdout.write(renderReport(run, bigLabel));
 
@@ -806,6 +828,7 @@ interface Run {
   rssPeak: number;
   failures: string[];
   profile: unknown;
+  quietWaits: Array<{ round: number; system: string; waitedSeconds: number; othersShare: number }>;
 }
 
 function renderReport(run: Run, bigLabel: string): string {
@@ -959,6 +982,7 @@ function toJson(run: Run): unknown {
     rounds: run.rounds,
     phases: run.phases,
     profile: run.profile ?? null,
+    quietWaits: run.quietWaits,
     failures: run.failures,
   };
 }
