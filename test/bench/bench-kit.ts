@@ -145,6 +145,40 @@ export function readProcStats(pid: number): ProcStats {
   return stats;
 }
 
+/** Node's threads by name: the JavaScript thread, libuv's threadpool (fs calls), V8's helpers. */
+export type ThreadClass = 'main' | 'threadpool' | 'v8' | 'other';
+
+function classOf(comm: string): ThreadClass {
+  if (comm === 'MainThread' || comm === 'node') return 'main';
+  if (comm.startsWith('libuv-worker')) return 'threadpool';
+  if (comm.startsWith('V8Worker') || comm.startsWith('DelayedTaskSche')) return 'v8';
+  return 'other';
+}
+
+/**
+ * CPU seconds of each thread class of a process. A .cpuprofile samples only the JavaScript
+ * thread; this says how much went elsewhere (fs writes and fsyncs on the threadpool, concurrent
+ * GC and compilation on V8's workers).
+ */
+export function threadCpu(pid: number): Record<ThreadClass, number> {
+  const out: Record<ThreadClass, number> = { main: 0, threadpool: 0, v8: 0, other: 0 };
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        out[classOf(comm)] += (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+      } catch {
+        // The thread ended while we looked.
+      }
+    }
+  } catch {
+    // The process is gone.
+  }
+  return out;
+}
+
 /**
  * CPU seconds since boot of the whole machine, from the first line of /proc/stat: `busy` is time
  * spent running anything (user, nice, system, irq, softirq), `steal` is time a virtual machine
@@ -218,6 +252,8 @@ export interface PhaseUsage {
   /** Highest RSS seen while the phase ran, per group (the sum over its processes), sampled. */
   peakRssBytes: Record<string, number>;
   cpuSeconds: Record<string, number>;
+  /** The same CPU per thread class, for groups of one process (a Shoal node). */
+  threadCpuSeconds: Record<string, Record<ThreadClass, number>>;
   /** The bench's own CPU, with the wrk and curl processes it ran and reaped during the phase. */
   clientCpuSeconds: number;
   /** CPU time the machine spent on anything but the watched groups and the client. */
@@ -263,6 +299,8 @@ export class ProcessWatch {
     const cpuOf = (label: string): number =>
       (pids.get(label) ?? []).reduce((sum, pid) => sum + (readProcStats(pid).cpuSeconds ?? 0), 0);
     const cpuAtStart = new Map([...pids.keys()].map((label) => [label, cpuOf(label)]));
+    const single = [...pids].filter(([, p]) => p.length === 1).map(([label, p]) => [label, p[0]!] as const);
+    const threadsAtStart = new Map(single.map(([label, pid]) => [label, threadCpu(pid)]));
     const clientAtStart = clientCpu();
     const everyoneAtStart = allProcessCpu();
     const machineAtStart = machineCpuSeconds();
@@ -283,6 +321,18 @@ export class ProcessWatch {
         const used = Math.max(0, cpuOf(label) - (cpuAtStart.get(label) ?? 0));
         watchedTotal += used;
         cpuSeconds[label] = round(used, 2);
+      }
+      const threadCpuSeconds: Record<string, Record<ThreadClass, number>> = {};
+      for (const [label, pid] of single) {
+        const before = threadsAtStart.get(label);
+        const now = threadCpu(pid);
+        if (!before) continue;
+        threadCpuSeconds[label] = {
+          main: round(now.main - before.main, 2),
+          threadpool: round(now.threadpool - before.threadpool, 2),
+          v8: round(now.v8 - before.v8, 2),
+          other: round(now.other - before.other, 2),
+        };
       }
       const client = Math.max(0, clientCpu() - clientAtStart);
       const machineAtEnd = machineCpuSeconds();
@@ -305,6 +355,7 @@ export class ProcessWatch {
         monotonicUs: { start: startUs, end: endUs },
         peakRssBytes: current.peak,
         cpuSeconds,
+        threadCpuSeconds,
         clientCpuSeconds: round(client, 2),
         otherCpuSeconds: both
           ? round(Math.max(0, machineAtEnd.busy - machineAtStart.busy - watchedTotal - client), 2)

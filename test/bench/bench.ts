@@ -804,6 +804,7 @@ async function finishProfiles(
       startUs: u.monotonicUs.start,
       endUs: u.monotonicUs.end,
       processCpuSeconds: u.cpuSeconds,
+      threadCpuSeconds: u.threadCpuSeconds,
     }));
   writeFileSync(join(dir, 'phases.json'), JSON.stringify(windows, null, 2) + '\n');
   const summary = summariseProfiles(files, windows);
@@ -904,6 +905,38 @@ function renderReport(run: Run, bigLabel: string): string {
     }
   }
   out.push(table(rows));
+
+  // Where Shoal's CPU went, by thread: a CPU profile sees only the JavaScript thread.
+  const nodeLabels = Object.keys(run.nodeRss);
+  if (nodeLabels.length > 0) {
+    const threadRows: string[][] = [
+      [
+        'Shoal CPU by thread (all nodes, median)',
+        'JS main',
+        'threadpool (fs)',
+        'V8 helpers (GC, JIT)',
+        'other',
+      ],
+    ];
+    for (const w of WORKLOADS) {
+      const perRound = run.rounds
+        .map((_r, i) => run.phases[`${i + 1}:shoal:${PHASE_OF[w]}`]?.threadCpuSeconds)
+        .filter((t): t is Record<string, Record<string, number>> => t !== undefined)
+        .map((t) => {
+          const sum: Record<string, number> = { main: 0, threadpool: 0, v8: 0, other: 0 };
+          for (const n of nodeLabels)
+            for (const [k, v] of Object.entries(t[n] ?? {})) sum[k] = (sum[k] ?? 0) + v;
+          return sum;
+        });
+      if (perRound.length === 0) continue;
+      const total = (k: string): number => median(perRound.map((r) => r[k] ?? 0)) ?? 0;
+      const all = total('main') + total('threadpool') + total('v8') + total('other');
+      const cellOf = (k: string): string =>
+        `${round(total(k), 2)} s (${all > 0 ? Math.round((100 * total(k)) / all) : 0}%)`;
+      threadRows.push([w, cellOf('main'), cellOf('threadpool'), cellOf('v8'), cellOf('other')]);
+    }
+    if (threadRows.length > 1) out.push('', table(threadRows));
+  }
 
   // Noise: how much of the machine others took while each phase ran. Kernel threads (jbd2, kworkers,
   // ksoftirqd) mostly work for the system under test (fsyncs, loopback traffic); other programs

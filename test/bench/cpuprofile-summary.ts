@@ -52,6 +52,8 @@ export interface PhaseWindow {
   endUs: number;
   /** /proc utime+stime per process group over the window, when known. */
   processCpuSeconds?: Record<string, number>;
+  /** The same per thread class (main, threadpool, v8, other), when known. */
+  threadCpuSeconds?: Record<string, Record<string, number>>;
 }
 
 /** Subsystems for inclusive time: the first pattern a frame's URL (or name) matches. */
@@ -121,6 +123,8 @@ interface Tally {
   selfByModule: Map<string, number>;
   inclusiveBySubsystem: Map<string, number>;
   inclusiveByShoalFunction: Map<string, number>;
+  /** Self time charged to the nearest Shoal function on the stack (what Shoal code caused it). */
+  byNearestShoalFrame: Map<string, number>;
   /** Per top-of-stack function: caller chains (up to 6 frames) and their time. */
   callersOf: Map<string, Map<string, number>>;
 }
@@ -133,6 +137,7 @@ function newTally(): Tally {
     selfByModule: new Map(),
     inclusiveBySubsystem: new Map(),
     inclusiveByShoalFunction: new Map(),
+    byNearestShoalFrame: new Map(),
     callersOf: new Map(),
   };
 }
@@ -148,6 +153,7 @@ interface NodeInfo {
   module: string;
   subsystems: string[];
   shoalFunctions: string[];
+  nearestShoal: string;
   callers: string;
 }
 
@@ -187,6 +193,13 @@ function analyse(profile: CpuProfile): (nodeId: number) => NodeInfo {
       if (s.startsWith('shoal/') || s.startsWith('shared/')) shoal.add(frameLabel(f));
     }
     if (top.functionName === '(garbage collector)') subsystems.add('garbage collector');
+    const isShoal = (f: CallFrame): boolean => /^(shoal|shared)\//.test(shortUrl(f.url));
+    const nearest = stack.find(isShoal);
+    const nearestShoal = special
+      ? top.functionName
+      : nearest
+        ? frameLabel(nearest)
+        : `(no Shoal frame) ${module}`;
     const callers = stack
       .slice(1, 7)
       .map((f) => frameLabel(f))
@@ -197,6 +210,7 @@ function analyse(profile: CpuProfile): (nodeId: number) => NodeInfo {
       module,
       subsystems: [...subsystems],
       shoalFunctions: [...shoal],
+      nearestShoal,
       callers,
     };
     cache.set(nodeId, info);
@@ -229,6 +243,7 @@ function tallyProfile(profile: CpuProfile, startUs: number, endUs: number, tally
     add(tally.selfByModule, ni.module, us);
     for (const s of ni.subsystems) add(tally.inclusiveBySubsystem, s, us);
     for (const f of ni.shoalFunctions) add(tally.inclusiveByShoalFunction, f, us);
+    add(tally.byNearestShoalFrame, ni.nearestShoal, us);
     let callers = tally.callersOf.get(ni.label);
     if (!callers) tally.callersOf.set(ni.label, (callers = new Map()));
     add(callers, ni.callers, us);
@@ -257,6 +272,8 @@ export interface PhaseSummary {
   idleMs: number;
   /** /proc CPU of the same processes over the same window, when known. */
   processCpuMs: number | undefined;
+  /** /proc CPU by thread class over the window, ms. */
+  threadCpuMs: Record<string, number> | undefined;
   selfByModule: Array<{ name: string; ms: number; pct: number }>;
   selfByFunction: Array<{
     name: string;
@@ -266,6 +283,7 @@ export interface PhaseSummary {
   }>;
   inclusiveBySubsystem: Array<{ name: string; ms: number; pct: number }>;
   inclusiveByShoalFunction: Array<{ name: string; ms: number; pct: number }>;
+  byNearestShoalFrame: Array<{ name: string; ms: number; pct: number }>;
 }
 
 function summarise(
@@ -273,6 +291,7 @@ function summarise(
   phase: string,
   nodes: string[],
   processCpuMs: number | undefined,
+  threadCpuMs?: Record<string, number>,
 ): PhaseSummary {
   const busy = tally.busyUs;
   return {
@@ -281,6 +300,7 @@ function summarise(
     busyMs: round(busy / 1000, 1),
     idleMs: round(tally.idleUs / 1000, 1),
     processCpuMs,
+    threadCpuMs,
     selfByModule: top(tally.selfByModule, busy, 25),
     selfByFunction: top(tally.selfByFunction, busy, 30).map((f) => ({
       ...f,
@@ -290,6 +310,7 @@ function summarise(
     })),
     inclusiveBySubsystem: top(tally.inclusiveBySubsystem, busy, 20),
     inclusiveByShoalFunction: top(tally.inclusiveByShoalFunction, busy, 25),
+    byNearestShoalFrame: top(tally.byNearestShoalFrame, busy, 30),
   };
 }
 
@@ -300,9 +321,13 @@ function renderMarkdown(summaries: PhaseSummary[]): string {
       `## ${s.phase}`,
       '',
       `Nodes: ${s.nodes.join(', ')}. Busy (sampled main-thread JS + native) ${s.busyMs} ms, idle ${s.idleMs} ms` +
-        (s.processCpuMs !== undefined
-          ? `; /proc CPU of these processes ${s.processCpuMs} ms (the rest: threadpool, GC and compiler threads).`
-          : '.'),
+        (s.processCpuMs !== undefined ? `; /proc CPU of these processes ${s.processCpuMs} ms` : '') +
+        (s.threadCpuMs
+          ? ` (by thread: ${Object.entries(s.threadCpuMs)
+              .map(([k, v]) => `${k} ${v} ms`)
+              .join(', ')})`
+          : '') +
+        '. Busy is wall time the JavaScript thread was not idle: on a loaded machine it includes time spent waiting for a CPU.',
       '',
       '### Self time by module (% of busy)',
       '',
@@ -315,6 +340,12 @@ function renderMarkdown(summaries: PhaseSummary[]): string {
       '| subsystem | ms | % |',
       '|---|---:|---:|',
       ...s.inclusiveBySubsystem.map((m) => `| ${m.name} | ${m.ms} | ${m.pct} |`),
+      '',
+      '### Self time charged to the nearest Shoal function on the stack (sums to 100%)',
+      '',
+      '| Shoal function (or runtime/framework with no Shoal caller) | ms | % |',
+      '|---|---:|---:|',
+      ...s.byNearestShoalFrame.map((m) => `| ${m.name} | ${m.ms} | ${m.pct} |`),
       '',
       "### Inclusive time of Shoal's own functions",
       '',
@@ -336,6 +367,10 @@ function renderMarkdown(summaries: PhaseSummary[]): string {
     );
   }
   return out.join('\n');
+}
+
+function msOf(seconds: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, round(v * 1000, 0)]));
 }
 
 function load(path: string): CpuProfile {
@@ -366,8 +401,15 @@ export function summariseProfiles(
       present.push(node);
       tallyProfile(profile, w.startUs, w.endUs, all);
       const cpu = w.processCpuSeconds?.[node];
+      const threads = w.threadCpuSeconds?.[node];
       perNode.push(
-        summarise(one, `${w.name} - ${node}`, [node], cpu === undefined ? undefined : round(cpu * 1000, 0)),
+        summarise(
+          one,
+          `${w.name} - ${node}`,
+          [node],
+          cpu === undefined ? undefined : round(cpu * 1000, 0),
+          threads ? msOf(threads) : undefined,
+        ),
       );
     }
     if (present.length === 0) continue;
@@ -375,7 +417,16 @@ export function summariseProfiles(
     const totalCpu = cpus.every((c) => c !== undefined)
       ? round(cpus.reduce((a, b) => a! + b!, 0)! * 1000, 0)
       : undefined;
-    summaries.push(summarise(all, `${w.name} - all nodes`, present, totalCpu));
+    const threadSets = present.map((node) => w.threadCpuSeconds?.[node]);
+    const threadTotal = threadSets.every((t) => t !== undefined)
+      ? msOf(
+          threadSets.reduce<Record<string, number>>((sum, t) => {
+            for (const [k, v] of Object.entries(t!)) sum[k] = (sum[k] ?? 0) + v;
+            return sum;
+          }, {}),
+        )
+      : undefined;
+    summaries.push(summarise(all, `${w.name} - all nodes`, present, totalCpu, threadTotal));
     if (present.length > 1) summaries.push(...perNode);
   }
   return { markdown: renderMarkdown(summaries), json: summaries };
