@@ -107,6 +107,9 @@ export interface ProcStats {
   /** Peak resident set size over the process's whole life, from VmHWM. */
   hwmBytes: number | undefined;
   rssBytes: number | undefined;
+  /** The anonymous part of RSS (JavaScript heap, buffers, malloc) and the file-backed part (code). */
+  rssAnonBytes: number | undefined;
+  rssFileBytes: number | undefined;
   /** utime + stime of the process itself. */
   cpuSeconds: number | undefined;
   /** cutime + cstime: children it has waited for (wrk and curl runs of the bench client). */
@@ -117,6 +120,8 @@ export function readProcStats(pid: number): ProcStats {
   const stats: ProcStats = {
     hwmBytes: undefined,
     rssBytes: undefined,
+    rssAnonBytes: undefined,
+    rssFileBytes: undefined,
     cpuSeconds: undefined,
     childCpuSeconds: undefined,
   };
@@ -128,6 +133,8 @@ export function readProcStats(pid: number): ProcStats {
     };
     stats.hwmBytes = kb('VmHWM');
     stats.rssBytes = kb('VmRSS');
+    stats.rssAnonBytes = kb('RssAnon');
+    stats.rssFileBytes = kb('RssFile');
     // Fields after the parenthesised command name; utime, stime, cutime, cstime are fields 14-17.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat
@@ -251,6 +258,8 @@ export interface PhaseUsage {
   monotonicUs: { start: number; end: number };
   /** Highest RSS seen while the phase ran, per group (the sum over its processes), sampled. */
   peakRssBytes: Record<string, number>;
+  /** At that peak: anonymous (heap, buffers) and file-backed (code) parts. */
+  peakRssSplit: Record<string, { anonBytes: number; fileBytes: number }>;
   cpuSeconds: Record<string, number>;
   /** The same CPU per thread class, for groups of one process (a Shoal node). */
   threadCpuSeconds: Record<string, Record<ThreadClass, number>>;
@@ -277,7 +286,13 @@ function clientCpu(): number {
 /** Samples the RSS of the processes under test and accounts CPU time to named phases. */
 export class ProcessWatch {
   private readonly groups = new Map<string, ProcessGroup>();
-  private current: { peak: Record<string, number>; pids: Map<string, number[]> } | undefined;
+  private current:
+    | {
+        peak: Record<string, number>;
+        split: Record<string, { anonBytes: number; fileBytes: number }>;
+        pids: Map<string, number[]>;
+      }
+    | undefined;
   private readonly timer: NodeJS.Timeout;
   readonly phases: Record<string, PhaseUsage> = {};
 
@@ -306,7 +321,11 @@ export class ProcessWatch {
     const machineAtStart = machineCpuSeconds();
     const start = performance.now();
     const startUs = Number(process.hrtime.bigint() / 1000n);
-    const current = { peak: {} as Record<string, number>, pids };
+    const current = {
+      peak: {} as Record<string, number>,
+      split: {} as Record<string, { anonBytes: number; fileBytes: number }>,
+      pids,
+    };
     this.current = current;
     this.sample();
     try {
@@ -354,6 +373,7 @@ export class ProcessWatch {
         wallSeconds: round((performance.now() - start) / 1000, 3),
         monotonicUs: { start: startUs, end: endUs },
         peakRssBytes: current.peak,
+        peakRssSplit: current.split,
         cpuSeconds,
         threadCpuSeconds,
         clientCpuSeconds: round(client, 2),
@@ -387,15 +407,22 @@ export class ProcessWatch {
     if (!current) return;
     for (const [label, pids] of current.pids) {
       let rss = 0;
+      let anon = 0;
+      let file = 0;
       let seen = false;
       for (const pid of pids) {
-        const r = readProcStats(pid).rssBytes;
-        if (r !== undefined) {
-          rss += r;
+        const st = readProcStats(pid);
+        if (st.rssBytes !== undefined) {
+          rss += st.rssBytes;
+          anon += st.rssAnonBytes ?? 0;
+          file += st.rssFileBytes ?? 0;
           seen = true;
         }
       }
-      if (seen) current.peak[label] = Math.max(current.peak[label] ?? 0, rss);
+      if (seen && rss > (current.peak[label] ?? 0)) {
+        current.peak[label] = rss;
+        current.split[label] = { anonBytes: anon, fileBytes: file };
+      }
     }
   }
 }

@@ -415,6 +415,8 @@ interface WorkloadFigures {
   cpuMsPerUnit: Figure;
   /** Highest RSS of each process group in this workload over all rounds, MiB. */
   peakRssMiB: Record<string, number>;
+  /** The anonymous part of that peak (heap, buffers, malloc; the rest is code and libraries). */
+  peakRssAnonMiB: Record<string, number>;
   latencyMs?: { p50: number; p99: number };
   clientCpuSeconds: Figure;
   errors: string[];
@@ -431,6 +433,7 @@ function collectFigures(
   const cpu: number[] = [];
   const client: number[] = [];
   const peak: Record<string, number> = {};
+  const peakAnon: Record<string, number> = {};
   const errors: string[] = [];
   let latency: { p50: number; p99: number } | undefined;
   let any = false;
@@ -458,7 +461,11 @@ function collectFigures(
       client.push(usage.clientCpuSeconds);
       for (const g of serverGroups) {
         const p = mib(usage.peakRssBytes[g]);
-        if (p !== undefined) peak[g] = Math.max(peak[g] ?? 0, p);
+        if (p !== undefined && p > (peak[g] ?? 0)) {
+          peak[g] = p;
+          const split = usage.peakRssSplit?.[g];
+          if (split) peakAnon[g] = mib(split.anonBytes) ?? 0;
+        }
       }
     }
   });
@@ -467,6 +474,7 @@ function collectFigures(
     rate: figure(rates),
     cpuMsPerUnit: figure(cpu),
     peakRssMiB: peak,
+    peakRssAnonMiB: peakAnon,
     ...(latency ? { latencyMs: latency } : {}),
     clientCpuSeconds: figure(client),
     errors,
@@ -897,7 +905,11 @@ function renderReport(run: Run, bigLabel: string): string {
         f.rate.median === undefined ? 'FAILED' : `${fmtFigure(f.rate)} ${unit}`,
         f.cpuMsPerUnit.median === undefined ? 'n/a' : `${fmtFigure(f.cpuMsPerUnit, 3)} ${cpuUnit}`,
         Object.entries(f.peakRssMiB)
-          .map(([g, v]) => (s === 'shoal' ? `${g.replace('node-', 'n')} ${v}` : String(v)))
+          .map(([g, v]) =>
+            s === 'shoal'
+              ? `${g.replace('node-', 'n')} ${v} (anon ${f.peakRssAnonMiB[g] ?? '?'})`
+              : String(v),
+          )
           .join(', ') || 'n/a',
         f.latencyMs ? `${f.latencyMs.p50} / ${f.latencyMs.p99}` : '',
         fmtFigure(f.clientCpuSeconds, 2),
@@ -974,6 +986,7 @@ function renderReport(run: Run, bigLabel: string): string {
   out.push(
     `- Shoal uploads are multipart POST /files, counted until the 201 (W=${WRITE_QUORUM} copies fsync'd and sha256-checked); bare3 and Swift take a raw PUT body. Large downloads read from a node other than the uploader's, after all ${REPLICAS} copies are in place; they are timed without hashing, then read again and sha256-checked.`,
     `- 16 KiB uploads: ${CONCURRENCY} concurrent clients in this process (undici), ${options.smallSeconds} s after a 1 s warm-up, a fresh payload each. 16 KiB downloads: wrk, ${CONCURRENCY} keep-alive connections (Shoal: one wrk per node, 6/5/5 connections), ${options.smallSeconds} s after a 1 s warm-up, over the files just uploaded; ${SMALL_VERIFY} of them are sha256-checked first.`,
+    '- Peak RSS of a node is shown with its anonymous part (JavaScript heap, buffers, SQLite and malloc); the rest is file-backed (the node binary and libraries, about 45 MiB).',
     '- Server CPU: utime+stime from /proc of every process of the system over the phase (Shoal: the 3 nodes; Swift: proxy, 3 object servers, account, container, memcached and their workers; nginx: master and workers), divided by operations (or MiB). Peak RSS: highest VmRSS sampled every 100 ms in the phase (Shoal: per node; others: the sum of their processes).',
     '- MiB/s is 2^20 bytes per second.',
   );
