@@ -986,7 +986,7 @@ function renderReport(run: Run, bigLabel: string): string {
   out.push(
     `- Shoal uploads are multipart POST /files, counted until the 201 (W=${WRITE_QUORUM} copies fsync'd and sha256-checked); bare3 and Swift take a raw PUT body. Large downloads read from a node other than the uploader's, after all ${REPLICAS} copies are in place; they are timed without hashing, then read again and sha256-checked.`,
     `- 16 KiB uploads: ${CONCURRENCY} concurrent clients in this process (undici), ${options.smallSeconds} s after a 1 s warm-up, a fresh payload each. 16 KiB downloads: wrk, ${CONCURRENCY} keep-alive connections (Shoal: one wrk per node, 6/5/5 connections), ${options.smallSeconds} s after a 1 s warm-up, over the files just uploaded; ${SMALL_VERIFY} of them are sha256-checked first.`,
-    '- Peak RSS of a node is shown with its anonymous part (JavaScript heap, buffers, SQLite and malloc); the rest is file-backed (the node binary and libraries, about 45 MiB).',
+    '- Peak RSS of a node is shown with its anonymous part (JavaScript heap, buffers, SQLite and malloc); the rest is file-backed (the node binary and libraries, about 55 MiB).',
     '- Server CPU: utime+stime from /proc of every process of the system over the phase (Shoal: the 3 nodes; Swift: proxy, 3 object servers, account, container, memcached and their workers; nginx: master and workers), divided by operations (or MiB). Peak RSS: highest VmRSS sampled every 100 ms in the phase (Shoal: per node; others: the sum of their processes).',
     '- MiB/s is 2^20 bytes per second.',
   );
