@@ -1,438 +1,158 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
-import { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent } from 'undici';
 import { TestCluster, repoRoot } from '../helpers/cluster';
-import { attempt, fmtMiB, ownChildPids, round, sleep, type Outcome } from './bench-kit';
+import {
+  MiB,
+  ProcessWatch,
+  attempt,
+  fmtMiB,
+  killPids,
+  logger,
+  median,
+  mib,
+  noiseOf,
+  ownChildPids,
+  ratio,
+  round,
+  table,
+  waitForQuiet,
+  type Outcome,
+  type PhaseUsage,
+} from './bench-kit';
+import { summariseProfiles, type PhaseWindow } from './cpuprofile-summary';
+import {
+  Bare3System,
+  DEFAULT_SWIFT_SETUP,
+  NginxSystem,
+  ShoalSystem,
+  SwiftSystem,
+  curlAvailable,
+  curlDownload,
+  download,
+  nginxAvailable,
+  type SourceFile,
+  type SystemName,
+  type SystemUnderTest,
+  type Uploaded,
+} from './systems';
+import { runWrk, splitConnections, wrkAvailable, type WrkResult } from './wrk';
 
 /**
- * `npm run bench`: one run of a few workloads against a real 3-node Shoal cluster (N=3, W=2) and,
- * in the same run, against a plain node:http server that just streams to and from one disk
- * (baseline-server.ts). Every Shoal figure is printed beside the baseline's and as a ratio, so a
- * reader can tell the cost of replication and verification from the speed of this machine.
+ * `npm run bench`: the workloads of the performance issue, side by side in one run on this
+ * machine, against
+ *   - Shoal: 3 real node processes, N=3, W=2;
+ *   - bare3: a bare node:http server writing 3 fsync'd copies of each upload (baseline-server.ts),
+ *     the ceiling for uploads;
+ *   - nginx: serving bare3's copies from the same disk, the ceiling for downloads;
+ *   - OpenStack Swift all-in-one with 3 replicas, the established peer (when it can be started).
+ * It prints every figure, the ratios of the issue's goals table with PASS/MISS, and keeps all of
+ * it as JSON in .bench/last.json plus a timestamped copy. Figures are ratios within one run on
+ * one machine; nothing here is a timed assertion of the test suite.
  *
- * Options (flags of bench.js, e.g. `npm run bench -- --baseline-only`):
- *   --baseline-only     skip the Shoal cluster (to check the bench and the machine)
+ * Flags (`npm run bench -- --rounds 3`):
+ *   --rounds N          repeat every workload N times (systems interleaved), report median and range
+ *   --small-seconds S   length of each 16 KiB phase, default 10
  *   --big-mib N         size of the large file, default 256
- *   --small-seconds S   how long each 16 KiB phase runs, default 5
+ *   --only a,b          systems to run, of shoal, bare3, nginx, swift (default: all that can start)
+ *   --no-swift          skip Swift;  --keep-swift  leave a Swift this run started running
+ *   --swift-setup PATH  Swift's setup.sh (or SHOAL_BENCH_SWIFT_SETUP), default /work/shared/tools/swift/setup.sh
+ *   --quiet-wait S      before each system's turn, wait up to S s (default 120; 0: never) for 3 s in
+ *                       which other programs use under 15% of the machine
+ *   --profile           Shoal only, every node under `node --cpu-prof`; the profiles, cut by phase
+ *                       and summarised, go to .bench/profile-<time>/ (see cpuprofile-summary.ts)
  */
 
-const MiB = 1024 * 1024;
 const SMALL_BYTES = 16 * 1024;
 const CONCURRENCY = 16;
-/** A small-file phase stops at whichever comes first: its time or this many operations. */
-const SMALL_MAX_OPS = 50_000;
 const NODES = 3;
 const REPLICAS = 3;
 const WRITE_QUORUM = 2;
 /** Longest wait, after an upload is acknowledged, for its third copy before the download. */
-const REPLICATION_WAIT_MS = 30_000;
-/**
- * The whole run is cut off (and cleaned up) after this long, whatever state it is in. A healthy
- * run takes well under a minute; this only bounds a hung one.
- */
-const WATCHDOG_MS = 180_000;
-const PROC_SAMPLE_MS = 100;
+const REPLICATION_WAIT_MS = 60_000;
+/** Downloads of this many small files are checked (length and sha256) before wrk runs. */
+const SMALL_VERIFY = 32;
+/** A small-upload phase stops at whichever comes first: its time or this many operations. */
+const SMALL_MAX_OPS = 200_000;
+
+const ALL_SYSTEMS: readonly SystemName[] = ['shoal', 'bare3', 'nginx', 'swift'];
+
+/** The issue's goals: Shoal against Swift and against the ceiling of each workload. */
+const GOALS = {
+  bigUpload: { swift: 2, ceiling: 0.7, ceilingName: 'bare3' as const },
+  bigDownload: { swift: 3, ceiling: 0.5, ceilingName: 'nginx' as const },
+  smallUpload: { swift: 10, ceiling: 0.7, ceilingName: 'bare3' as const, cpuMsPerOp: 1 },
+  smallDownload: { swift: 20, ceiling: 0.25, ceilingName: 'nginx' as const },
+  rssMiB: 200,
+};
+
+type Workload = 'bigUpload' | 'bigDownload' | 'smallUpload' | 'smallDownload';
+const WORKLOADS: readonly Workload[] = ['bigUpload', 'bigDownload', 'smallUpload', 'smallDownload'];
+const PHASE_OF: Record<Workload, string> = {
+  bigUpload: 'big-upload',
+  bigDownload: 'big-download',
+  smallUpload: 'small-upload',
+  smallDownload: 'small-download',
+};
+
+const log = logger('bench');
 
 interface Options {
-  baselineOnly: boolean;
+  rounds: number;
   bigBytes: number;
   smallSeconds: number;
+  systems: Set<SystemName>;
+  swiftSetup: string;
+  keepSwift: boolean;
+  profile: boolean;
+  /** Longest wait for a quiet machine before each system's workloads in a round (0: none). */
+  quietWaitSeconds: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { baselineOnly: false, bigBytes: 256 * MiB, smallSeconds: 5 };
+  const options: Options = {
+    rounds: 1,
+    bigBytes: 256 * MiB,
+    smallSeconds: 10,
+    systems: new Set(ALL_SYSTEMS),
+    swiftSetup: process.env.SHOAL_BENCH_SWIFT_SETUP ?? DEFAULT_SWIFT_SETUP,
+    keepSwift: false,
+    profile: false,
+    quietWaitSeconds: 120,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    const value = (): number => {
-      const n = Number(argv[++i]);
+    const next = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    const positive = (): number => {
+      const n = Number(next());
       if (!Number.isFinite(n) || n <= 0) throw new Error(`${arg} needs a positive number`);
       return n;
     };
-    if (arg === '--baseline-only') options.baselineOnly = true;
-    else if (arg === '--big-mib') options.bigBytes = Math.round(value() * MiB);
-    else if (arg === '--small-seconds') options.smallSeconds = value();
-    else throw new Error(`unknown argument ${arg}`);
+    if (arg === '--rounds') options.rounds = Math.round(positive());
+    else if (arg === '--big-mib') options.bigBytes = Math.round(positive() * MiB);
+    else if (arg === '--small-seconds') options.smallSeconds = positive();
+    else if (arg === '--no-swift') options.systems.delete('swift');
+    else if (arg === '--keep-swift') options.keepSwift = true;
+    else if (arg === '--swift-setup') options.swiftSetup = next();
+    else if (arg === '--profile') options.profile = true;
+    else if (arg === '--quiet-wait') options.quietWaitSeconds = Number(next());
+    else if (arg === '--only') {
+      const names = next().split(',');
+      for (const n of names)
+        if (!ALL_SYSTEMS.includes(n as SystemName)) throw new Error(`--only: unknown system ${n}`);
+      options.systems = new Set(names as SystemName[]);
+    } else throw new Error(`unknown argument ${arg}`);
   }
+  if (options.profile) options.systems = new Set(['shoal']);
   return options;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The two systems under test, behind one interface
-
-interface Uploaded {
-  id: string;
-  via: number;
-  sha256: string;
-  size: number;
-}
-
-interface Downloaded {
-  bytes: number;
-  sha256: string;
-}
-
-interface SystemUnderTest {
-  readonly name: 'shoal' | 'baseline';
-  /** How many distinct endpoints there are; `via` picks one of them. */
-  readonly endpoints: number;
-  uploadFile(path: string, size: number, sha256: string, via: number): Promise<Uploaded>;
-  uploadBuffer(data: Buffer, via: number): Promise<Uploaded>;
-  download(id: string, via: number): Promise<Downloaded>;
-  /** `download` with the long timeouts a large file needs. */
-  downloadBig(id: string, via: number): Promise<Downloaded>;
-  /** Resolves once every copy of `id` is in place; returns false if that did not happen in time. */
-  waitForAllCopies(id: string, via: number, timeoutMs: number): Promise<boolean>;
-}
-
-const BIG_TIMEOUTS = { headersTimeout: 90_000, bodyTimeout: 90_000 };
-const SMALL_TIMEOUTS = { headersTimeout: 30_000, bodyTimeout: 30_000 };
-
-class ShoalSystem implements SystemUnderTest {
-  readonly name = 'shoal';
-  readonly endpoints: number;
-
-  constructor(
-    private readonly urls: string[],
-    private readonly dispatcher: Dispatcher,
-  ) {
-    this.endpoints = urls.length;
-  }
-
-  private url(via: number): string {
-    const url = this.urls[via % this.urls.length];
-    if (url === undefined) throw new Error(`no endpoint ${via}`);
-    return url;
-  }
-
-  async uploadFile(path: string, size: number, sha256: string, via: number): Promise<Uploaded> {
-    const { head, tail, contentType } = multipartFrame('big.bin');
-    // The file is streamed from disk between the multipart frame; nothing holds it in memory.
-    const body = Readable.from(
-      (async function* () {
-        yield head;
-        yield* createReadStream(path, { highWaterMark: MiB });
-        yield tail;
-      })(),
-      { objectMode: false },
-    );
-    const res = await request(`${this.url(via)}/files`, {
-      method: 'POST',
-      dispatcher: this.dispatcher,
-      headers: { 'content-type': contentType, 'content-length': String(head.length + size + tail.length) },
-      body,
-      ...BIG_TIMEOUTS,
-    });
-    return this.checkCreated(res, via, sha256, size);
-  }
-
-  async uploadBuffer(data: Buffer, via: number): Promise<Uploaded> {
-    const { head, tail, contentType } = multipartFrame('small.bin');
-    const res = await request(`${this.url(via)}/files`, {
-      method: 'POST',
-      dispatcher: this.dispatcher,
-      headers: { 'content-type': contentType },
-      body: Buffer.concat([head, data, tail]),
-      ...SMALL_TIMEOUTS,
-    });
-    return this.checkCreated(res, via, sha256Hex(data), data.length);
-  }
-
-  private async checkCreated(
-    res: Dispatcher.ResponseData,
-    via: number,
-    sha256: string,
-    size: number,
-  ): Promise<Uploaded> {
-    const text = await res.body.text();
-    if (res.statusCode !== 201)
-      throw new Error(`POST /files answered ${res.statusCode}: ${text.slice(0, 300)}`);
-    const meta = JSON.parse(text) as { id?: unknown; sha256?: unknown; size?: unknown };
-    if (typeof meta.id !== 'string')
-      throw new Error(`POST /files answered without an id: ${text.slice(0, 300)}`);
-    if (meta.sha256 !== sha256 || meta.size !== size) {
-      throw new Error(
-        `POST /files acknowledged ${String(meta.size)} bytes, sha256 ${String(meta.sha256)}; sent ${size}, ${sha256}`,
-      );
-    }
-    return { id: meta.id, via, sha256, size };
-  }
-
-  async download(id: string, via: number): Promise<Downloaded> {
-    return downloadFrom(`${this.url(via)}/files/${id}`, this.dispatcher, SMALL_TIMEOUTS);
-  }
-
-  async downloadBig(id: string, via: number): Promise<Downloaded> {
-    return downloadFrom(`${this.url(via)}/files/${id}`, this.dispatcher, BIG_TIMEOUTS);
-  }
-
-  async waitForAllCopies(id: string, via: number, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      try {
-        const res = await request(`${this.url(via)}/files/${id}/info`, {
-          dispatcher: this.dispatcher,
-          ...SMALL_TIMEOUTS,
-        });
-        const text = await res.body.text();
-        if (res.statusCode === 200) {
-          const info = JSON.parse(text) as { replicas?: Array<{ state?: string }> };
-          const replicas = info.replicas ?? [];
-          if (replicas.length >= REPLICAS && replicas.every((r) => r.state === 'ok')) return true;
-        }
-      } catch {
-        // Not there yet, or the node is busy: ask again until the deadline.
-      }
-      await sleep(200);
-    }
-    return false;
-  }
-}
-
-class BaselineSystem implements SystemUnderTest {
-  readonly name = 'baseline';
-  readonly endpoints = 1;
-  private counter = 0;
-
-  constructor(
-    private readonly url: string,
-    private readonly dispatcher: Dispatcher,
-  ) {}
-
-  async uploadFile(path: string, size: number, sha256: string, via: number): Promise<Uploaded> {
-    const id = this.newId();
-    const res = await request(`${this.url}/files/${id}`, {
-      method: 'PUT',
-      dispatcher: this.dispatcher,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-      body: createReadStream(path, { highWaterMark: MiB }),
-      ...BIG_TIMEOUTS,
-    });
-    await this.checkCreated(res, size);
-    return { id, via, sha256, size };
-  }
-
-  async uploadBuffer(data: Buffer, via: number): Promise<Uploaded> {
-    const id = this.newId();
-    const res = await request(`${this.url}/files/${id}`, {
-      method: 'PUT',
-      dispatcher: this.dispatcher,
-      headers: { 'content-type': 'application/octet-stream' },
-      body: data,
-      ...SMALL_TIMEOUTS,
-    });
-    await this.checkCreated(res, data.length);
-    return { id, via, sha256: sha256Hex(data), size: data.length };
-  }
-
-  private async checkCreated(res: Dispatcher.ResponseData, size: number): Promise<void> {
-    const text = await res.body.text();
-    if (res.statusCode !== 201)
-      throw new Error(`baseline PUT answered ${res.statusCode}: ${text.slice(0, 300)}`);
-    const meta = JSON.parse(text) as { size?: unknown };
-    if (meta.size !== size) throw new Error(`baseline stored ${String(meta.size)} bytes, sent ${size}`);
-  }
-
-  async download(id: string): Promise<Downloaded> {
-    return downloadFrom(`${this.url}/files/${id}`, this.dispatcher, SMALL_TIMEOUTS);
-  }
-
-  async downloadBig(id: string): Promise<Downloaded> {
-    return downloadFrom(`${this.url}/files/${id}`, this.dispatcher, BIG_TIMEOUTS);
-  }
-
-  async waitForAllCopies(): Promise<boolean> {
-    return true;
-  }
-
-  private newId(): string {
-    return `f${process.pid}-${this.counter++}`;
-  }
-}
-
-function multipartFrame(filename: string): { head: Buffer; tail: Buffer; contentType: string } {
-  const boundary = `----shoal-bench-${randomUUID()}`;
-  const head = Buffer.from(
-    `--${boundary}\r\n` +
-      `Content-Disposition: form-data; name="file"; filename="${filename}"\r\n` +
-      'Content-Type: application/octet-stream\r\n\r\n',
-  );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  return { head, tail, contentType: `multipart/form-data; boundary=${boundary}` };
-}
-
-async function downloadFrom(
-  url: string,
-  dispatcher: Dispatcher,
-  timeouts: { headersTimeout: number; bodyTimeout: number },
-): Promise<Downloaded> {
-  const res = await request(url, { dispatcher, ...timeouts });
-  if (res.statusCode !== 200) {
-    const text = await res.body.text().catch(() => '');
-    throw new Error(`GET ${new URL(url).pathname} answered ${res.statusCode}: ${text.slice(0, 300)}`);
-  }
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of res.body) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  return { bytes, sha256: hash.digest('hex') };
-}
-
-function sha256Hex(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-// ---------------------------------------------------------------------------------------------
-// What the processes under test use: peak RSS and CPU time, read from /proc
-
-interface ProcStats {
-  /** Peak resident set size over the process's whole life, from VmHWM. */
-  hwmBytes: number | undefined;
-  rssBytes: number | undefined;
-  cpuSeconds: number | undefined;
-}
-
-/** Linux reports utime/stime in clock ticks; USER_HZ is 100 on every mainstream architecture. */
-const CLOCK_TICKS = 100;
-
-function readProcStats(pid: number): ProcStats {
-  const stats: ProcStats = { hwmBytes: undefined, rssBytes: undefined, cpuSeconds: undefined };
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (field: string): number | undefined => {
-      const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status);
-      return m?.[1] === undefined ? undefined : Number(m[1]) * 1024;
-    };
-    stats.hwmBytes = kb('VmHWM');
-    stats.rssBytes = kb('VmRSS');
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const utime = Number(fields[11]);
-    const stime = Number(fields[12]);
-    if (Number.isFinite(utime) && Number.isFinite(stime)) stats.cpuSeconds = (utime + stime) / CLOCK_TICKS;
-  } catch {
-    // The process is gone; report nothing for it.
-  }
-  return stats;
-}
-
-interface Watched {
-  label: string;
-  pid: number;
-}
-
-interface PhaseUsage {
-  wallSeconds: number;
-  /** Highest VmRSS seen while the phase ran, sampled every PROC_SAMPLE_MS, per process. */
-  peakRssBytes: Record<string, number>;
-  cpuSeconds: Record<string, number>;
-  /**
-   * CPU time the whole machine spent outside the watched processes during the phase: anything
-   * else running on this box competes with the bench, and this says how much it did.
-   */
-  otherCpuSeconds: number | undefined;
-  /** CPU time the hypervisor gave to someone else while this VM wanted to run ("steal"). */
-  stealSeconds: number | undefined;
-}
-
-/**
- * CPU seconds since boot of the whole machine, from the first line of /proc/stat: `busy` is time
- * spent running anything (user, nice, system, irq, softirq), `steal` is time a virtual machine
- * was ready to run but its host ran something else.
- */
-function machineCpuSeconds(): { busy: number; steal: number } | undefined {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-    const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
-    const busy = [user, nice, system, irq, softirq].reduce<number>((sum, n) => sum + (n ?? 0), 0);
-    if (!Number.isFinite(busy) || steal === undefined || !Number.isFinite(steal)) return undefined;
-    return { busy: busy / CLOCK_TICKS, steal: steal / CLOCK_TICKS };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Samples the RSS of the processes under test and accounts CPU time to named phases. */
-class ProcessWatch {
-  private readonly watched: Watched[] = [];
-  private current: { peak: Record<string, number> } | undefined;
-  private readonly timer: NodeJS.Timeout;
-  readonly phases: Record<string, PhaseUsage> = {};
-
-  constructor() {
-    this.timer = setInterval(() => this.sample(), PROC_SAMPLE_MS);
-    this.timer.unref();
-  }
-
-  watch(label: string, pid: number | undefined): void {
-    if (pid !== undefined) this.watched.push({ label, pid });
-  }
-
-  async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const cpuAtStart: Record<string, number> = {};
-    for (const w of this.watched) cpuAtStart[w.label] = readProcStats(w.pid).cpuSeconds ?? 0;
-    const machineAtStart = machineCpuSeconds();
-    const start = performance.now();
-    const current: { peak: Record<string, number> } = { peak: {} };
-    this.current = current;
-    this.sample();
-    try {
-      return await fn();
-    } finally {
-      this.sample();
-      this.current = undefined;
-      const cpuSeconds: Record<string, number> = {};
-      let watchedTotal = 0;
-      for (const w of this.watched) {
-        const now = readProcStats(w.pid).cpuSeconds;
-        if (now === undefined) continue;
-        const used = now - (cpuAtStart[w.label] ?? 0);
-        watchedTotal += used;
-        cpuSeconds[w.label] = round(used, 2);
-      }
-      const machineAtEnd = machineCpuSeconds();
-      const both = machineAtStart !== undefined && machineAtEnd !== undefined;
-      const otherCpuSeconds = both
-        ? round(Math.max(0, machineAtEnd.busy - machineAtStart.busy - watchedTotal), 2)
-        : undefined;
-      const stealSeconds = both ? round(machineAtEnd.steal - machineAtStart.steal, 2) : undefined;
-      this.phases[name] = {
-        wallSeconds: round((performance.now() - start) / 1000, 3),
-        peakRssBytes: current.peak,
-        cpuSeconds,
-        otherCpuSeconds,
-        stealSeconds,
-      };
-    }
-  }
-
-  peaks(): Record<string, number | undefined> {
-    const out: Record<string, number | undefined> = {};
-    for (const w of this.watched) out[w.label] = readProcStats(w.pid).hwmBytes;
-    return out;
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-  }
-
-  private sample(): void {
-    const current = this.current;
-    if (!current) return;
-    for (const w of this.watched) {
-      const rss = readProcStats(w.pid).rssBytes;
-      if (rss !== undefined) current.peak[w.label] = Math.max(current.peak[w.label] ?? 0, rss);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,7 +161,8 @@ class ProcessWatch {
 interface BigResult {
   bytes: number;
   seconds: number;
-  mbPerSec: number;
+  mibPerSec: number;
+  via: string;
 }
 
 interface SmallResult {
@@ -453,36 +174,35 @@ interface SmallResult {
   latencyMs: { p50: number; p90: number; p99: number; max: number };
 }
 
+interface SystemRound {
+  bigUpload?: Outcome<BigResult>;
+  allCopiesSeconds?: Outcome<number | null>;
+  bigDownload?: Outcome<BigResult>;
+  smallUpload?: Outcome<SmallResult>;
+  smallDownload?: Outcome<SmallResult & { perTarget?: WrkResult['perTarget'] }>;
+}
+
 /** Writes `size` random bytes to `path` (random, so no layer can compress or dedupe them). */
-async function makeRandomFile(path: string, size: number): Promise<string> {
-  const hash = createHash('sha256');
+async function makeRandomFile(path: string, size: number): Promise<SourceFile> {
+  const sha = createHash('sha256');
+  const md5 = createHash('md5');
   const fh = await open(path, 'w');
   try {
     for (let written = 0; written < size;) {
       const chunk = randomBytes(Math.min(4 * MiB, size - written));
-      hash.update(chunk);
+      sha.update(chunk);
+      md5.update(chunk);
       await fh.write(chunk);
       written += chunk.length;
     }
   } finally {
     await fh.close();
   }
-  return hash.digest('hex');
+  return { path, size, sha256: sha.digest('hex'), md5: md5.digest('hex') };
 }
 
-async function timeBig<T>(bytes: number, fn: () => Promise<T>): Promise<{ result: BigResult; value: T }> {
-  const start = performance.now();
-  const value = await fn();
-  const seconds = (performance.now() - start) / 1000;
-  return { result: { bytes, seconds: round(seconds, 3), mbPerSec: round(bytes / 1e6 / seconds, 1) }, value };
-}
-
-function checkDownload(got: Downloaded, want: { sha256: string; size: number }, what: string): void {
-  if (got.bytes !== want.size || got.sha256 !== want.sha256) {
-    throw new Error(
-      `${what}: got ${got.bytes} bytes with sha256 ${got.sha256}, expected ${want.size} bytes ${want.sha256}`,
-    );
-  }
+function bigResult(bytes: number, seconds: number, via: string): BigResult {
+  return { bytes, seconds: round(seconds, 3), mibPerSec: round(bytes / MiB / seconds, 1), via };
 }
 
 /**
@@ -527,12 +247,7 @@ async function runClients(
     ...(firstError !== undefined ? { firstError } : {}),
     seconds: round(elapsed, 3),
     opsPerSec: round(latencies.length / elapsed, 1),
-    latencyMs: {
-      p50: pct(0.5),
-      p90: pct(0.9),
-      p99: pct(0.99),
-      max: round(latencies[latencies.length - 1] ?? 0, 2),
-    },
+    latencyMs: { p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: round(latencies.at(-1) ?? 0, 2) },
   };
 }
 
@@ -541,51 +256,54 @@ function smallPayload(base: Buffer, seq: number): Buffer {
   const data = Buffer.from(base);
   data.writeUInt32BE(seq, 0);
   data.writeUInt32BE(process.pid, 4);
+  data.writeDoubleBE(performance.now(), 8);
   return data;
 }
 
-interface SystemResults {
-  bigUpload: Outcome<BigResult & { via: string }>;
-  allCopiesSeconds?: Outcome<number | null>;
-  bigDownload: Outcome<BigResult & { via: string }>;
-  smallUpload: Outcome<SmallResult>;
-  smallDownload: Outcome<SmallResult>;
+interface RoundContext {
+  round: number;
+  watch: ProcessWatch;
+  dispatcher: Agent;
+  workDir: string;
+  big: SourceFile;
+  options: Options;
+  /** What bare3 stored this round: nginx serves the same files. */
+  bare3Files?: { big?: Uploaded; small: Uploaded[] };
 }
 
-async function benchSystem(
-  system: SystemUnderTest,
-  watch: ProcessWatch,
-  endpointName: (via: number) => string,
-  big: { path: string; size: number; sha256: string },
-  options: Options,
-): Promise<SystemResults> {
+/** Every workload against one system, in order: large up, large down, small up, small down. */
+async function benchSystem(system: SystemUnderTest, rc: RoundContext): Promise<SystemRound> {
+  const { watch, options, dispatcher } = rc;
   const phase = <T>(name: string, fn: () => Promise<T>): Promise<T> =>
-    watch.phase(`${system.name}:${name}`, fn);
+    watch.phase(`${rc.round}:${system.name}:${name}`, fn);
+  const out: SystemRound = {};
+  const endpointName = (via: number): string =>
+    system.name === 'shoal' ? `node-${(via % system.endpoints.length) + 1}` : system.name;
   const uploadVia = 0;
   // Read back from a node other than the one that took the upload.
-  const downloadVia = system.endpoints > 1 ? 1 : 0;
-  log(`${system.name}: uploading ${fmtMiB(big.size)} to ${endpointName(uploadVia)}`);
+  const downloadVia = system.endpoints.length > 1 ? 1 : 0;
+  const url = (via: number, id: string): string =>
+    `${system.endpoints[via % system.endpoints.length]}${system.pathOf(id)}`;
 
-  let uploaded: Uploaded | undefined;
-  const bigUpload = await attempt(() =>
-    phase('big-upload', async () => {
-      const { result, value } = await timeBig(big.size, () =>
-        system.uploadFile(big.path, big.size, big.sha256, uploadVia),
-      );
-      uploaded = value;
-      return { ...result, via: endpointName(uploadVia) };
-    }),
-  );
-
-  let allCopiesSeconds: Outcome<number | null> | undefined;
-  let bigDownload: Outcome<BigResult & { via: string }>;
-  const target = uploaded;
-  if (target === undefined) {
-    bigDownload = { ok: false, error: 'skipped: the upload failed' };
-  } else {
-    if (system.endpoints > 1) {
-      log(`${system.name}: waiting for all ${REPLICAS} copies of the large file`);
-      allCopiesSeconds = await attempt(() =>
+  // Large file.
+  let big: Uploaded | undefined;
+  if (system.takesUploads) {
+    log(`round ${rc.round}, ${system.name}: uploading ${fmtMiB(rc.big.size)} to ${endpointName(uploadVia)}`);
+    out.bigUpload = await attempt(() =>
+      phase('big-upload', async () => {
+        const { seconds, uploaded } = await system.uploadFile(rc.big, uploadVia);
+        big = uploaded;
+        return bigResult(rc.big.size, seconds, endpointName(uploadVia));
+      }),
+    );
+    if (system.name === 'bare3') rc.bare3Files = { ...(big ? { big } : {}), small: [] };
+  } else big = rc.bare3Files?.big;
+  const target = big;
+  if (!target) out.bigDownload = { ok: false, error: 'skipped: no large file stored' };
+  else {
+    if (system.endpoints.length > 1) {
+      log(`round ${rc.round}, ${system.name}: waiting for all ${REPLICAS} copies of the large file`);
+      out.allCopiesSeconds = await attempt(() =>
         phase('big-replication-wait', async () => {
           const start = performance.now();
           const done = await system.waitForAllCopies(target.id, uploadVia, REPLICATION_WAIT_MS);
@@ -593,179 +311,287 @@ async function benchSystem(
         }),
       );
     }
-    log(`${system.name}: downloading it from ${endpointName(downloadVia)}`);
-    bigDownload = await attempt(() =>
-      phase('big-download', async () => {
-        const { result, value } = await timeBig(big.size, () => system.downloadBig(target.id, downloadVia));
-        checkDownload(value, big, 'large download');
-        return { ...result, via: endpointName(downloadVia) };
-      }),
-    );
-  }
-
-  const base = randomBytes(SMALL_BYTES);
-  const stored: Uploaded[] = [];
-  const uploadOp = async (client: number, seq: number): Promise<void> => {
-    stored.push(await system.uploadBuffer(smallPayload(base, seq), client % system.endpoints));
-  };
-  log(`${system.name}: 16 KiB uploads from ${CONCURRENCY} clients for ${options.smallSeconds} s`);
-  // A short untimed warm-up opens the connections and lets both servers JIT their hot paths.
-  await attempt(() => runClients(1, CONCURRENCY * 2, (c, seq) => uploadOp(c, 0x80000000 + seq)));
-  const smallUpload = await attempt(() =>
-    phase('small-upload', () => runClients(options.smallSeconds, SMALL_MAX_OPS, uploadOp)),
-  );
-
-  let smallDownload: Outcome<SmallResult>;
-  if (stored.length === 0) {
-    smallDownload = { ok: false, error: 'skipped: no 16 KiB upload succeeded' };
-  } else {
-    log(`${system.name}: 16 KiB downloads from ${CONCURRENCY} clients for ${options.smallSeconds} s`);
-    smallDownload = await attempt(() =>
-      phase('small-download', () =>
-        runClients(options.smallSeconds, SMALL_MAX_OPS, async (_c, seq) => {
-          const file = stored[seq % stored.length];
-          if (!file) throw new Error('no stored file');
-          const got = await system.download(file.id, (file.via + 1) % system.endpoints);
-          checkDownload(got, file, `16 KiB download of ${file.id}`);
-        }),
-      ),
-    );
-  }
-  return {
-    bigUpload,
-    ...(allCopiesSeconds ? { allCopiesSeconds } : {}),
-    bigDownload,
-    smallUpload,
-    smallDownload,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes: the baseline server, and cleanup of everything this run started
-
-async function startBaseline(dataDir: string): Promise<{ proc: ChildProcess; url: string }> {
-  const script = join(__dirname, 'baseline-server.js');
-  const proc = spawn(process.execPath, [script, dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.add(proc);
-  const stdout = proc.stdout;
-  if (!stdout) throw new Error('baseline server has no stdout');
-  const lines = createInterface({ input: stdout });
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('baseline server did not start within 10 s')), 10_000);
-    proc.once('exit', (code) => reject(new Error(`baseline server exited with ${code} before listening`)));
-    lines.once('line', (line) => {
-      clearTimeout(timer);
-      try {
-        resolve((JSON.parse(line) as { port: number }).port);
-      } catch {
-        reject(new Error(`baseline server said ${JSON.stringify(line)}`));
-      }
+    log(`round ${rc.round}, ${system.name}: downloading it from ${endpointName(downloadVia)}`);
+    out.bigDownload = await attempt(async () => {
+      // Timed: curl, the bytes counted and dropped. The sha256 check is a second, untimed read:
+      // hashing in the client would cap the figure near the client's sha256 speed, below nginx's.
+      const timed = await phase('big-download', () =>
+        curlDownload(url(downloadVia, target.id), system.headers),
+      );
+      if (timed.bytes !== rc.big.size) throw new Error(`large download: got ${timed.bytes} bytes`);
+      const check = await download(url(downloadVia, target.id), dispatcher, {
+        headers: system.headers,
+        hash: true,
+        big: true,
+      });
+      if (check.sha256 !== rc.big.sha256) throw new Error(`large download: sha256 ${check.sha256} differs`);
+      return bigResult(rc.big.size, timed.seconds, endpointName(downloadVia));
     });
-  });
-  // Keep draining its stdout so it can never block on a full pipe.
-  lines.on('line', () => undefined);
-  return { proc, url: `http://127.0.0.1:${port}` };
+  }
+
+  // Small files.
+  let small: Uploaded[];
+  if (system.takesUploads) {
+    const base = randomBytes(SMALL_BYTES);
+    const stored: Uploaded[] = [];
+    const uploadOp = async (client: number, seq: number): Promise<void> => {
+      stored.push(await system.uploadBuffer(smallPayload(base, seq), client % system.endpoints.length));
+    };
+    log(
+      `round ${rc.round}, ${system.name}: 16 KiB uploads from ${CONCURRENCY} clients for ${options.smallSeconds} s`,
+    );
+    // A short untimed warm-up opens the connections and lets the servers JIT their hot paths.
+    await attempt(() => runClients(1, CONCURRENCY * 4, (c, seq) => uploadOp(c, 0x80000000 + seq)));
+    out.smallUpload = await attempt(() =>
+      phase('small-upload', () => runClients(options.smallSeconds, SMALL_MAX_OPS, uploadOp)),
+    );
+    small = stored;
+    if (system.name === 'bare3' && rc.bare3Files) rc.bare3Files.small = stored;
+  } else small = rc.bare3Files?.small ?? [];
+
+  if (small.length === 0) out.smallDownload = { ok: false, error: 'skipped: no 16 KiB file stored' };
+  else {
+    log(
+      `round ${rc.round}, ${system.name}: 16 KiB downloads, wrk, ${CONCURRENCY} connections, ${options.smallSeconds} s`,
+    );
+    out.smallDownload = await attempt(async () => {
+      for (let i = 0; i < Math.min(SMALL_VERIFY, small.length); i++) {
+        const file = small[Math.floor((i * small.length) / SMALL_VERIFY)]!;
+        const via = (file.via + 1) % system.endpoints.length;
+        const got = await download(url(via, file.id), dispatcher, {
+          headers: system.headers,
+          hash: true,
+          big: false,
+        });
+        if (got.sha256 !== file.sha256 || got.bytes !== file.size)
+          throw new Error(`16 KiB download of ${file.id}: ${got.bytes} bytes, sha256 ${got.sha256}`);
+      }
+      // One wrk per endpoint, the 16 connections split between them: Shoal's load is spread over
+      // its 3 nodes, each walking every file (all 3 hold a copy of each) from its own offset.
+      const paths = small.map((f) => system.pathOf(f.id));
+      const conns = splitConnections(CONCURRENCY, system.endpoints.length);
+      const targets = system.endpoints.map((baseUrl, i) => ({
+        baseUrl,
+        paths,
+        connections: conns[i]!,
+        threads: system.endpoints.length > 1 ? 1 : 2,
+      }));
+      const dir = join(rc.workDir, `wrk-${rc.round}-${system.name}`);
+      mkdirSync(dir, { recursive: true });
+      await runWrk(dir, targets, 1, system.headers); // warm-up
+      const r = await phase('small-download', () =>
+        runWrk(dir, targets, options.smallSeconds, system.headers),
+      );
+      return r;
+    });
+  }
+  return out;
 }
 
-const children = new Set<ChildProcess>();
+// ---------------------------------------------------------------------------------------------
+// Figures across rounds
 
-function killOwnChildrenNow(except: ReadonlySet<number> = new Set()): void {
-  for (const proc of children) {
-    if (proc.pid !== undefined && except.has(proc.pid)) continue;
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-  }
-  for (const pid of ownChildPids()) {
-    if (except.has(pid)) continue;
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
+interface Figure {
+  /** Median over the rounds that succeeded. */
+  median: number | undefined;
+  min: number | undefined;
+  max: number | undefined;
+  values: number[];
+}
+
+function figure(values: number[]): Figure {
+  return {
+    median: median(values),
+    min: values.length ? Math.min(...values) : undefined,
+    max: values.length ? Math.max(...values) : undefined,
+    values,
+  };
+}
+
+interface WorkloadFigures {
+  /** MiB/s for the large file, ops/s for the small ones. */
+  rate: Figure;
+  /** Server CPU (all processes of the system) per operation in ms; for large files, per MiB. */
+  cpuMsPerUnit: Figure;
+  /** Highest RSS of each process group in this workload over all rounds, MiB. */
+  peakRssMiB: Record<string, number>;
+  /** The anonymous part of that peak (heap, buffers, malloc; the rest is code and libraries). */
+  peakRssAnonMiB: Record<string, number>;
+  latencyMs?: { p50: number; p99: number };
+  clientCpuSeconds: Figure;
+  errors: string[];
+}
+
+function collectFigures(
+  rounds: Array<Partial<Record<SystemName, SystemRound>>>,
+  phases: Record<string, PhaseUsage>,
+  system: SystemName,
+  workload: Workload,
+  serverGroups: string[],
+): WorkloadFigures | undefined {
+  const rates: number[] = [];
+  const cpu: number[] = [];
+  const client: number[] = [];
+  const peak: Record<string, number> = {};
+  const peakAnon: Record<string, number> = {};
+  const errors: string[] = [];
+  let latency: { p50: number; p99: number } | undefined;
+  let any = false;
+  rounds.forEach((r, i) => {
+    const o = r[system]?.[workload];
+    if (!o) return;
+    any = true;
+    if (!o.ok) {
+      errors.push(`round ${i + 1}: ${o.error}`);
+      return;
     }
-  }
+    const v = o.value as BigResult | SmallResult;
+    const usage = phases[`${i + 1}:${system}:${PHASE_OF[workload]}`];
+    const serverCpu = usage ? serverGroups.reduce((s, g) => s + (usage.cpuSeconds[g] ?? 0), 0) : undefined;
+    if ('mibPerSec' in v) {
+      rates.push(v.mibPerSec);
+      if (serverCpu !== undefined) cpu.push(round((serverCpu * 1000) / (v.bytes / MiB), 3));
+    } else {
+      if (v.errors > 0) errors.push(`round ${i + 1}: ${v.errors} failed operations, first: ${v.firstError}`);
+      rates.push(v.opsPerSec);
+      if (serverCpu !== undefined && v.ops > 0) cpu.push(round((serverCpu * 1000) / v.ops, 3));
+      latency = { p50: v.latencyMs.p50, p99: v.latencyMs.p99 };
+    }
+    if (usage) {
+      client.push(usage.clientCpuSeconds);
+      for (const g of serverGroups) {
+        const p = mib(usage.peakRssBytes[g]);
+        if (p !== undefined && p > (peak[g] ?? 0)) {
+          peak[g] = p;
+          const split = usage.peakRssSplit?.[g];
+          if (split) peakAnon[g] = mib(split.anonBytes) ?? 0;
+        }
+      }
+    }
+  });
+  if (!any) return undefined;
+  return {
+    rate: figure(rates),
+    cpuMsPerUnit: figure(cpu),
+    peakRssMiB: peak,
+    peakRssAnonMiB: peakAnon,
+    ...(latency ? { latencyMs: latency } : {}),
+    clientCpuSeconds: figure(client),
+    errors,
+  };
 }
 
-async function stopChild(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
+function fmtFigure(f: Figure | undefined, digits = 1): string {
+  if (!f || f.median === undefined) return 'n/a';
+  const m = round(f.median, digits);
+  if (f.values.length < 2) return String(m);
+  return `${m} (${round(f.min!, digits)}-${round(f.max!, digits)})`;
+}
+
+interface GoalCheck {
+  label: string;
+  shoal: number | undefined;
+  swift: number | undefined;
+  ceiling: number | undefined;
+  ceilingName: string;
+  vsSwift: number | undefined;
+  vsCeiling: number | undefined;
+  goal: string;
+  verdict: 'PASS' | 'MISS' | 'n/a';
+  why: string[];
+}
+
+function goalChecks(
+  figs: Record<SystemName, Partial<Record<Workload, WorkloadFigures>>>,
+  bigLabel: string,
+): GoalCheck[] {
+  const checks: GoalCheck[] = [];
+  const row = (
+    workload: Workload,
+    label: string,
+    goal: { swift: number; ceiling: number; ceilingName: 'bare3' | 'nginx'; cpuMsPerOp?: number },
+  ): void => {
+    const r1 = (n: number | undefined): number | undefined => (n === undefined ? undefined : round(n, 1));
+    const shoal = r1(figs.shoal[workload]?.rate.median);
+    const swift = r1(figs.swift[workload]?.rate.median);
+    const ceiling = r1(figs[goal.ceilingName][workload]?.rate.median);
+    const vsSwift = ratio(shoal, swift);
+    const vsCeiling = ratio(shoal, ceiling);
+    const why: string[] = [];
+    const parts = [`>= ${goal.swift}x Swift`, `>= ${goal.ceiling}x ${goal.ceilingName}`];
+    let pass = true;
+    let known = 0;
+    const miss = (text: string): void => {
+      pass = false;
+      why.push(text);
+    };
+    if (vsSwift !== undefined) {
+      known++;
+      if (vsSwift < goal.swift) miss(`${vsSwift}x Swift`);
+    } else why.push('Swift not measured');
+    if (vsCeiling !== undefined) {
+      known++;
+      if (vsCeiling < goal.ceiling) miss(`${vsCeiling}x ${goal.ceilingName}`);
+    } else why.push(`${goal.ceilingName} not measured`);
+    if (goal.cpuMsPerOp !== undefined) {
+      parts.push(`< ${goal.cpuMsPerOp} ms server CPU/op`);
+      const cpu = figs.shoal[workload]?.cpuMsPerUnit.median;
+      if (cpu !== undefined) {
+        known++;
+        if (cpu >= goal.cpuMsPerOp) miss(`${round(cpu, 2)} ms CPU/op`);
+      }
+    }
+    checks.push({
+      label,
+      shoal,
+      swift,
+      ceiling,
+      ceilingName: goal.ceilingName,
+      vsSwift,
+      vsCeiling,
+      goal: parts.join(', '),
+      verdict: shoal === undefined || known === 0 ? 'n/a' : pass ? 'PASS' : 'MISS',
+      why,
+    });
+  };
+  row('bigUpload', `${bigLabel} upload, MiB/s`, GOALS.bigUpload);
+  row('bigDownload', `${bigLabel} download, MiB/s`, GOALS.bigDownload);
+  row('smallUpload', `16 KiB uploads, ${CONCURRENCY} clients, ops/s`, GOALS.smallUpload);
+  row('smallDownload', `16 KiB downloads, ${CONCURRENCY} conns (wrk), ops/s`, GOALS.smallDownload);
+  return checks;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Output
-
-function log(message: string): void {
-  process.stderr.write(`[bench] ${message}\n`);
-}
-
-function ratio(a: number | undefined, b: number | undefined): number | undefined {
-  return a === undefined || b === undefined || b === 0 ? undefined : round(a / b, 2);
-}
-
-function value<T>(o: Outcome<T> | undefined): T | undefined {
-  return o?.ok ? o.value : undefined;
-}
-
-function cell<T>(o: Outcome<T> | undefined, pick: (v: T) => number | undefined): string {
-  if (o === undefined) return 'n/a';
-  if (!o.ok) return 'FAILED';
-  const v = pick(o.value);
-  return v === undefined ? 'n/a' : String(v);
-}
-
-function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  const line = (row: string[]): string =>
-    row.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('   ');
-  const header = rows[0] ?? [];
-  const rule = widths.map((w) => '-'.repeat(w)).join('   ');
-  return [line(header), rule, ...rows.slice(1).map(line)].join('\n');
-}
-
-// ---------------------------------------------------------------------------------------------
-
-interface Run {
-  options: Options;
-  startedAt: Date;
-  loadAtStart: number;
-  loadAtEnd: number;
-  nodeLabels: string[];
-  clusterError: string | undefined;
-  shoal: SystemResults | undefined;
-  baseline: SystemResults;
-  /** VmHWM per watched process at the end of the run. */
-  peaks: Record<string, number | undefined>;
-  phases: Record<string, PhaseUsage>;
-}
+// Running it
 
 async function main(): Promise<number> {
   const options = parseArgs(process.argv.slice(2));
   const startedAt = new Date();
-  const loadAtStart = loadavg()[0] ?? 0;
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   const root = mkdtempSync(join(tmpdir(), 'shoal-bench-'));
   const dispatcher = new Agent({ connections: CONCURRENCY * 2, keepAliveTimeout: 10_000 });
   const watch = new ProcessWatch();
-  let cluster: TestCluster | undefined;
+  const profileDir = options.profile ? join(repoRoot(), '.bench', `profile-${stamp}`) : undefined;
+  const systems: Partial<Record<SystemName, SystemUnderTest>> = {};
+  const skipped: Partial<Record<SystemName, string>> = {};
   let cleanedUp = false;
-  // Set on SIGINT/SIGTERM/watchdog: whatever the phases still report then is not a result.
   let abandoned = false;
 
   const cleanup = async (): Promise<void> => {
     if (cleanedUp) return;
     cleanedUp = true;
     watch.stop();
+    await (systems.swift as SwiftSystem | undefined)?.stop(log).catch(() => undefined);
     await dispatcher.close().catch(() => undefined);
-    if (cluster) await cluster.stopAll().catch(() => undefined);
-    await Promise.all([...children].map((p) => stopChild(p).catch(() => undefined)));
-    killOwnChildrenNow();
+    const shoal = systems.shoal as ShoalSystem | undefined;
+    if (shoal) await shoal.cluster.stopAll().catch(() => undefined);
+    await (systems.nginx as NginxSystem | undefined)?.stop().catch(() => undefined);
+    await (systems.bare3 as Bare3System | undefined)?.stop().catch(() => undefined);
+    killPids(ownChildPids());
     rmSync(root, { recursive: true, force: true });
   };
-  // Last resort for paths that never reach the finally below: kill by pid, remove the temp dir.
   process.once('exit', () => {
-    killOwnChildrenNow();
+    killPids(ownChildPids());
     rmSync(root, { recursive: true, force: true });
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -775,90 +601,177 @@ async function main(): Promise<number> {
       void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     });
   }
+  // Bounds a hung run: generous for what the flags ask, cleaned up whatever state it is in.
+  const watchdogMs =
+    (300 + options.rounds * 4 * (2 * options.smallSeconds + 90 + options.quietWaitSeconds)) * 1000;
   const watchdog = setTimeout(() => {
     abandoned = true;
-    log(`still running after ${WATCHDOG_MS / 1000} s: giving up`);
+    log(`still running after ${watchdogMs / 1000} s: giving up`);
     void cleanup().finally(() => process.exit(1));
-  }, WATCHDOG_MS);
+  }, watchdogMs);
   watchdog.unref();
 
   try {
     // Every temp file of the run, the nodes' own included (they inherit TMPDIR), lives under
     // `root`, so one rm removes them all whatever happened.
     process.env.TMPDIR = root;
+    const big = await makeRandomFile(join(root, 'big.bin'), options.bigBytes);
+    log(
+      `wrote a ${fmtMiB(options.bigBytes)} random file; load average ${loadavg()
+        .map((l) => round(l, 2))
+        .join(' ')}`,
+    );
+    if (!wrkAvailable()) throw new Error('wrk is needed for the small downloads: apt-get install wrk');
+    if (!curlAvailable()) throw new Error('curl is needed for the large transfers: apt-get install curl');
 
-    const bigPath = join(root, 'big.bin');
-    log(`writing a ${fmtMiB(options.bigBytes)} random file`);
-    const big = {
-      path: bigPath,
-      size: options.bigBytes,
-      sha256: await makeRandomFile(bigPath, options.bigBytes),
-    };
-
-    // The client's own CPU time shows when the bench, not the server, was the limit.
-    watch.watch('client', process.pid);
-    const baselineProc = await startBaseline(join(root, 'baseline-data'));
-    watch.watch('baseline', baselineProc.proc.pid);
-
-    let shoal: ShoalSystem | undefined;
-    let clusterError: string | undefined;
-    if (!options.baselineOnly) {
-      log(`starting a ${NODES}-node Shoal cluster (N=${REPLICAS}, W=${WRITE_QUORUM})`);
-      try {
-        const started = await TestCluster.start({
+    if (options.systems.has('bare3') || options.systems.has('nginx')) {
+      const bare3 = await Bare3System.start(join(root, 'bare3-data'), dispatcher);
+      systems.bare3 = bare3;
+      if (options.systems.has('nginx')) {
+        const binary = nginxAvailable();
+        if (!binary) skipped.nginx = 'nginx is not installed (apt-get install nginx-light)';
+        else {
+          const started = await attempt(() =>
+            NginxSystem.start(binary, join(root, 'nginx'), bare3.servedDir),
+          );
+          if (started.ok) systems.nginx = started.value;
+          else skipped.nginx = started.error;
+        }
+      }
+    }
+    if (options.systems.has('shoal')) {
+      log(
+        `starting a ${NODES}-node Shoal cluster (N=${REPLICAS}, W=${WRITE_QUORUM})${options.profile ? ' under --cpu-prof' : ''}`,
+      );
+      if (profileDir) mkdirSync(join(profileDir, 'raw'), { recursive: true });
+      const started = await attempt(() =>
+        TestCluster.start({
           nodes: NODES,
           replicas: REPLICAS,
           writeQuorum: WRITE_QUORUM,
           failureTimeoutMs: 10_000,
           gossipIntervalMs: 500,
-        });
-        cluster = started;
-        for (const n of started.nodes) watch.watch(n.id, n.proc?.pid);
-        shoal = new ShoalSystem(
-          started.nodes.map((n) => n.url),
-          dispatcher,
+          ...(profileDir
+            ? { runtimeFlags: ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, 'raw')}`] }
+            : {}),
+        }),
+      );
+      if (started.ok) systems.shoal = new ShoalSystem(started.value, dispatcher);
+      else {
+        skipped.shoal = `the cluster did not start: ${started.error}`;
+        // Nodes that did start are children of ours; the others carry on.
+        const keep = new Set(
+          Object.values(systems).flatMap((s) => s.processGroups().flatMap((g) => g.pids())),
         );
-      } catch (error) {
-        clusterError = error instanceof Error ? error.message : String(error);
-        log(`the Shoal cluster did not start: ${clusterError}`);
-        // Kill the nodes that did start; the baseline server carries on.
-        killOwnChildrenNow(new Set(baselineProc.proc.pid === undefined ? [] : [baselineProc.proc.pid]));
+        killPids(ownChildPids().filter((p) => !keep.has(p)));
       }
     }
-    const nodeLabels = cluster ? cluster.nodes.map((n) => n.id) : [];
+    if (options.systems.has('swift')) {
+      const started = await attempt(() =>
+        SwiftSystem.start(options.swiftSetup, dispatcher, log, options.keepSwift),
+      );
+      if (started.ok) systems.swift = started.value;
+      else skipped.swift = started.error;
+    }
+    for (const [name, why] of Object.entries(skipped)) log(`${name} skipped: ${why}`);
+    for (const s of Object.values(systems)) for (const g of s.processGroups()) watch.watch(g);
 
-    const baseline = new BaselineSystem(baselineProc.url, dispatcher);
-    const baselineResults = await benchSystem(baseline, watch, () => 'baseline', big, options);
-    const shoalResults = shoal
-      ? await benchSystem(shoal, watch, (via) => nodeLabels[via] ?? `node ${via}`, big, options)
-      : undefined;
-
+    // Rounds: every system once per round, the order rotated so that a noisy stretch of the
+    // machine does not always land on the same one. nginx follows bare3 (it serves bare3's files).
+    const rounds: Array<Partial<Record<SystemName, SystemRound>>> = [];
+    const quietWaits: Array<{ round: number; system: string; waitedSeconds: number; othersShare: number }> =
+      [];
+    const units: SystemName[][] = [['shoal'], ['bare3', 'nginx'], ['swift']];
+    for (let r = 1; r <= options.rounds && !abandoned; r++) {
+      const rc: RoundContext = { round: r, watch, dispatcher, workDir: root, big, options };
+      const results: Partial<Record<SystemName, SystemRound>> = {};
+      const order = [...units.slice((r - 1) % units.length), ...units.slice(0, (r - 1) % units.length)];
+      for (const unit of order) {
+        for (const name of unit) {
+          const system = systems[name];
+          if (!system) continue;
+          if (options.quietWaitSeconds > 0) {
+            const own = (): number[] =>
+              Object.values(systems).flatMap((x) => x.processGroups().flatMap((g) => g.pids()));
+            const q = await waitForQuiet(options.quietWaitSeconds, own);
+            quietWaits.push({ round: r, system: name, ...q });
+            if (q.waitedSeconds > 3)
+              log(
+                `waited ${q.waitedSeconds} s for a quieter machine (others at ${Math.round(q.othersShare * 100)}%)`,
+              );
+          }
+          results[name] = await benchSystem(system, rc);
+        }
+      }
+      rounds.push(results);
+    }
     if (abandoned) return 1;
-    const run: Run = {
+
+    let profile: unknown;
+    if (profileDir && systems.shoal)
+      profile = await finishProfiles(systems.shoal as ShoalSystem, profileDir, watch.phases);
+
+    const groupsOf = (name: SystemName): string[] => systems[name]?.processGroups().map((g) => g.label) ?? [];
+    const figs = Object.fromEntries(
+      ALL_SYSTEMS.map((s) => [
+        s,
+        Object.fromEntries(
+          WORKLOADS.flatMap((w) => {
+            const f = collectFigures(rounds, watch.phases, s, w, groupsOf(s));
+            return f ? [[w, f]] : [];
+          }),
+        ),
+      ]),
+    ) as Record<SystemName, Partial<Record<Workload, WorkloadFigures>>>;
+    const bigLabel = fmtMiB(options.bigBytes).replace('.0 ', ' ');
+    const checks = goalChecks(figs, bigLabel);
+    const nodeLabels = groupsOf('shoal');
+    const nodeRss = Object.fromEntries(
+      nodeLabels.map((n) => [
+        n,
+        Object.fromEntries(WORKLOADS.map((w) => [w, figs.shoal[w]?.peakRssMiB[n]])) as Record<
+          Workload,
+          number | undefined
+        >,
+      ]),
+    );
+    const rssPeak = Math.max(
+      0,
+      ...Object.values(nodeRss).flatMap((r) => Object.values(r).filter((v) => v !== undefined)),
+    );
+    const failures = [
+      ...Object.entries(skipped)
+        .filter(([n]) => n === 'shoal')
+        .map(([n, w]) => `${n}: ${w}`),
+      ...ALL_SYSTEMS.flatMap((s) =>
+        WORKLOADS.flatMap((w) => (figs[s][w]?.errors ?? []).map((e) => `${s} ${w}: ${e}`)),
+      ),
+    ];
+    const run = {
       options,
       startedAt,
-      loadAtStart,
-      loadAtEnd: loadavg()[0] ?? 0,
-      nodeLabels,
-      clusterError,
-      shoal: shoalResults,
-      baseline: baselineResults,
-      peaks: watch.peaks(),
+      skipped,
+      rounds,
       phases: watch.phases,
+      figs,
+      checks,
+      nodeRss,
+      rssPeak,
+      failures,
+      profile,
+      quietWaits,
     };
-    const failures = collectFailures(run);
-    process.stdout.write(renderReport(run, failures));
-    if (failures.length > 0 && cluster) {
-      for (let i = 0; i < cluster.nodes.length; i++) {
-        const tail = cluster.log(i).trimEnd().split('\n').slice(-15).join('\n');
-        process.stderr.write(`\n--- last lines of ${cluster.node(i).id}'s log ---\n${tail}\n`);
-      }
-    }
+    process.stdout.write(renderReport(run, bigLabel));
 
     const outDir = join(repoRoot(), '.bench');
     mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, 'last.json'), JSON.stringify(toJson(run, failures), null, 2) + '\n');
-    log(`figures written to ${join(outDir, 'last.json')}`);
+    const json = JSON.stringify(toJson(run), null, 2) + '\n';
+    const name = options.profile ? `profile-run-${stamp}.json` : `bench-${stamp}.json`;
+    writeFileSync(join(outDir, name), json);
+    if (!options.profile) writeFileSync(join(outDir, 'last.json'), json);
+    log(
+      `figures written to ${join(outDir, options.profile ? name : 'last.json')}${options.profile ? '' : ` and ${name}`}`,
+    );
     return failures.length > 0 ? 1 : 0;
   } finally {
     clearTimeout(watchdog);
@@ -866,211 +779,233 @@ async function main(): Promise<number> {
   }
 }
 
-function collectFailures(run: Run): string[] {
-  const failures: string[] = [];
-  if (run.clusterError) failures.push(`cluster start: ${run.clusterError}`);
-  for (const [system, results] of [
-    ['shoal', run.shoal],
-    ['baseline', run.baseline],
-  ] as const) {
-    if (!results) continue;
-    for (const [name, o] of Object.entries(results) as Array<[string, Outcome<unknown>]>) {
-      if (!o.ok) failures.push(`${system} ${name}: ${o.error}`);
-    }
-    for (const name of ['smallUpload', 'smallDownload'] as const) {
-      const r = value(results[name]);
-      if (r && r.errors > 0)
-        failures.push(`${system} ${name}: ${r.errors} failed operations, first: ${r.firstError}`);
-    }
+/**
+ * Stops the nodes with SIGTERM (V8 writes a --cpu-prof profile only on a clean exit), names each
+ * profile after its node and summarises them phase by phase.
+ */
+async function finishProfiles(
+  shoal: ShoalSystem,
+  dir: string,
+  phases: Record<string, PhaseUsage>,
+): Promise<unknown> {
+  const pidToNode = new Map(shoal.cluster.nodes.map((n) => [n.proc?.pid, n.id]));
+  await Promise.all(shoal.cluster.nodes.map((_n, i) => shoal.cluster.kill(i, 'SIGTERM')));
+  const raw = join(dir, 'raw');
+  const files: Record<string, string> = {};
+  for (const f of readdirSync(raw)) {
+    const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f)?.[1]);
+    const node = pidToNode.get(pid);
+    if (!node) continue;
+    const dest = join(dir, `${node}.cpuprofile`);
+    copyFileSync(join(raw, f), dest);
+    files[node] = dest;
   }
-  return failures;
+  rmSync(raw, { recursive: true, force: true });
+  if (Object.keys(files).length === 0) {
+    log('no CPU profiles were written');
+    return undefined;
+  }
+  const windows: PhaseWindow[] = Object.entries(phases)
+    .filter(([name]) => /:(big-upload|big-download|small-upload|small-download)$/.test(name))
+    .map(([name, u]) => ({
+      name,
+      startUs: u.monotonicUs.start,
+      endUs: u.monotonicUs.end,
+      processCpuSeconds: u.cpuSeconds,
+      threadCpuSeconds: u.threadCpuSeconds,
+    }));
+  writeFileSync(join(dir, 'phases.json'), JSON.stringify(windows, null, 2) + '\n');
+  const summary = summariseProfiles(files, windows);
+  writeFileSync(join(dir, 'summary.md'), summary.markdown);
+  writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary.json, null, 2) + '\n');
+  log(`CPU profiles and their summary in ${dir} (summary.md)`);
+  return { dir, files: Object.keys(files) };
 }
 
-function mib(n: number | undefined): number | undefined {
-  return n === undefined ? undefined : round(n / MiB, 1);
+// ---------------------------------------------------------------------------------------------
+// Output
+
+interface Run {
+  options: Options;
+  startedAt: Date;
+  skipped: Partial<Record<SystemName, string>>;
+  rounds: Array<Partial<Record<SystemName, SystemRound>>>;
+  phases: Record<string, PhaseUsage>;
+  figs: Record<SystemName, Partial<Record<Workload, WorkloadFigures>>>;
+  checks: GoalCheck[];
+  nodeRss: Record<string, Record<Workload, number | undefined>>;
+  rssPeak: number;
+  failures: string[];
+  profile: unknown;
+  quietWaits: Array<{ round: number; system: string; waitedSeconds: number; othersShare: number }>;
 }
 
-function ratioCell(x: number | undefined, y: number | undefined): string {
-  const r = ratio(x, y);
-  return r === undefined ? '' : `${r}x`;
-}
-
-function renderReport(run: Run, failures: string[]): string {
-  const { options, peaks, nodeLabels } = run;
-  const s = run.shoal;
-  const b = run.baseline;
-  const baselinePeak = peaks['baseline'];
-  const shoalLabel = options.baselineOnly ? 'Shoal (skipped)' : 'Shoal';
-  const bigLabel = fmtMiB(options.bigBytes).replace('.0 ', ' ');
-
-  const rows: string[][] = [['workload', shoalLabel, 'baseline', 'Shoal/baseline']];
-  const throughput = <T>(
-    label: string,
-    pick: (r: SystemResults) => Outcome<T> | undefined,
-    num: (v: T) => number,
-  ): void => {
-    const so = s ? pick(s) : undefined;
-    const bo = pick(b);
-    const sv = value(so);
-    const bv = value(bo);
-    rows.push([label, cell(so, num), cell(bo, num), ratioCell(sv && num(sv), bv && num(bv))]);
-  };
-  const upVia = value(s?.bigUpload)?.via ?? nodeLabels[0] ?? 'node-1';
-  const downVia = value(s?.bigDownload)?.via ?? nodeLabels[1] ?? 'node-2';
-  throughput(
-    `${bigLabel} upload, MB/s (to ${upVia})`,
-    (r) => r.bigUpload,
-    (v) => v.mbPerSec,
-  );
-  throughput(
-    `${bigLabel} download, MB/s (from ${downVia}, sha256 checked)`,
-    (r) => r.bigDownload,
-    (v) => v.mbPerSec,
-  );
-  throughput(
-    `16 KiB upload, ops/s (${CONCURRENCY} clients)`,
-    (r) => r.smallUpload,
-    (v) => v.opsPerSec,
-  );
-  throughput(
-    `16 KiB download, ops/s (${CONCURRENCY} clients)`,
-    (r) => r.smallDownload,
-    (v) => v.opsPerSec,
-  );
-  const nodeRows =
-    nodeLabels.length > 0 ? nodeLabels : options.baselineOnly ? [] : ['node-1', 'node-2', 'node-3'];
-  for (const label of nodeRows) {
-    const peak = peaks[label];
-    rows.push([
-      `peak RSS, MiB (${label})`,
-      String(mib(peak) ?? 'n/a'),
-      String(mib(baselinePeak) ?? 'n/a'),
-      ratioCell(peak, baselinePeak),
-    ]);
-  }
-  if (options.baselineOnly) rows.push(['peak RSS, MiB', '', String(mib(baselinePeak) ?? 'n/a'), '']);
-
-  const latency: string[][] = [['latency, ms (p50 / p99)', shoalLabel, 'baseline']];
-  const lat = (o: Outcome<SmallResult> | undefined): string =>
-    o === undefined ? 'n/a' : o.ok ? `${o.value.latencyMs.p50} / ${o.value.latencyMs.p99}` : 'FAILED';
-  latency.push(['16 KiB upload', lat(s?.smallUpload), lat(b.smallUpload)]);
-  latency.push(['16 KiB download', lat(s?.smallDownload), lat(b.smallDownload)]);
-
-  const cpu = (system: string, phase: string, labels: string[]): string => {
-    const usage = run.phases[`${system}:${phase}`];
-    if (!usage) return 'n/a';
-    return String(
-      round(
-        labels.reduce((sum, l) => sum + (usage.cpuSeconds[l] ?? 0), 0),
-        2,
-      ),
-    );
-  };
-  const other = (system: string, phase: string): string =>
-    String(run.phases[`${system}:${phase}`]?.otherCpuSeconds ?? 'n/a');
-  const cpuRows: string[][] = [
-    [
-      'CPU seconds used',
-      `${shoalLabel} nodes`,
-      'baseline server',
-      'client (Shoal)',
-      'client (baseline)',
-      'others (Shoal)',
-      'others (baseline)',
-    ],
-  ];
-  for (const [phase, label] of [
-    ['big-upload', `${bigLabel} upload`],
-    ['big-download', `${bigLabel} download`],
-    ['small-upload', '16 KiB uploads'],
-    ['small-download', '16 KiB downloads'],
-  ] as const) {
-    cpuRows.push([
-      label,
-      cpu('shoal', phase, nodeLabels),
-      cpu('baseline', phase, ['baseline']),
-      cpu('shoal', phase, ['client']),
-      cpu('baseline', phase, ['client']),
-      other('shoal', phase),
-      other('baseline', phase),
-    ]);
-  }
-
-  const copies = s?.allCopiesSeconds;
-  const copiesText =
-    copies === undefined
-      ? 'n/a'
-      : !copies.ok
-        ? `failed (${copies.error})`
-        : copies.value === null
-          ? `not all ${REPLICAS} within ${REPLICATION_WAIT_MS / 1000} s`
-          : `${copies.value} s`;
-  const cpuCount = cpus().length;
-
+function renderReport(run: Run, bigLabel: string): string {
+  const { options, figs } = run;
+  const cell = (n: number | undefined, suffix = ''): string => (n === undefined ? 'n/a' : `${n}${suffix}`);
   const out: string[] = [
     '',
-    `Shoal bench, one run, ${run.startedAt.toISOString()}: ${NODES} local nodes (N=${REPLICAS}, W=${WRITE_QUORUM}) ` +
-      `vs a plain node:http baseline; ${cpuCount} CPUs, Node ${process.version}`,
+    `Shoal bench, ${run.startedAt.toISOString()}: ${options.rounds} round(s); ${cpus().length} CPUs, Node ${process.version}` +
+      `${options.profile ? '; PROFILED RUN (nodes under --cpu-prof): figures are not comparable' : ''}`,
+    `Shoal: ${NODES} local nodes, N=${REPLICAS}, W=${WRITE_QUORUM}. bare3: node:http, 3 fsync'd copies. ` +
+      "nginx: bare3's files from disk. Swift: all-in-one, 3 replicas.",
+  ];
+  for (const [name, why] of Object.entries(run.skipped)) out.push(`SKIPPED ${name}: ${why}`);
+  out.push('', 'Goals (median over rounds):');
+  const goalRows: string[][] = [
+    ['workload', 'Shoal', 'Swift', 'ceiling', 'Shoal/Swift', 'Shoal/ceiling', 'goal', ''],
+  ];
+  for (const c of run.checks) {
+    goalRows.push([
+      c.label,
+      cell(c.shoal),
+      cell(c.swift),
+      `${c.ceilingName} ${cell(c.ceiling)}`,
+      cell(c.vsSwift, 'x'),
+      cell(c.vsCeiling, 'x'),
+      c.goal,
+      c.verdict === 'MISS'
+        ? `MISS (${c.why.join(', ')})`
+        : c.verdict === 'PASS' && c.why.length
+          ? `PASS (${c.why.join(', ')})`
+          : c.verdict,
+    ]);
+  }
+  const rssVerdict = run.rssPeak === 0 ? 'n/a' : run.rssPeak < GOALS.rssMiB ? 'PASS' : 'MISS';
+  goalRows.push([
+    'node RSS, peak of any node in any workload, MiB',
+    cell(run.rssPeak || undefined),
     '',
-    table(rows),
     '',
-    table(latency),
     '',
-    table(cpuRows),
+    '',
+    `< ${GOALS.rssMiB} MiB in every workload`,
+    rssVerdict,
+  ]);
+  out.push(table(goalRows));
+
+  out.push('', 'Every figure (median, with the range over rounds when there are several):');
+  const rows: string[][] = [
+    ['workload', 'system', 'rate', 'server CPU', 'peak RSS, MiB', 'latency p50/p99 ms', 'client CPU s'],
+  ];
+  for (const w of WORKLOADS) {
+    for (const s of ALL_SYSTEMS) {
+      const f = figs[s][w];
+      if (!f) continue;
+      const unit = w.startsWith('big') ? 'MiB/s' : 'ops/s';
+      const cpuUnit = w.startsWith('big') ? 'ms/MiB' : 'ms/op';
+      rows.push([
+        {
+          bigUpload: `${bigLabel} upload`,
+          bigDownload: `${bigLabel} download`,
+          smallUpload: '16 KiB uploads',
+          smallDownload: '16 KiB downloads',
+        }[w],
+        s,
+        f.rate.median === undefined ? 'FAILED' : `${fmtFigure(f.rate)} ${unit}`,
+        f.cpuMsPerUnit.median === undefined ? 'n/a' : `${fmtFigure(f.cpuMsPerUnit, 3)} ${cpuUnit}`,
+        Object.entries(f.peakRssMiB)
+          .map(([g, v]) =>
+            s === 'shoal'
+              ? `${g.replace('node-', 'n')} ${v} (anon ${f.peakRssAnonMiB[g] ?? '?'})`
+              : String(v),
+          )
+          .join(', ') || 'n/a',
+        f.latencyMs ? `${f.latencyMs.p50} / ${f.latencyMs.p99}` : '',
+        fmtFigure(f.clientCpuSeconds, 2),
+      ]);
+    }
+  }
+  out.push(table(rows));
+
+  // Where Shoal's CPU went, by thread: a CPU profile sees only the JavaScript thread.
+  const nodeLabels = Object.keys(run.nodeRss);
+  if (nodeLabels.length > 0) {
+    const threadRows: string[][] = [
+      [
+        'Shoal CPU by thread (all nodes, median)',
+        'JS main',
+        'threadpool (fs)',
+        'V8 helpers (GC, JIT)',
+        'other',
+      ],
+    ];
+    for (const w of WORKLOADS) {
+      const perRound = run.rounds
+        .map((_r, i) => run.phases[`${i + 1}:shoal:${PHASE_OF[w]}`]?.threadCpuSeconds)
+        .filter((t): t is Record<string, Record<string, number>> => t !== undefined)
+        .map((t) => {
+          const sum: Record<string, number> = { main: 0, threadpool: 0, v8: 0, other: 0 };
+          for (const n of nodeLabels)
+            for (const [k, v] of Object.entries(t[n] ?? {})) sum[k] = (sum[k] ?? 0) + v;
+          return sum;
+        });
+      if (perRound.length === 0) continue;
+      const total = (k: string): number => median(perRound.map((r) => r[k] ?? 0)) ?? 0;
+      const all = total('main') + total('threadpool') + total('v8') + total('other');
+      const cellOf = (k: string): string =>
+        `${round(total(k), 2)} s (${all > 0 ? Math.round((100 * total(k)) / all) : 0}%)`;
+      threadRows.push([w, cellOf('main'), cellOf('threadpool'), cellOf('v8'), cellOf('other')]);
+    }
+    if (threadRows.length > 1) out.push('', table(threadRows));
+  }
+
+  // Noise: how much of the machine others took while each phase ran. Kernel threads (jbd2, kworkers,
+  // ksoftirqd) mostly work for the system under test (fsyncs, loopback traffic); other programs
+  // (other test runs on this machine) compete with it.
+  const measured = Object.entries(run.phases).filter(
+    ([name, u]) => u.wallSeconds >= 0.5 && /:(big|small)-(upload|download)$/.test(name),
+  );
+  const pct = (x: number): string => `${Math.round(x * 100)}%`;
+  const noiseRows: string[][] = [
+    ['phase', 'wall s', 'other programs', 'kernel threads', 'steal', 'load 1m', 'busiest other program'],
+  ];
+  for (const [name, u] of measured) {
+    const n = noiseOf(u);
+    const busiest = u.otherProcesses[0];
+    noiseRows.push([
+      name,
+      String(round(u.wallSeconds, 1)),
+      pct(n.programs),
+      pct(n.kernel),
+      pct(n.steal),
+      String(u.loadAverage1m),
+      busiest ? `${busiest.comm} (pid ${busiest.pid}) ${busiest.cpuSeconds} s` : '',
+    ]);
+  }
+  const worst = Math.max(0, ...measured.map(([, u]) => noiseOf(u).programs));
+  const worstSteal = Math.max(0, ...measured.map(([, u]) => noiseOf(u).steal));
+  out.push(
+    '',
+    `Machine noise per phase (share of the ${cpus().length} CPUs; "other programs" compete with the bench, kernel threads mostly do its I/O):`,
+    table(noiseRows),
     '',
     'Notes:',
-    `- Shoal upload is POST /files, multipart/form-data, streamed from disk; it counts until the 201, which comes once W=${WRITE_QUORUM} copies are fsync'd and sha256-verified.`,
-    "- The baseline upload is a raw PUT body (not multipart) written to one file on one disk, fsync'd before the 201; no hashing, no metadata, no replicas.",
-  ];
-  if (s) {
-    out.push(
-      `- Before the large download, the bench waited for all ${REPLICAS} copies: ${copiesText} after the 201.`,
-    );
-  }
-  out.push(
-    `- 16 KiB phases run ${options.smallSeconds} s each (at most ${SMALL_MAX_OPS} ops) after a short warm-up; Shoal clients spread over all nodes and read each file from a node other than the one it was uploaded to. Every download's length and sha256 are checked.`,
-    '- Peak RSS is VmHWM from /proc/<pid>/status at the end of the run (the baseline serves only its own phases).',
-    '- "others" is CPU time the machine spent outside the bench client, the baseline server and the nodes while a phase ran (other programs, and kernel threads such as disk writeback).',
+    `- Other programs took up to ${pct(worst)} and the VM host (steal) up to ${pct(worstSteal)} of the machine during a measured phase${worst > 0.1 || worstSteal > 0.05 ? ': treat the figures of those phases as noisy' : ''}.`,
   );
-  // Other work on the machine, or a host that steals this VM's CPU, skews a phase once it takes
-  // more than a tenth of the machine.
-  const share = (seconds: number | undefined, u: PhaseUsage): number =>
-    seconds === undefined ? 0 : seconds / (u.wallSeconds * cpuCount);
-  const noisy = Object.entries(run.phases)
-    // A phase shorter than half a second is too short for the share to mean anything.
-    .filter(([, u]) => u.wallSeconds >= 0.5)
-    .filter(([, u]) => share(u.otherCpuSeconds, u) > 0.1 || share(u.stealSeconds, u) > 0.1)
-    .map(
-      ([name, u]) =>
-        `${name} (others ${Math.round(share(u.otherCpuSeconds, u) * 100)}%, steal ${Math.round(share(u.stealSeconds, u) * 100)}%)`,
-    );
-  if (noisy.length > 0) {
-    out.push(
-      `- WARNING: this machine was not quiet; share of its ${cpuCount} CPUs taken by other processes or by the VM host during ${noisy.join(', ')}. Treat those figures as noisy.`,
-    );
-  }
   out.push(
-    '- MB/s is 10^6 bytes per second. Ratios above 1x favour Shoal for throughput; for RSS, lower is better.',
+    `- Shoal uploads are multipart POST /files, counted until the 201 (W=${WRITE_QUORUM} copies fsync'd and sha256-checked); bare3 and Swift take a raw PUT body. Large downloads read from a node other than the uploader's, after all ${REPLICAS} copies are in place; they are timed without hashing, then read again and sha256-checked.`,
+    `- 16 KiB uploads: ${CONCURRENCY} concurrent clients in this process (undici), ${options.smallSeconds} s after a 1 s warm-up, a fresh payload each. 16 KiB downloads: wrk, ${CONCURRENCY} keep-alive connections (Shoal: one wrk per node, 6/5/5 connections), ${options.smallSeconds} s after a 1 s warm-up, over the files just uploaded; ${SMALL_VERIFY} of them are sha256-checked first.`,
+    '- Peak RSS of a node is shown with its anonymous part (JavaScript heap, buffers, SQLite and malloc); the rest is file-backed (the node binary and libraries, about 55 MiB).',
+    '- Server CPU: utime+stime from /proc of every process of the system over the phase (Shoal: the 3 nodes; Swift: proxy, 3 object servers, account, container, memcached and their workers; nginx: master and workers), divided by operations (or MiB). Peak RSS: highest VmRSS sampled every 100 ms in the phase (Shoal: per node; others: the sum of their processes).',
+    '- MiB/s is 2^20 bytes per second.',
   );
-  if (failures.length > 0) out.push('', 'Failures:', ...failures.map((f) => `- ${f}`));
+  if (run.failures.length > 0) out.push('', 'Failures:', ...run.failures.map((f) => `- ${f}`));
   return out.join('\n') + '\n';
 }
 
-function toJson(run: Run, failures: string[]): unknown {
-  const s = run.shoal;
-  const b = run.baseline;
-  const baselinePeak = run.peaks['baseline'];
-  const copies = s?.allCopiesSeconds;
+function toJson(run: Run): unknown {
   return {
     startedAt: run.startedAt.toISOString(),
     durationSeconds: round((Date.now() - run.startedAt.getTime()) / 1000, 1),
+    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
     machine: {
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model ?? 'unknown',
       totalMemMiB: Math.round(totalmem() / MiB),
       node: process.version,
       platform: process.platform,
-      loadAverage1m: { atStart: round(run.loadAtStart, 2), atEnd: round(run.loadAtEnd, 2) },
+      loadAverageAtEnd: loadavg().map((l) => round(l, 2)),
     },
     config: {
       nodes: NODES,
@@ -1080,43 +1015,22 @@ function toJson(run: Run, failures: string[]): unknown {
       smallBytes: SMALL_BYTES,
       concurrency: CONCURRENCY,
       smallSeconds: run.options.smallSeconds,
-      smallMaxOps: SMALL_MAX_OPS,
-      baselineOnly: run.options.baselineOnly,
-      baselineUpload: 'raw PUT body, fsync before 201 (not multipart)',
+      rounds: run.options.rounds,
+      profile: run.options.profile,
+      systems: [...run.options.systems],
     },
-    figures: {
-      bigUploadMBps: triple(value(s?.bigUpload)?.mbPerSec, value(b.bigUpload)?.mbPerSec),
-      bigDownloadMBps: triple(value(s?.bigDownload)?.mbPerSec, value(b.bigDownload)?.mbPerSec),
-      smallUploadOpsPerSec: triple(value(s?.smallUpload)?.opsPerSec, value(b.smallUpload)?.opsPerSec),
-      smallDownloadOpsPerSec: triple(value(s?.smallDownload)?.opsPerSec, value(b.smallDownload)?.opsPerSec),
-      peakRssMiB: Object.fromEntries(
-        run.nodeLabels.map((l) => [l, triple(mib(run.peaks[l]), mib(baselinePeak))]),
-      ),
-      baselinePeakRssMiB: mib(baselinePeak) ?? null,
-      secondsUntilAllCopies: copies?.ok ? copies.value : null,
-    },
-    results: { shoal: s ?? null, baseline: b },
-    phases: Object.fromEntries(
-      Object.entries(run.phases).map(([name, usage]) => [
-        name,
-        {
-          wallSeconds: usage.wallSeconds,
-          cpuSeconds: usage.cpuSeconds,
-          otherCpuSeconds: usage.otherCpuSeconds ?? null,
-          stealSeconds: usage.stealSeconds ?? null,
-          peakRssMiB: Object.fromEntries(Object.entries(usage.peakRssBytes).map(([k, v]) => [k, mib(v)])),
-        },
-      ]),
-    ),
-    failures,
+    skipped: run.skipped,
+    goals: GOALS,
+    checks: run.checks,
+    nodeRssMiB: run.nodeRss,
+    rssPeakMiB: run.rssPeak,
+    figures: run.figs,
+    rounds: run.rounds,
+    phases: run.phases,
+    profile: run.profile ?? null,
+    quietWaits: run.quietWaits,
+    failures: run.failures,
   };
-}
-
-function triple(
-  shoal: number | undefined,
-  baseline: number | undefined,
-): { shoal: number | null; baseline: number | null; ratio: number | null } {
-  return { shoal: shoal ?? null, baseline: baseline ?? null, ratio: ratio(shoal, baseline) ?? null };
 }
 
 main().then(
