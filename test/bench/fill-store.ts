@@ -10,10 +10,10 @@ import { MetadataStore } from '../../services/storage-node/src/store/metadata';
 
 /**
  * Fills a stopped node's data dir through the node's own write path, for `npm run bench:scale`:
- * each file goes through BlobStore.receive (temp file, sha256 and block checksums, fsync) and
- * BlobStore.commit (rename into blobs/, fsync the directory, one SQLite transaction with
- * synchronous=FULL), exactly what a replica does for PUT /internal/v1/blobs/:id and its commit,
- * minus the two HTTP requests. The data dir that results is the one the node would have written.
+ * each file goes through BlobStore.receive (block checksums; a small copy held in memory, a larger
+ * one to a fsync'd temp file) and BlobStore.commit (one SQLite transaction and the grouped WAL
+ * flush; a larger copy renamed into blobs/ first), exactly what a replica does for
+ * PUT /internal/v1/blobs/:id and its commit, minus the two HTTP requests. The data dir that results is the one the node would have written.
  *
  * The files are a pure function of (seed, index, size), so several data dirs filled with the same
  * seed hold the same files with the same ids: the copies of a replicated cluster.
@@ -99,7 +99,7 @@ async function main(argv: string[]): Promise<void> {
   await Promise.all(Array.from({ length: concurrency }, worker));
   clearInterval(progress);
   const seconds = (performance.now() - start) / 1000;
-  metadata.close();
+  await metadata.close();
   lock.release();
   process.stdout.write(JSON.stringify({ done, seconds: Math.round(seconds * 10) / 10 }) + '\n');
 }

@@ -17,6 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
+import { checksumsOf } from '../../shared/blocks';
 import { PeerClient } from '../../services/storage-node/src/peers/peer-client';
 import { CLI, SECRET, freePort, repoRoot } from '../helpers/cluster';
 import {
@@ -334,7 +335,12 @@ async function routeSample(
       while (next < ROUTE_SAMPLE) {
         const { meta, data } = scaleFile('route-sample', next++, o.fileBytes);
         const prepared = await peers.prepareUpload(node.url, meta.id, Readable.from([data]));
-        await peers.commitUpload(node.url, meta.id, { token: prepared.token, meta, heldFor: null });
+        await peers.commitUpload(node.url, meta.id, {
+          token: prepared.token,
+          meta,
+          heldFor: null,
+          checksums: checksumsOf(data).toString('base64'),
+        });
       }
     };
     await Promise.all(Array.from({ length: 32 }, worker));
