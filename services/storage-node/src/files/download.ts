@@ -59,7 +59,6 @@ export class FileReader {
   async open(fileId: string, request: ReadRequest): Promise<FileRead> {
     const local = await this.openLocal(fileId, request);
     if (local === 'deleted') throw notFound();
-    const candidates = this.candidates(fileId);
     if (local) {
       return local.body
         ? {
@@ -69,13 +68,15 @@ export class FileReader {
               local.record,
               { from: this.nodes.self.id, body: local.body },
               local,
-              candidates,
+              // Worked out only if the local copy fails part-way: most reads never need them.
+              () => this.candidates(fileId),
               request.reqId,
             ),
           }
         : local;
     }
 
+    const candidates = this.candidates(fileId);
     let answered = 0;
     for (let i = 0; i < candidates.length; i++) {
       const peer = candidates[i]!;
@@ -90,7 +91,7 @@ export class FileReader {
               read.record,
               { from: peer.id, body: read.body },
               read,
-              candidates.slice(i + 1),
+              () => candidates.slice(i + 1),
               request.reqId,
             )
           : undefined;
@@ -136,10 +137,10 @@ export class FileReader {
     record: FileRecord,
     first: ByteSource,
     decision: ReadDecision,
-    fallbacks: Peer[],
+    fallbacks: () => Peer[],
     reqId?: string,
   ): Readable {
-    const remaining = [...fallbacks];
+    let remaining: Peer[] | undefined;
     const { end } = decision;
     const openSlice = async (peer: Peer, from: number): Promise<Readable | undefined> => {
       const read = await peer.read(fileId, { method: 'GET', range: `bytes=${from}-${end}`, reqId });
@@ -151,6 +152,7 @@ export class FileReader {
       return read.body;
     };
     const openRest = async (from: number): Promise<ByteSource | undefined> => {
+      remaining ??= fallbacks();
       while (remaining.length > 0) {
         const peer = remaining.shift()!;
         const body = await openSlice(peer, from).catch(() => undefined);
