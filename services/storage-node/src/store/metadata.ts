@@ -77,7 +77,10 @@ function withRow(
   sha256: string,
   size: number,
 ): Summary {
-  const digest = Buffer.from(s.digest);
+  // Buffer.alloc, never Buffer.from: a small Buffer.from is a view of a shared 8 KiB pool slab,
+  // and one digest kept per partition would keep up to 8192 slabs (64 MiB) alive.
+  const digest = Buffer.alloc(DIGEST_BYTES);
+  s.digest.copy(digest);
   const hash = entryHash(id, state, sha256);
   for (let i = 0; i < DIGEST_BYTES; i++) digest[i]! ^= hash[i]!;
   return state === 'live'
