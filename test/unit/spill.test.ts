@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, fdatasync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -58,5 +58,36 @@ describe('SpillingSink', () => {
     });
     await expect(pipeline(source, sink)).rejects.toThrow('cut');
     expect(sink.inline?.length ?? 0).toBe(0);
+  });
+
+  it('flushes a large file to disk while it arrives, and still lands every byte in order', async () => {
+    const data = randomBytes(5 * 1024 * 1024 + 7);
+    const flushedAt: number[] = [];
+    let received = 0;
+    const source = Readable.from(chunksOf(data, 64 * 1024)).on('data', (c: Buffer) => (received += c.length));
+    const sink = new SpillingSink(join(dir, 'f'), 64 * 1024, {
+      flushEveryBytes: 1024 * 1024,
+      datasync: (fd, cb) => {
+        flushedAt.push(received);
+        fdatasync(fd, cb);
+      },
+    });
+    await pipeline(source, sink);
+    expect(readFileSync(join(dir, 'f')).equals(data)).toBe(true);
+    // Flushes went out while bytes were still coming, not only at the close.
+    expect(flushedAt.length).toBeGreaterThanOrEqual(2);
+    expect(flushedAt[0]).toBeLessThan(data.length);
+  });
+
+  it('fails the copy when an early flush fails (the final fsync would not report it again)', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    const sink = new SpillingSink(join(dir, 'f'), 64 * 1024, {
+      flushEveryBytes: 1024 * 1024,
+      datasync: (_fd, cb) => {
+        const err = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        setImmediate(() => cb(err));
+      },
+    });
+    await expect(pipeline(Readable.from(chunksOf(data, 64 * 1024)), sink)).rejects.toThrow('EIO');
   });
 });
