@@ -89,7 +89,7 @@ export class QuorumWriter {
     );
     const hasher = new HashingCounter();
     const blocks = new BlockChecksummer();
-    const sinks = chosen.map(() => new PassThrough());
+    const sinks = chosen.map(() => new PassThrough({ highWaterMark: 1024 * 1024 }));
     // Started at once and observed from the start: a replica can fail before the stream ends.
     // A replica that swallowed the bytes (kernel buffers) but never answers - a hung peer - gets
     // a short grace once W others have answered, then is given up on.
