@@ -13,8 +13,10 @@ const EARLY_FLUSH_BYTES = 16 * 1024 * 1024;
 export interface SpillOptions {
   /** Bytes between early flushes of a file being received. */
   flushEveryBytes?: number;
-  datasync?: typeof fdatasync;
+  datasync?: Datasync;
 }
+
+type Datasync = (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => void;
 
 export class SpillingSink extends Writable {
   private chunks: Buffer[] = [];
@@ -26,7 +28,7 @@ export class SpillingSink extends Writable {
   private afterFlush: Array<() => void> = [];
 
   private readonly flushEveryBytes: number;
-  private readonly datasync: typeof fdatasync;
+  private readonly datasync: Datasync;
 
   constructor(
     private readonly path: string,
