@@ -203,6 +203,46 @@ export type PullRequest = z.infer<typeof PullRequestSchema>;
 /** `bytes` is 0 when the node already had the copy. */
 export const PullAnswerSchema = z.object({ result: z.literal('stored'), bytes: Count });
 
+/** Largest file whose copy may travel in a batch (POST /internal/v1/copies): a small, inline copy. */
+export const MAX_BATCHED_COPY_BYTES = 64 * 1024;
+/** Copies in one batch, and their bytes in all (before base64): well within the 4 MB JSON limit. */
+export const MAX_BATCH_COPIES = 256;
+export const MAX_BATCH_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Small copies pushed by a partition's leader (repair, rebalance), bytes and all: one request, one
+ * transaction and one flush for many files instead of a pull and a fetch for each. The receiver
+ * checks every copy against its meta (size and sha256) before it stores it.
+ */
+export const StoreCopiesRequestSchema = z.object({
+  copies: z
+    .array(
+      z.object({
+        meta: FileMetaSchema,
+        heldFor: NodeId.nullable(),
+        data: z
+          .base64('data is the copy in base64')
+          .max(Math.ceil(MAX_BATCHED_COPY_BYTES / 3) * 4, 'a batched copy is at most 64 KiB'),
+      }),
+    )
+    .max(MAX_BATCH_COPIES),
+});
+export type StoreCopiesRequest = z.infer<typeof StoreCopiesRequestSchema>;
+/** One result per copy, in order: stored, already there, or refused (with why: bytes, or a tombstone). */
+export const StoreCopiesAnswerSchema = z.object({
+  results: z
+    .array(
+      z.object({
+        id: FileId,
+        result: z.enum(['stored', 'already-stored', 'refused']),
+        reason: z.string().max(200).optional(),
+      }),
+    )
+    .max(MAX_BATCH_COPIES),
+});
+export type StoreCopiesAnswer = z.infer<typeof StoreCopiesAnswerSchema>;
+export type CopyResult = StoreCopiesAnswer['results'][number];
+
 /** Drop a surplus copy if its sha256 is this one, or (null) a tombstone past its grace. */
 export const ForgetRequestSchema = z.object({ sha256: Sha256.nullable() });
 export type ForgetRequest = z.infer<typeof ForgetRequestSchema>;

@@ -23,6 +23,8 @@ import {
   PullAnswerSchema,
   PullRequestSchema,
   CatchUpAnswerSchema,
+  StoreCopiesAnswerSchema,
+  StoreCopiesRequestSchema,
 } from './messages';
 
 export const INTERNAL_PREFIX = '/internal/v1';
@@ -193,6 +195,13 @@ export const INTERNAL_ROUTES = defineRoutes({
     params: IdParams,
     body: PullRequestSchema,
     answer: PullAnswerSchema,
+  },
+  /** Small copies with their bytes, checked and stored in one transaction (repair, rebalance). */
+  storeCopies: {
+    method: 'POST',
+    pattern: '/copies',
+    body: StoreCopiesRequestSchema,
+    answer: StoreCopiesAnswerSchema,
   },
   forget: {
     method: 'POST',

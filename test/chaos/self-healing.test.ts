@@ -111,6 +111,13 @@ describe('losing nodes for good', () => {
     const view = await clusterView(cluster.url(0));
     const received = view.nodes.reduce((sum, n) => sum + (n.repairBytesReceived ?? 0), 0);
     expect(received).toBeGreaterThan(0);
+    // These files are all small: a leader holding one hands it over in a batch, bytes and all,
+    // rather than having the receiver pull it (a pull is only for files the leader does not hold).
+    const copies = [0, 2, 3, 4]
+      .flatMap((i) => cluster.log(i).split('\n'))
+      .filter((line) => line.includes('"copy made"'))
+      .map((line) => JSON.parse(line) as { via: string; bytes: number });
+    expect(copies.filter((c) => c.via === 'batch' && c.bytes > 0).length).toBeGreaterThan(0);
 
     await Promise.all([cluster.kill(3), cluster.kill(4)]);
     await expectAllReadable(cluster, sums, [0, 2]);

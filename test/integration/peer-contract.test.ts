@@ -242,6 +242,42 @@ describe.each([
     expect(await peer.record(other.id)).toBeUndefined();
   });
 
+  it('stores a batch of small copies that check out, and only those, each served back whole', async () => {
+    const good = [randomBytes(1_000), randomBytes(20_000), randomBytes(0)].map((data) => ({
+      meta: metaFor(data),
+      heldFor: null,
+      data,
+    }));
+    const damaged = randomBytes(5_000);
+    const wrong = { meta: metaFor(damaged), heldFor: null, data: Buffer.from(damaged) };
+    wrong.data[100]! ^= 1;
+    const short = { meta: metaFor(damaged), heldFor: null, data: damaged.subarray(1) };
+    const gone = await store(peer, randomBytes(300));
+    await peer.delete(gone.id, new Date().toISOString());
+    const deleted = { meta: gone, heldFor: null, data: randomBytes(300) };
+    const results = await peer.storeCopies([good[0]!, wrong, good[1]!, short, deleted, good[2]!]);
+    expect(results.map((r) => [r.id, r.result])).toEqual([
+      [good[0]!.meta.id, 'stored'],
+      [wrong.meta.id, 'refused'],
+      [good[1]!.meta.id, 'stored'],
+      [short.meta.id, 'refused'],
+      [gone.id, 'refused'],
+      [good[2]!.meta.id, 'stored'],
+    ]);
+    for (const { meta, data } of good) {
+      const read = await peer.read(meta.id, { method: 'GET' });
+      if (!read || read === 'deleted') throw new Error(`no copy of ${meta.id}`);
+      expect(read.record).toMatchObject({ sha256: meta.sha256, size: data.length, state: 'live' });
+      // An empty file is answered with no body at all.
+      expect(read.body ? await bytesOf(read.body) : Buffer.alloc(0)).toEqual(data);
+    }
+    expect(await peer.record(wrong.meta.id)).toBeUndefined();
+    expect(await peer.record(short.meta.id)).toBeUndefined();
+    expect(await peer.record(gone.id)).toMatchObject({ state: 'deleted' });
+    // Sent again, the stored ones are already there.
+    expect((await peer.storeCopies([good[1]!])).map((r) => r.result)).toEqual(['already-stored']);
+  });
+
   it('fetches from members only: a pull naming another URL stores nothing', async () => {
     const meta = metaFor(randomBytes(10));
     expect(await refusal(peer.pull(meta, ['http://127.0.0.1:9/'], null))).toBeDefined();

@@ -90,6 +90,12 @@ export function internalRoutes(ctx: NodeContext): Router {
     return { result: 'stored' as const, bytes };
   });
 
+  serve(router, routes.storeCopies, ({ body }) =>
+    local
+      .storeCopies(body.copies.map((c) => ({ ...c, data: Buffer.from(c.data, 'base64') })))
+      .then((results) => ({ results })),
+  );
+
   serve(router, routes.forget, async ({ params, body }) => ({
     forgotten: await local.forget(params.id, body.sha256),
   }));

@@ -22,6 +22,8 @@ import {
   type RouteBody,
   type RouteSpec,
   type CatchUpAnswer,
+  type CopyResult,
+  type StoreCopiesRequest,
 } from '../../../../shared/protocol';
 import { signRequest } from './auth';
 
@@ -190,6 +192,15 @@ export class PeerClient {
       body: { meta, sources, heldFor },
       headersTimeoutMs,
     });
+  }
+
+  /** Hands the peer small copies with their bytes, to check and store (repair, rebalance). */
+  async storeCopies(baseUrl: string, copies: StoreCopiesRequest['copies']): Promise<CopyResult[]> {
+    const route = INTERNAL_ROUTES.storeCopies;
+    const answer = await this.call(baseUrl, route, route.path(), { body: { copies }, timeoutMs: 30_000 });
+    if (answer.results.length !== copies.length || answer.results.some((r, i) => r.id !== copies[i]!.meta.id))
+      throw this.malformed(baseUrl, route, 200, 'results that are not one per copy, in order');
+    return answer.results;
   }
 
   /** Asks the peer to drop its surplus copy (or a tombstone past its grace). */

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type {
   CatchUpAnswer,
   CommitRequest,
+  CopyResult,
   FileMeta,
   FileRecord,
   LocalListing,
@@ -15,6 +16,13 @@ export interface CopyRead extends ReadDecision {
   record: FileRecord;
   /** The bytes of the decided range, for a GET answered 200 or 206; undefined otherwise. */
   body: Readable | undefined;
+}
+
+/** A small copy handed to a node with its bytes (Peer.storeCopies). */
+export interface CopyToStore {
+  meta: FileMeta;
+  heldFor: string | null;
+  data: Buffer;
 }
 
 /**
@@ -73,6 +81,12 @@ export interface Peer {
 
   /** Has the node fetch a copy from one of `sources` (URLs of members) and store it. */
   pull(meta: FileMeta, sources: string[], heldFor: string | null): Promise<{ bytes: number }>;
+  /**
+   * Hands the node small copies (each at most MAX_BATCHED_COPY_BYTES) with their bytes: it checks
+   * each against its meta (size and sha256) and stores those that match, in one flush. One result
+   * per copy, in order; a copy refused (bytes that do not match, a tombstone) does not fail the rest.
+   */
+  storeCopies(copies: CopyToStore[]): Promise<CopyResult[]>;
   /**
    * Opens the node's own copy: 'deleted' when it holds a tombstone, undefined when it has no
    * usable copy. A body handed out must be read to its end or released with discard().

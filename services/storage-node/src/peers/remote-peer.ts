@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type {
   CatchUpAnswer,
   CommitRequest,
+  CopyResult,
   FileMeta,
   FileRecord,
   LocalListing,
@@ -13,7 +14,7 @@ import { FrameVerifier, blocksCovering } from '../../../../shared/blocks';
 import { HEADER_FRAMED } from '../../../../shared/protocol';
 import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
 import { discard } from '../../../../shared/streams';
-import type { CopyRead, Peer } from './peer';
+import type { CopyRead, CopyToStore, Peer } from './peer';
 import { PeerError, type PeerClient } from './peer-client';
 
 /** Another node, reached over signed HTTP through the shared PeerClient. */
@@ -82,6 +83,13 @@ export class RemotePeer implements Peer {
 
   async pull(meta: FileMeta, sources: string[], heldFor: string | null): Promise<{ bytes: number }> {
     return { bytes: (await this.client.pullCopy(this.url, meta, sources, heldFor)).bytes };
+  }
+
+  storeCopies(copies: CopyToStore[]): Promise<CopyResult[]> {
+    return this.client.storeCopies(
+      this.url,
+      copies.map((c) => ({ meta: c.meta, heldFor: c.heldFor, data: c.data.toString('base64') })),
+    );
   }
 
   async read(fileId: string, request: ReadRequest): Promise<CopyRead | 'deleted' | undefined> {

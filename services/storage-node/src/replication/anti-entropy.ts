@@ -1,15 +1,30 @@
 import type { Logger } from '../../../../shared/logging';
-import type { FileMeta, FileRecord } from '../../../../shared/protocol';
+import {
+  MAX_BATCH_BYTES,
+  MAX_BATCH_COPIES,
+  MAX_BATCHED_COPY_BYTES,
+  type FileMeta,
+  type FileRecord,
+} from '../../../../shared/protocol';
 import { BackgroundWorker, type WorkResult } from '../../../../shared/worker';
 import { errorText } from '../../../../shared/errors';
 import type { Membership } from '../membership/membership';
 import { PARTITION_COUNT } from '../placement/placement';
-import type { Peer } from '../peers/peer';
+import type { CopyToStore, Peer } from '../peers/peer';
 import type { MetadataStore } from '../store/metadata';
 import type { CopyFetcher } from './copy-fetcher';
 import type { Nodes } from './nodes';
 import { callQuorum } from './quorum';
-import { planPartition, partitionsOutOfSync, type MemberInfo, type PartitionPlan } from './repair-planner';
+import {
+  planPartition,
+  partitionsOutOfSync,
+  type CopyAction,
+  type MemberInfo,
+  type PartitionPlan,
+} from './repair-planner';
+
+/** A copy the round's plans call for, with the partition it belongs to. */
+type PlannedCopy = CopyAction & { partition: number };
 
 export interface AntiEntropyOptions {
   replicas: number;
@@ -234,32 +249,7 @@ export class AntiEntropy {
     const copies = plans
       .flatMap((plan) => plan.copies.map((c) => ({ ...c, partition: plan.partition })))
       .sort((a, b) => a.copiesNow - b.copiesNow);
-    await this.runLimited(
-      copies.flatMap((c) =>
-        c.to.map((to) => async () => {
-          const bytes = await copyTo(
-            this.peer(to),
-            c.meta,
-            c.from.map((id) => this.peer(id)),
-          );
-          this.pendingBytes.set(
-            c.partition,
-            Math.max(0, (this.pendingBytes.get(c.partition) ?? 0) - c.meta.size),
-          );
-          this.counters.copiesMade++;
-          this.log.info(
-            {
-              fileId: c.meta.id,
-              peer: to,
-              bytes,
-              copiesBefore: c.copiesNow,
-              reason: c.restores ? 'restore' : 'rebalance',
-            },
-            'copy made',
-          );
-        }),
-      ),
-    );
+    await this.runLimited(this.copyTasks(copies));
     await this.runLimited(
       plans.flatMap((plan) =>
         plan.forgets.map((f) => async () => {
@@ -270,6 +260,109 @@ export class AntiEntropy {
         }),
       ),
     );
+  }
+
+  private async copyOne(action: PlannedCopy, to: string): Promise<void> {
+    const bytes = await copyTo(
+      this.peer(to),
+      action.meta,
+      action.from.map((id) => this.peer(id)),
+    );
+    this.copyMade(action, to, bytes, 'pull');
+  }
+
+  private copyMade(action: PlannedCopy, to: string, bytes: number, via: 'batch' | 'pull'): void {
+    this.pendingBytes.set(
+      action.partition,
+      Math.max(0, (this.pendingBytes.get(action.partition) ?? 0) - action.meta.size),
+    );
+    this.counters.copiesMade++;
+    this.log.info(
+      {
+        fileId: action.meta.id,
+        peer: to,
+        bytes,
+        copiesBefore: action.copiesNow,
+        reason: action.restores ? 'restore' : 'rebalance',
+        via,
+      },
+      'copy made',
+    );
+  }
+
+  /**
+   * The round's copies as tasks, in the round's order (fewest copies first). A small file this node
+   * holds goes to each receiver in a batch, bytes and all: one request, one transaction and one
+   * flush there for up to MAX_BATCH_COPIES files, instead of a pull request and a fetch for each.
+   * Everything else (large files, files this node holds no copy of) is pulled by the receiver from
+   * a holder, as is any file of a batch that this node turns out not to keep inline, that the
+   * receiver refuses, or whose batch fails. Bytes are read only when a batch goes.
+   */
+  private copyTasks(copies: PlannedCopy[]): Array<() => Promise<void>> {
+    const selfId = this.nodes.self.id;
+    const tasks: Array<() => Promise<void>> = [];
+    const open = new Map<string, { actions: PlannedCopy[]; bytes: number }>();
+    for (const action of copies) {
+      const batchable = action.meta.size <= MAX_BATCHED_COPY_BYTES && action.from.includes(selfId);
+      for (const to of action.to) {
+        if (!batchable || to === selfId) {
+          tasks.push(() => this.copyOne(action, to));
+          continue;
+        }
+        let batch = open.get(to);
+        if (
+          !batch ||
+          batch.actions.length >= MAX_BATCH_COPIES ||
+          batch.bytes + action.meta.size > MAX_BATCH_BYTES
+        ) {
+          const fresh = { actions: [] as PlannedCopy[], bytes: 0 };
+          tasks.push(() => this.copyBatch(to, fresh.actions));
+          open.set(to, fresh);
+          batch = fresh;
+        }
+        batch.actions.push(action);
+        batch.bytes += action.meta.size;
+      }
+    }
+    return tasks;
+  }
+
+  private async copyBatch(to: string, actions: PlannedCopy[]): Promise<void> {
+    const items: Array<{ action: PlannedCopy; copy: CopyToStore }> = [];
+    const rest: PlannedCopy[] = [];
+    for (const action of actions) {
+      const data = this.ownInlineBytes(action.meta);
+      if (data) items.push({ action, copy: { meta: action.meta, heldFor: null, data } });
+      else rest.push(action);
+    }
+    const results =
+      items.length === 0
+        ? []
+        : await this.peer(to)
+            .storeCopies(items.map((i) => i.copy))
+            .catch((err: unknown) => {
+              this.log.warn({ peer: to, files: items.length, err: errorText(err) }, 'batch of copies failed');
+              return [];
+            });
+    items.forEach(({ action, copy }, i) => {
+      const result = results[i]?.result;
+      if (result === 'stored' || result === 'already-stored')
+        this.copyMade(action, to, result === 'stored' ? copy.data.length : 0, 'batch');
+      else rest.push(action);
+    });
+    for (const action of rest) {
+      if (this.signal?.aborted) return;
+      await this.copyOne(action, to).catch((err: unknown) =>
+        this.log.warn({ fileId: action.meta.id, peer: to, err: errorText(err) }, 'repair step failed'),
+      );
+    }
+  }
+
+  /** This node's copy of a small file, when it keeps it inline and it is the file's (by its row). */
+  private ownInlineBytes(meta: FileMeta): Buffer | undefined {
+    const copy = this.metadata.copyOf(meta.id);
+    if (copy?.record.state !== 'live' || copy.record.sha256 !== meta.sha256) return undefined;
+    return copy.data?.length === meta.size ? copy.data : undefined;
   }
 
   private peer(id: string): Peer {

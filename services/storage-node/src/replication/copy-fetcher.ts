@@ -1,7 +1,8 @@
 import { pipeline } from 'node:stream';
 import { errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
-import type { FileMeta } from '../../../../shared/protocol';
+import type { CopyResult, FileMeta } from '../../../../shared/protocol';
+import type { CopyToStore } from '../peers/peer';
 import { RateLimiter, Throttle, discard } from '../../../../shared/streams';
 import type { PeerClient } from '../peers/peer-client';
 import type { BlobStore } from '../store/blob-store';
@@ -36,6 +37,19 @@ export class CopyFetcher {
     const work = this.pullOnce(meta, sources, heldFor).finally(() => this.pulling.delete(meta.id));
     this.pulling.set(meta.id, work);
     return work;
+  }
+
+  /**
+   * Stores small copies a leader handed over with their bytes, checked one by one (BlobStore),
+   * within the same rate budget as pulls: the batch waits for its bytes' turn first.
+   */
+  async storeCopies(copies: CopyToStore[]): Promise<CopyResult[]> {
+    const bytes = copies.reduce((sum, c) => sum + c.data.length, 0);
+    const waitMs = this.rate.take(bytes);
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    const results = await this.blobs.storeCopies(copies);
+    this.bytesReceived += bytes;
+    return results;
   }
 
   private async pullOnce(meta: FileMeta, sources: string[], heldFor: string | null): Promise<number> {

@@ -3,6 +3,7 @@ import { ShoalError, errorText } from '../../../../shared/errors';
 import type {
   CatchUpAnswer,
   CommitRequest,
+  CopyResult,
   FileMeta,
   FileRecord,
   LocalListing,
@@ -12,7 +13,7 @@ import type {
 import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
 import { CorruptCopyError } from '../../../../shared/streams';
 import { PARTITION_COUNT } from '../placement/placement';
-import type { CopyRead, Peer } from '../peers/peer';
+import type { CopyRead, CopyToStore, Peer } from '../peers/peer';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
 import type { CopyFetcher } from './copy-fetcher';
@@ -135,6 +136,11 @@ export class LocalNode implements Peer {
     // Only ever fetch from cluster members: a pull must never be a way to make a node call anywhere.
     const members = sources.filter((s) => this.options.isMemberUrl(s));
     return { bytes: await this.fetcher.pull(meta, members, heldFor) };
+  }
+
+  async storeCopies(copies: CopyToStore[]): Promise<CopyResult[]> {
+    if (this.options.full()) throw new ShoalError('insufficient_storage', 'this node is full');
+    return this.fetcher.storeCopies(copies);
   }
 
   /**

@@ -290,6 +290,29 @@ export class BlobStore {
   }
 
   /**
+   * Stores small copies handed over with their bytes (a leader's repair batch), each only once its
+   * bytes are shown to be the file's: its size and sha256. All rows go in before one shared flush;
+   * the results are answered after it. A copy refused (wrong bytes, a tombstone here, too large to
+   * keep inline) does not stop the others.
+   */
+  async storeCopies(
+    copies: ReadonlyArray<{ meta: FileMeta; heldFor: string | null; data: Buffer }>,
+  ): Promise<Array<{ id: string; result: 'stored' | 'already-stored' | 'refused'; reason?: string }>> {
+    const results = copies.map(({ meta, heldFor, data }) => {
+      const id = meta.id;
+      if (data.length > INLINE_MAX_BYTES)
+        return { id, result: 'refused' as const, reason: 'too large for a batch' };
+      if (data.length !== meta.size || sha256Hex(data) !== meta.sha256)
+        return { id, result: 'refused' as const, reason: 'the bytes are not those of the file' };
+      const result = this.metadata.putLive(meta, partitionOf(id), heldFor, checksumsOf(data), data);
+      if (result === 'deleted') return { id, result: 'refused' as const, reason: 'the file was deleted' };
+      return { id, result };
+    });
+    if (results.some((r) => r.result === 'stored')) await this.metadata.durable();
+    return results;
+  }
+
+  /**
    * Forgets a surplus copy (its owners hold verified copies) or a tombstone past its grace.
    * A live row is only dropped if it is the copy the caller verified elsewhere (same sha256).
    */
