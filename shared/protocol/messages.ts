@@ -243,6 +243,27 @@ export const StoreCopiesAnswerSchema = z.object({
 export type StoreCopiesAnswer = z.infer<typeof StoreCopiesAnswerSchema>;
 export type CopyResult = StoreCopiesAnswer['results'][number];
 
+/**
+ * Asks a holder for its small copies of these files (a leader that has to receive them itself):
+ * it answers those it keeps inline and live, up to MAX_BATCH_BYTES in all. The asker checks each
+ * against the meta it planned with before it stores it.
+ */
+export const ReadCopiesRequestSchema = z.object({ ids: z.array(FileId).max(MAX_BATCH_COPIES) });
+export type ReadCopiesRequest = z.infer<typeof ReadCopiesRequestSchema>;
+export const ReadCopiesAnswerSchema = z.object({
+  copies: z
+    .array(
+      z.object({
+        id: FileId,
+        data: z
+          .base64('data is the copy in base64')
+          .max(Math.ceil(MAX_BATCHED_COPY_BYTES / 3) * 4, 'a batched copy is at most 64 KiB'),
+      }),
+    )
+    .max(MAX_BATCH_COPIES),
+});
+export type ReadCopiesAnswer = z.infer<typeof ReadCopiesAnswerSchema>;
+
 /** Drop a surplus copy if its sha256 is this one, or (null) a tombstone past its grace. */
 export const ForgetRequestSchema = z.object({ sha256: Sha256.nullable() });
 export type ForgetRequest = z.infer<typeof ForgetRequestSchema>;

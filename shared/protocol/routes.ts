@@ -25,6 +25,8 @@ import {
   CatchUpAnswerSchema,
   StoreCopiesAnswerSchema,
   StoreCopiesRequestSchema,
+  ReadCopiesAnswerSchema,
+  ReadCopiesRequestSchema,
 } from './messages';
 
 export const INTERNAL_PREFIX = '/internal/v1';
@@ -202,6 +204,13 @@ export const INTERNAL_ROUTES = defineRoutes({
     pattern: '/copies',
     body: StoreCopiesRequestSchema,
     answer: StoreCopiesAnswerSchema,
+  },
+  /** This node's small copies of some files, bytes and all (a leader that lacks them). */
+  readCopies: {
+    method: 'POST',
+    pattern: '/copies/read',
+    body: ReadCopiesRequestSchema,
+    answer: ReadCopiesAnswerSchema,
   },
   forget: {
     method: 'POST',

@@ -153,6 +153,17 @@ describe('adding nodes', () => {
     const held = view.nodes.map((n) => n.files ?? 0);
     expect(held.reduce((a, b) => a + b, 0)).toBe(450);
     for (const n of held) expect(Math.abs(n - 75)).toBeLessThanOrEqual(25);
+    // A newcomer that leads a partition it holds nothing of fetches its small files in batches
+    // from a holder (one request for many), not one pull each.
+    const fetchedInBatches = [3, 4, 5].flatMap((i) =>
+      cluster
+        .log(i)
+        .split('\n')
+        .filter((line) => line.includes('"copy made"'))
+        .map((line) => JSON.parse(line) as { via: string; peer: string; bytes: number })
+        .filter((c) => c.via === 'batch' && c.peer === `node-${i + 1}` && c.bytes > 0),
+    );
+    expect(fetchedInBatches.length).toBeGreaterThan(0);
 
     for (const old of [0, 1, 2]) {
       await cluster.kill(old);

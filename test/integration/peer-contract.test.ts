@@ -18,6 +18,7 @@ import { Scrubber } from '../../services/storage-node/src/replication/scrubber';
 import { BlobStore } from '../../services/storage-node/src/store/blob-store';
 import { MetadataStore } from '../../services/storage-node/src/store/metadata';
 import { SECRET, TestCluster } from '../helpers/cluster';
+import { flipInlineByte } from '../helpers/copies';
 
 /**
  * One contract, two implementations: what a node's storage does when asked through the Peer
@@ -120,9 +121,13 @@ afterAll(async () => {
 });
 
 describe.each([
-  ['LocalNode (this node)', (): Peer => local],
-  ['RemotePeer (another node over HTTP)', (): Peer => new RemotePeer('node-1', cluster.url(0), client)],
-])('Peer contract: %s', (_name, peerOf) => {
+  ['LocalNode (this node)', (): Peer => local, (): string => dir],
+  [
+    'RemotePeer (another node over HTTP)',
+    (): Peer => new RemotePeer('node-1', cluster.url(0), client),
+    (): string => cluster.node(0).dataDir,
+  ],
+])('Peer contract: %s', (_name, peerOf, dataDirOf) => {
   let peer: Peer;
   beforeAll(() => {
     peer = peerOf();
@@ -276,6 +281,20 @@ describe.each([
     expect(await peer.record(gone.id)).toMatchObject({ state: 'deleted' });
     // Sent again, the stored ones are already there.
     expect((await peer.storeCopies([good[1]!])).map((r) => r.result)).toEqual(['already-stored']);
+  });
+
+  it('hands out its small copies of the files asked for, each once, and nothing else', async () => {
+    const small = randomBytes(2_000);
+    const kept = await store(peer, small);
+    const large = await store(peer, randomBytes(100 * 1024));
+    const gone = await store(peer, randomBytes(10));
+    await peer.delete(gone.id, new Date().toISOString());
+    const unknown = newFileId();
+    const damaged = await store(peer, randomBytes(3_000));
+    flipInlineByte(dataDirOf(), damaged.id, 1_000);
+    const copies = await peer.readCopies([kept.id, large.id, gone.id, unknown, damaged.id, kept.id]);
+    // A copy whose bytes no longer match its checksums is not handed on.
+    expect(copies).toEqual([{ id: kept.id, data: small }]);
   });
 
   it('fetches from members only: a pull naming another URL stores nothing', async () => {

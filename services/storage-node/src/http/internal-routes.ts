@@ -96,6 +96,10 @@ export function internalRoutes(ctx: NodeContext): Router {
       .then((results) => ({ results })),
   );
 
+  serve(router, routes.readCopies, async ({ body }) => ({
+    copies: (await local.readCopies(body.ids)).map((c) => ({ id: c.id, data: c.data.toString('base64') })),
+  }));
+
   serve(router, routes.forget, async ({ params, body }) => ({
     forgotten: await local.forget(params.id, body.sha256),
   }));

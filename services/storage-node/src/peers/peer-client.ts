@@ -203,6 +203,16 @@ export class PeerClient {
     return answer.results;
   }
 
+  /** The peer's small copies of `ids` that it keeps inline (some, all or none, each at most once). */
+  async readCopies(baseUrl: string, ids: string[]): Promise<Array<{ id: string; data: Buffer }>> {
+    const route = INTERNAL_ROUTES.readCopies;
+    const answer = await this.call(baseUrl, route, route.path(), { body: { ids }, timeoutMs: 30_000 });
+    const asked = new Set(ids);
+    if (answer.copies.some((c) => !asked.delete(c.id)))
+      throw this.malformed(baseUrl, route, 200, 'a copy that was not asked for, or one twice');
+    return answer.copies.map((c) => ({ id: c.id, data: Buffer.from(c.data, 'base64') }));
+  }
+
   /** Asks the peer to drop its surplus copy (or a tombstone past its grace). */
   async forget(baseUrl: string, fileId: string, sha256: string | null): Promise<boolean> {
     const route = INTERNAL_ROUTES.forget;

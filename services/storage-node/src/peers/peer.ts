@@ -88,6 +88,12 @@ export interface Peer {
    */
   storeCopies(copies: CopyToStore[]): Promise<CopyResult[]>;
   /**
+   * The node's small copies of `ids` that it keeps inline and live (up to MAX_BATCH_BYTES in all;
+   * the rest left out): what a leader that must receive them itself fetches in one request. The
+   * caller checks each against the file's meta before keeping it.
+   */
+  readCopies(ids: string[]): Promise<Array<{ id: string; data: Buffer }>>;
+  /**
    * Opens the node's own copy: 'deleted' when it holds a tombstone, undefined when it has no
    * usable copy. A body handed out must be read to its end or released with discard().
    */

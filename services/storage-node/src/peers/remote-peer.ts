@@ -92,6 +92,10 @@ export class RemotePeer implements Peer {
     );
   }
 
+  readCopies(ids: string[]): Promise<Array<{ id: string; data: Buffer }>> {
+    return this.client.readCopies(this.url, ids);
+  }
+
   async read(fileId: string, request: ReadRequest): Promise<CopyRead | 'deleted' | undefined> {
     let res;
     try {

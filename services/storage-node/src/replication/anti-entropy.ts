@@ -294,37 +294,81 @@ export class AntiEntropy {
    * The round's copies as tasks, in the round's order (fewest copies first). A small file this node
    * holds goes to each receiver in a batch, bytes and all: one request, one transaction and one
    * flush there for up to MAX_BATCH_COPIES files, instead of a pull request and a fetch for each.
-   * Everything else (large files, files this node holds no copy of) is pulled by the receiver from
-   * a holder, as is any file of a batch that this node turns out not to keep inline, that the
-   * receiver refuses, or whose batch fails. Bytes are read only when a batch goes.
+   * Small files this node must receive itself are fetched in batches from one holder each.
+   * Everything else (large files, files this node neither holds nor receives) is pulled by the
+   * receiver from a holder, as is any file of a batch that is not kept inline where it was looked
+   * for, that the receiver refuses, or whose batch fails. Bytes are read only when a batch goes.
    */
   private copyTasks(copies: PlannedCopy[]): Array<() => Promise<void>> {
     const selfId = this.nodes.self.id;
     const tasks: Array<() => Promise<void>> = [];
     const open = new Map<string, { actions: PlannedCopy[]; bytes: number }>();
+    /** Adds a copy to the open batch under `key`, starting one (and its task) when it is full. */
+    const addTo = (
+      key: string,
+      action: PlannedCopy,
+      run: (actions: PlannedCopy[]) => Promise<void>,
+    ): void => {
+      let batch = open.get(key);
+      if (
+        !batch ||
+        batch.actions.length >= MAX_BATCH_COPIES ||
+        batch.bytes + action.meta.size > MAX_BATCH_BYTES
+      ) {
+        const fresh = { actions: [] as PlannedCopy[], bytes: 0 };
+        tasks.push(() => run(fresh.actions));
+        open.set(key, fresh);
+        batch = fresh;
+      }
+      batch.actions.push(action);
+      batch.bytes += action.meta.size;
+    };
     for (const action of copies) {
-      const batchable = action.meta.size <= MAX_BATCHED_COPY_BYTES && action.from.includes(selfId);
+      const small = action.meta.size <= MAX_BATCHED_COPY_BYTES;
+      const holding = action.from.includes(selfId);
       for (const to of action.to) {
-        if (!batchable || to === selfId) {
+        if (small && holding && to !== selfId) {
+          addTo(`to ${to}`, action, (actions) => this.copyBatch(to, actions));
+        } else if (small && to === selfId && action.from[0] !== undefined) {
+          // This node must receive the file itself: it fetches a batch from one holder.
+          const holder = action.from[0];
+          addTo(`from ${holder}`, action, (actions) => this.fetchBatch(holder, actions));
+        } else {
           tasks.push(() => this.copyOne(action, to));
-          continue;
         }
-        let batch = open.get(to);
-        if (
-          !batch ||
-          batch.actions.length >= MAX_BATCH_COPIES ||
-          batch.bytes + action.meta.size > MAX_BATCH_BYTES
-        ) {
-          const fresh = { actions: [] as PlannedCopy[], bytes: 0 };
-          tasks.push(() => this.copyBatch(to, fresh.actions));
-          open.set(to, fresh);
-          batch = fresh;
-        }
-        batch.actions.push(action);
-        batch.bytes += action.meta.size;
       }
     }
     return tasks;
+  }
+
+  /**
+   * Fetches small copies this node must hold itself from one holder in one request, and stores
+   * those whose bytes are the planned file's (size and sha256, checked by the store); the rest are
+   * pulled one by one from any holder.
+   */
+  private async fetchBatch(holder: string, actions: PlannedCopy[]): Promise<void> {
+    const self = this.nodes.self;
+    const fetched = await this.peer(holder)
+      .readCopies(actions.map((a) => a.meta.id))
+      .catch((err: unknown) => {
+        this.log.warn({ peer: holder, files: actions.length, err: errorText(err) }, 'batch of copies failed');
+        return [];
+      });
+    const bytes = new Map(fetched.map((c) => [c.id, c.data]));
+    const items = actions.flatMap((action) => {
+      const data = bytes.get(action.meta.id);
+      return data ? [{ action, copy: { meta: action.meta, heldFor: null, data } }] : [];
+    });
+    const results =
+      items.length === 0 ? [] : await self.storeCopies(items.map((i) => i.copy)).catch(() => []);
+    const rest = actions.filter((a) => !bytes.has(a.meta.id));
+    items.forEach(({ action, copy }, i) => {
+      const result = results[i]?.result;
+      if (result === 'stored' || result === 'already-stored')
+        this.copyMade(action, self.id, result === 'stored' ? copy.data.length : 0, 'batch');
+      else rest.push(action);
+    });
+    await this.copyEach(rest, self.id);
   }
 
   private async copyBatch(to: string, actions: PlannedCopy[]): Promise<void> {
@@ -350,7 +394,12 @@ export class AntiEntropy {
         this.copyMade(action, to, result === 'stored' ? copy.data.length : 0, 'batch');
       else rest.push(action);
     });
-    for (const action of rest) {
+    await this.copyEach(rest, to);
+  }
+
+  /** Copies one by one, each pulled by `to` from any holder (what a batch could not do). */
+  private async copyEach(actions: PlannedCopy[], to: string): Promise<void> {
+    for (const action of actions) {
       if (this.signal?.aborted) return;
       await this.copyOne(action, to).catch((err: unknown) =>
         this.log.warn({ fileId: action.meta.id, peer: to, err: errorText(err) }, 'repair step failed'),

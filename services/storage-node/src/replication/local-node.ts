@@ -10,6 +10,7 @@ import type {
   NodeStatus,
   PreparedUpload,
 } from '../../../../shared/protocol';
+import { MAX_BATCH_BYTES } from '../../../../shared/protocol';
 import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
 import { CorruptCopyError } from '../../../../shared/streams';
 import { PARTITION_COUNT } from '../placement/placement';
@@ -141,6 +142,11 @@ export class LocalNode implements Peer {
   async storeCopies(copies: CopyToStore[]): Promise<CopyResult[]> {
     if (this.options.full()) throw new ShoalError('insufficient_storage', 'this node is full');
     return this.fetcher.storeCopies(copies);
+  }
+
+  async readCopies(ids: string[]): Promise<Array<{ id: string; data: Buffer }>> {
+    this.assertServing();
+    return this.blobs.inlineCopies(ids, MAX_BATCH_BYTES);
   }
 
   /**

@@ -313,6 +313,25 @@ export class BlobStore {
   }
 
   /**
+   * The live copies of `ids` kept inline here whose bytes still match their block checksums, up
+   * to `maxBytes` in all: a damaged one is left out (the scrubber deals with it), not handed on.
+   */
+  inlineCopies(ids: readonly string[], maxBytes: number): Array<{ id: string; data: Buffer }> {
+    const copies: Array<{ id: string; data: Buffer }> = [];
+    let bytes = 0;
+    for (const id of new Set(ids)) {
+      const copy = this.metadata.copyOf(id);
+      const data = copy?.data;
+      if (copy?.record.state !== 'live' || !data || !copy.checksums) continue;
+      if (data.length !== copy.record.size || !checksumsOf(data).equals(copy.checksums)) continue;
+      if (bytes + data.length > maxBytes) break;
+      copies.push({ id, data });
+      bytes += data.length;
+    }
+    return copies;
+  }
+
+  /**
    * Forgets a surplus copy (its owners hold verified copies) or a tombstone past its grace.
    * A live row is only dropped if it is the copy the caller verified elsewhere (same sha256).
    */
