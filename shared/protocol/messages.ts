@@ -208,6 +208,10 @@ export const MAX_BATCHED_COPY_BYTES = 64 * 1024;
 /** Copies in one batch, and their bytes in all (before base64): well within the 4 MB JSON limit. */
 export const MAX_BATCH_COPIES = 256;
 export const MAX_BATCH_BYTES = 2 * 1024 * 1024;
+/** A batched copy's bytes, in base64. */
+const BatchedCopyData = z
+  .base64('data is the copy in base64')
+  .max(Math.ceil(MAX_BATCHED_COPY_BYTES / 3) * 4, 'a batched copy is at most 64 KiB');
 
 /**
  * Small copies pushed by a partition's leader (repair, rebalance), bytes and all: one request, one
@@ -220,9 +224,7 @@ export const StoreCopiesRequestSchema = z.object({
       z.object({
         meta: FileMetaSchema,
         heldFor: NodeId.nullable(),
-        data: z
-          .base64('data is the copy in base64')
-          .max(Math.ceil(MAX_BATCHED_COPY_BYTES / 3) * 4, 'a batched copy is at most 64 KiB'),
+        data: BatchedCopyData,
       }),
     )
     .max(MAX_BATCH_COPIES),
@@ -255,9 +257,7 @@ export const ReadCopiesAnswerSchema = z.object({
     .array(
       z.object({
         id: FileId,
-        data: z
-          .base64('data is the copy in base64')
-          .max(Math.ceil(MAX_BATCHED_COPY_BYTES / 3) * 4, 'a batched copy is at most 64 KiB'),
+        data: BatchedCopyData,
       }),
     )
     .max(MAX_BATCH_COPIES),
