@@ -3,6 +3,7 @@ import {
   MAX_BATCH_BYTES,
   MAX_BATCH_COPIES,
   MAX_BATCHED_COPY_BYTES,
+  type CopyResult,
   type FileMeta,
   type FileRecord,
 } from '../../../../shared/protocol';
@@ -362,13 +363,7 @@ export class AntiEntropy {
     const results =
       items.length === 0 ? [] : await self.storeCopies(items.map((i) => i.copy)).catch(() => []);
     const rest = actions.filter((a) => !bytes.has(a.meta.id));
-    items.forEach(({ action, copy }, i) => {
-      const result = results[i]?.result;
-      if (result === 'stored' || result === 'already-stored')
-        this.copyMade(action, self.id, result === 'stored' ? copy.data.length : 0, 'batch');
-      else rest.push(action);
-    });
-    await this.copyEach(rest, self.id);
+    await this.settleBatch(self.id, items, results, rest);
   }
 
   private async copyBatch(to: string, actions: PlannedCopy[]): Promise<void> {
@@ -388,18 +383,26 @@ export class AntiEntropy {
               this.log.warn({ peer: to, files: items.length, err: errorText(err) }, 'batch of copies failed');
               return [];
             });
+    await this.settleBatch(to, items, results, rest);
+  }
+
+  /**
+   * Counts the copies of a batch that `to` stored, then has `to` pull, one by one from any holder,
+   * the ones it did not (`rest`: left out of the batch before it went, or refused by `to`).
+   */
+  private async settleBatch(
+    to: string,
+    items: Array<{ action: PlannedCopy; copy: CopyToStore }>,
+    results: CopyResult[],
+    rest: PlannedCopy[],
+  ): Promise<void> {
     items.forEach(({ action, copy }, i) => {
       const result = results[i]?.result;
       if (result === 'stored' || result === 'already-stored')
         this.copyMade(action, to, result === 'stored' ? copy.data.length : 0, 'batch');
       else rest.push(action);
     });
-    await this.copyEach(rest, to);
-  }
-
-  /** Copies one by one, each pulled by `to` from any holder (what a batch could not do). */
-  private async copyEach(actions: PlannedCopy[], to: string): Promise<void> {
-    for (const action of actions) {
+    for (const action of rest) {
       if (this.signal?.aborted) return;
       await this.copyOne(action, to).catch((err: unknown) =>
         this.log.warn({ fileId: action.meta.id, peer: to, err: errorText(err) }, 'repair step failed'),
