@@ -167,10 +167,7 @@ export class MetadataStore {
       removeChecksums: this.db.prepare('DELETE FROM checksums WHERE id = ?'),
       putInline: this.db.prepare('INSERT OR REPLACE INTO inline (id, data) VALUES (?, ?)'),
       removeInline: this.db.prepare('DELETE FROM inline WHERE id = ?'),
-      copy: this.db.prepare<[string], Row & { checksums: Buffer | null; data: Buffer | null }>(
-        `SELECT f.*, c.list AS checksums, i.data AS data FROM files f
-         LEFT JOIN checksums c ON c.id = f.id LEFT JOIN inline i ON i.id = f.id WHERE f.id = ?`,
-      ),
+      getInline: this.db.prepare<[string], { data: Buffer }>('SELECT data FROM inline WHERE id = ?'),
       byPartition: this.db.prepare<[number], Row>('SELECT * FROM files WHERE partition = ? ORDER BY id'),
       all: this.db.prepare<[], Pick<Row, 'id' | 'state' | 'sha256' | 'size' | 'partition'>>(
         'SELECT id, partition, state, sha256, size FROM files',
@@ -293,15 +290,21 @@ export class MetadataStore {
   }
 
   /**
-   * A file's row with what reading its copy needs, in one query: its block checksums and, for a
-   * small copy kept here, its bytes.
+   * A file's row with what reading its copy needs: its block checksums and, for a small copy kept
+   * here, its bytes. Three lookups by key rather than one join: better-sqlite3 builds a joined row
+   * far more slowly (37 us against 20 us for the three, measured on a 16 KiB copy), and this runs
+   * on every read.
    */
   copyOf(
     id: string,
   ): { record: FileRecord; checksums: Buffer | undefined; data: Buffer | undefined } | undefined {
-    const row = this.stmts.copy.get(id);
+    const row = this.stmts.get.get(id);
     if (!row) return undefined;
-    return { record: toRecord(row), checksums: row.checksums ?? undefined, data: row.data ?? undefined };
+    return {
+      record: toRecord(row),
+      checksums: this.stmts.getChecksums.get(id)?.list,
+      data: this.stmts.getInline.get(id)?.data,
+    };
   }
 
   /** Resolves once every commit made before the call is on disk (see GroupSync). */
