@@ -8,6 +8,7 @@ import type { Membership } from '../membership/membership';
 import type { CopyRead, Peer } from '../peers/peer';
 import type { CopyFetcher } from '../replication/copy-fetcher';
 import type { Nodes } from '../replication/nodes';
+import { HeldBytes } from '../store/verified-read';
 import { toMeta } from './catalog';
 
 export type { ReadDecision, ReadRequest };
@@ -60,7 +61,8 @@ export class FileReader {
     const local = await this.openLocal(fileId, request);
     if (local === 'deleted') throw notFound();
     if (local) {
-      return local.body
+      // Bytes already in memory and verified cannot fail part-way: nothing to resume.
+      return local.body && !(local.body instanceof HeldBytes)
         ? {
             ...local,
             body: this.resumable(

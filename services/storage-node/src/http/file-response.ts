@@ -6,6 +6,7 @@ import { contentDisposition } from '../../../../shared/http-range';
 import type { FileRecord } from '../../../../shared/protocol';
 import { discard } from '../../../../shared/streams';
 import type { ReadDecision } from '../files/download';
+import { HeldBytes } from '../store/verified-read';
 
 /** Writes the status and headers a GET or HEAD of a file answers with, for a decided read. */
 export function writeFileHeaders(res: Response, record: FileRecord, decision: ReadDecision): void {
@@ -58,6 +59,12 @@ export async function sendFile(
   }
   if (!body) {
     res.end();
+    return;
+  }
+  if (body instanceof HeldBytes) {
+    // A small verified copy in memory: one write, no pipeline to set up and tear down.
+    onBytes?.(body.bytes.length);
+    res.end(body.bytes);
     return;
   }
   if (onBytes) body.on('data', (chunk: Buffer) => onBytes(chunk.length));

@@ -137,6 +137,22 @@ class VerifiedBlocks extends Readable {
 }
 
 /**
+ * Verified bytes already in memory, as a stream. A sender that can write them at once takes
+ * `bytes` instead of streaming (a small download then costs one write, not a pipeline); a body
+ * like this cannot fail part-way, so it needs no failover either.
+ */
+export class HeldBytes extends Readable {
+  constructor(readonly bytes: Buffer) {
+    super();
+  }
+
+  override _read(): void {
+    if (this.bytes.length > 0) this.push(this.bytes);
+    this.push(null);
+  }
+}
+
+/**
  * Bytes start..end of a copy held in memory (a small copy kept in SQLite), checked block by block
  * like a file's before any is handed on; framed as for openVerified. Throws CorruptBlockError for
  * a damaged block: the copy is refused before a reader has anything.
@@ -147,7 +163,7 @@ export function verifiedBuffer(
   start: number,
   end: number,
   framed = false,
-): Readable {
+): HeldBytes {
   const { first, last } = blocksCovering(start, end);
   const pieces: Buffer[] = [];
   for (let i = first; i <= last; i++) {
@@ -160,5 +176,5 @@ export function verifiedBuffer(
       pieces.push(block.subarray(Math.max(start, at) - at, Math.min(end + 1, at + block.length) - at));
     }
   }
-  return Readable.from(pieces, { objectMode: false });
+  return new HeldBytes(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
 }
