@@ -1,11 +1,12 @@
 import type { Response } from 'express';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream';
 import { errorBody } from '../../../../shared/errors';
 import { contentDisposition } from '../../../../shared/http-range';
 import type { FileRecord } from '../../../../shared/protocol';
 import { discard } from '../../../../shared/streams';
 import type { ReadDecision } from '../files/download';
+import { endsBlock, written } from '../store/block-pool';
 import { HeldBytes } from '../store/verified-read';
 
 /** Writes the status and headers a GET or HEAD of a file answers with, for a decided read. */
@@ -69,9 +70,51 @@ export async function sendFile(
   }
   if (onBytes) body.on('data', (chunk: Buffer) => onBytes(chunk.length));
   try {
-    await pipeline(body, res);
+    await pump(body, res);
   } catch {
-    // The client went away or every copy failed mid-way: the connection is already cut.
+    // The client went away or every copy failed mid-way: cut the connection.
     res.destroy();
   }
+}
+
+/**
+ * Sends `body` into `res` with backpressure, as pipeline() would, and hands a pooled block back
+ * to the block pool once the write of its last piece has completed (store/block-pool.ts).
+ * Resolves when the response has finished; rejects, with the body released, when the body fails
+ * or the client goes away first.
+ */
+function pump(body: Readable, res: Response): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      const more = endsBlock(chunk)
+        ? res.write(chunk, (err) => {
+            if (!err) written(chunk);
+          })
+        : res.write(chunk);
+      if (!more) body.pause();
+    };
+    const onDrain = (): void => {
+      body.resume();
+    };
+    let settled = false;
+    const settle = (err?: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      res.off('drain', onDrain);
+      stopBody();
+      stopResponse();
+      if (err) {
+        discard(body);
+        reject(err);
+      } else resolve();
+    };
+    const stopBody = finished(body, (err) => {
+      if (err) settle(err);
+      else res.end();
+    });
+    const stopResponse = finished(res, (err) => settle(err));
+    res.on('drain', onDrain);
+    body.on('data', onData);
+  });
 }
