@@ -91,6 +91,24 @@ describe('openVerified', () => {
     expect(Buffer.concat(received).equals(data.subarray(100, 2 * BLOCK_SIZE))).toBe(true);
   });
 
+  it('hands on every verified block before a damaged one, even to a slow reader while it reads ahead', async () => {
+    const bad = Buffer.from(data);
+    bad[2 * BLOCK_SIZE + 10]! ^= 1;
+    const badPath = join(dir, 'bad-slow');
+    writeFileSync(badPath, bad);
+    const body = await openVerified(badPath, data.length, checksums, 0, data.length - 1);
+    const received: Buffer[] = [];
+    await expect(
+      (async () => {
+        for await (const c of body) {
+          received.push(c as Buffer);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })(),
+    ).rejects.toThrow(CorruptBlockError);
+    expect(Buffer.concat(received).equals(data.subarray(0, 2 * BLOCK_SIZE))).toBe(true);
+  });
+
   it('refuses a copy that is shorter than its checksums say', async () => {
     const shortPath = join(dir, 'short');
     writeFileSync(shortPath, data.subarray(0, BLOCK_SIZE + 10));

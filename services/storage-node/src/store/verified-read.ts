@@ -26,7 +26,8 @@ export class CorruptBlockError extends CorruptCopyError {
  * damaged at its start is refused before a reader has anything and the caller can try another
  * copy; a fault in a later block fails the stream at that block's boundary, after only verified
  * bytes. Reads whole blocks into buffers from the block pool, which come back only once a
- * response has written them (store/block-pool.ts): one block in flight per reader.
+ * response has written them (store/block-pool.ts): one block read at a time, a block ahead of
+ * the reader for up to READ_AHEAD_STREAMS downloads.
  */
 export async function openVerified(
   path: string,
@@ -69,9 +70,17 @@ async function readBlock(fh: FileHandle, index: number, size: number, checksums:
  */
 const PIECE_BYTES = 256 * 1024;
 
+/** Downloads that may read a block ahead at once (see VerifiedBlocks.readAhead), and how many do. */
+const READ_AHEAD_STREAMS = 4;
+let readAheadStreams = 0;
+
 class VerifiedBlocks extends Readable {
   private next: number;
   private reading = false;
+  /** This download is one of the READ_AHEAD_STREAMS that read ahead. */
+  private aheadLane = false;
+  /** Why a block read failed, raised once the blocks before it have been handed on. */
+  private failure: Error | undefined;
   /** Verified bytes not handed on yet. */
   private readonly queue: Buffer[] = [];
 
@@ -93,13 +102,33 @@ class VerifiedBlocks extends Readable {
 
   override _read(): void {
     while (this.queue.length > 0) {
-      if (!this.push(this.queue.shift())) return;
+      if (!this.push(this.queue.shift())) break;
     }
-    // A block on its way: its arrival calls this again.
-    if (this.reading) return;
-    if (this.next > this.last) {
+    if (this.queue.length === 0 && this.failure) {
+      this.destroy(this.failure);
+      return;
+    }
+    if (this.queue.length === 0 && !this.reading && this.next > this.last) {
       this.push(null);
       return;
+    }
+    this.readAhead();
+  }
+
+  /**
+   * Reads the next block while the one before is still being sent, so that the disk (a thread of
+   * the pool) and the socket work at once: at most one block read and one waiting in the queue.
+   * Reading ahead holds a block more per download, so only READ_AHEAD_STREAMS downloads at a time
+   * do it (a crowd of stalled clients must not hold a block more each); the others read the next
+   * block once the queue is empty.
+   */
+  private readAhead(): void {
+    if (this.reading || this.failure || this.next > this.last) return;
+    if (this.queue.length >= BLOCK_SIZE / PIECE_BYTES) return;
+    if (this.queue.length > 0 && !this.aheadLane) {
+      if (readAheadStreams >= READ_AHEAD_STREAMS) return;
+      this.aheadLane = true;
+      readAheadStreams++;
     }
     this.reading = true;
     const index = this.next++;
@@ -112,13 +141,17 @@ class VerifiedBlocks extends Readable {
       },
       (err: unknown) => {
         this.reading = false;
-        this.destroy(err as Error);
+        // Fails the stream at the block's boundary: the verified bytes before it still go out.
+        this.failure = err as Error;
+        if (this.queue.length === 0) this.destroy(this.failure);
       },
     );
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     this.queue.length = 0;
+    if (this.aheadLane) readAheadStreams--;
+    this.aheadLane = false;
     this.fh.close().then(
       () => callback(err),
       () => callback(err),
