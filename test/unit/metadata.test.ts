@@ -35,7 +35,8 @@ describe('partition summaries', () => {
     const path = join(dir, 'a.sqlite');
     const store = new MetadataStore(path);
     const files = Array.from({ length: 50 }, (_v, i) => meta(100 + i));
-    for (const f of files) store.putLive(f, partitionOf(f.id), null, Buffer.alloc(4));
+    for (const f of files)
+      store.putLive({ meta: f, partition: partitionOf(f.id), heldFor: null, checksums: Buffer.alloc(4) });
     for (const f of files.slice(0, 10)) store.markDeleted(f.id, new Date().toISOString());
     for (const f of files.slice(10, 15)) store.forget(f.id);
     const forced = newFileId();
@@ -61,10 +62,38 @@ describe('partition summaries', () => {
     await rebuilt.close();
   });
 
+  it('take concurrent puts in one transaction, each with its own answer', async () => {
+    const grouped = new MetadataStore(join(dir, 'c.sqlite'));
+    const oneByOne = new MetadataStore(join(dir, 'd.sqlite'));
+    const files = Array.from({ length: 20 }, (_v, i) => meta(1000 + i));
+    const gone = meta(5);
+    for (const store of [grouped, oneByOne])
+      store.markDeleted(gone.id, new Date().toISOString(), partitionOf(gone.id));
+    const put = (f: ReturnType<typeof meta>) => ({
+      meta: f,
+      partition: partitionOf(f.id),
+      heldFor: null,
+      checksums: Buffer.alloc(4),
+      inline: Buffer.alloc(f.size, 7),
+    });
+
+    const results = await Promise.all([...files, files[0]!, gone].map((f) => grouped.putLiveGrouped(put(f))));
+    expect(results).toEqual([...files.map(() => 'stored'), 'already-stored', 'deleted']);
+    for (const f of files) oneByOne.putLive(put(f));
+    expect(snapshot(grouped)).toEqual(snapshot(oneByOne));
+    expect(grouped.copyOf(files[3]!.id)?.data).toEqual(Buffer.alloc(1003, 7));
+
+    await oneByOne.close();
+    await grouped.close();
+    // A transaction that cannot run (here: the database is closed) fails every put in it.
+    const failed = await Promise.allSettled(files.slice(0, 3).map((f) => grouped.putLiveGrouped(put(f))));
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+  });
+
   it('leave no trace of an emptied partition', async () => {
     const store = new MetadataStore(join(dir, 'b.sqlite'));
     const f = meta(10);
-    store.putLive(f, partitionOf(f.id), null, Buffer.alloc(4));
+    store.putLive({ meta: f, partition: partitionOf(f.id), heldFor: null, checksums: Buffer.alloc(4) });
     expect(store.digest(partitionOf(f.id))).toBeDefined();
     store.forget(f.id);
     expect(store.digest(partitionOf(f.id))).toBeUndefined();

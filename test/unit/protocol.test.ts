@@ -139,7 +139,12 @@ describe('protocol schemas accept what nodes really send', () => {
     await blobs.commit(prepared.token, file, 'node-3', checksums);
 
     const deleted = meta();
-    metadata.putLive(deleted, partitionOf(deleted.id), null, Buffer.alloc(0));
+    metadata.putLive({
+      meta: deleted,
+      partition: partitionOf(deleted.id),
+      heldFor: null,
+      checksums: Buffer.alloc(0),
+    });
     const at = new Date().toISOString();
     metadata.markDeleted(deleted.id, at);
     // A tombstone for an id this node never held: no name, sha256 or content type.

@@ -172,7 +172,13 @@ export class BlobStore {
       if (existing?.state === 'live') return 'already-stored';
       const partition = partitionOf(meta.id);
       if (upload.inline) {
-        const result = this.metadata.putLive(meta, partition, heldFor, upload.checksums, upload.inline);
+        const result = await this.metadata.putLiveGrouped({
+          meta,
+          partition,
+          heldFor,
+          checksums: upload.checksums,
+          inline: upload.inline,
+        });
         if (result === 'deleted') throw new ShoalError('conflict', 'the file was deleted');
         await this.metadata.durable();
         return result;
@@ -181,7 +187,7 @@ export class BlobStore {
       this.committing.add(meta.id);
       await rename(upload.path, finalPath);
       await fsyncDir(join(finalPath, '..'));
-      const result = this.metadata.putLive(meta, partition, heldFor, upload.checksums);
+      const result = this.metadata.putLive({ meta, partition, heldFor, checksums: upload.checksums });
       if (result === 'deleted') {
         // A delete landed between our check and the insert: deletes win, drop the bytes.
         await unlink(finalPath).catch(() => undefined);
@@ -293,21 +299,30 @@ export class BlobStore {
    * Stores small copies handed over with their bytes (a leader's repair batch), each only once its
    * bytes are shown to be the file's: its size and sha256. All rows go in before one shared flush;
    * the results are answered after it. A copy refused (wrong bytes, a tombstone here, too large to
-   * keep inline) does not stop the others.
+   * keep inline) does not stop the others; a failed transaction fails them all.
    */
   async storeCopies(
     copies: ReadonlyArray<{ meta: FileMeta; heldFor: string | null; data: Buffer }>,
   ): Promise<Array<{ id: string; result: 'stored' | 'already-stored' | 'refused'; reason?: string }>> {
-    const results = copies.map(({ meta, heldFor, data }) => {
-      const id = meta.id;
-      if (data.length > INLINE_MAX_BYTES)
-        return { id, result: 'refused' as const, reason: 'too large for a batch' };
-      if (data.length !== meta.size || sha256Hex(data) !== meta.sha256)
-        return { id, result: 'refused' as const, reason: 'the bytes are not those of the file' };
-      const result = this.metadata.putLive(meta, partitionOf(id), heldFor, checksumsOf(data), data);
-      if (result === 'deleted') return { id, result: 'refused' as const, reason: 'the file was deleted' };
-      return { id, result };
-    });
+    // Every row is put in the same turn of the event loop, so they share one transaction.
+    const results = await Promise.all(
+      copies.map(async ({ meta, heldFor, data }) => {
+        const id = meta.id;
+        if (data.length > INLINE_MAX_BYTES)
+          return { id, result: 'refused' as const, reason: 'too large for a batch' };
+        if (data.length !== meta.size || sha256Hex(data) !== meta.sha256)
+          return { id, result: 'refused' as const, reason: 'the bytes are not those of the file' };
+        const result = await this.metadata.putLiveGrouped({
+          meta,
+          partition: partitionOf(id),
+          heldFor,
+          checksums: checksumsOf(data),
+          inline: data,
+        });
+        if (result === 'deleted') return { id, result: 'refused' as const, reason: 'the file was deleted' };
+        return { id, result };
+      }),
+    );
     if (results.some((r) => r.result === 'stored')) await this.metadata.durable();
     return results;
   }
