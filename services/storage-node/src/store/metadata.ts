@@ -69,6 +69,13 @@ interface RowChange {
 
 const SUMMARIES_KEY = 'partition_summaries_since';
 
+/**
+ * SQLite's page cache, in KiB. better-sqlite3's default is 16 MiB, which a node holding many
+ * files fills at start-up and keeps for good: 200,000 files left a node idle at 118 MiB of RSS
+ * against 98 MiB for an empty one. Pages it misses come from the kernel's page cache.
+ */
+const CACHE_KIB = 4096;
+
 function emptySummary(): Summary {
   return { digest: Buffer.alloc(DIGEST_BYTES), files: 0, bytes: 0, tombstones: 0 };
 }
@@ -129,6 +136,7 @@ export class MetadataStore {
     this.db.pragma('synchronous = NORMAL');
     this.sync = new GroupSync(`${path}-wal`);
     this.db.pragma('busy_timeout = 5000');
+    this.db.pragma(`cache_size = -${CACHE_KIB}`);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS files (
         id TEXT PRIMARY KEY,
