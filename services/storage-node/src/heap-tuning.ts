@@ -14,7 +14,7 @@
  * to several times what was live before collecting it (its growing factor goes up to 4): under
  * 16 clients of 16 KiB uploads a coordinator held a 75 MiB old space with 25-35 MiB live, and
  * peaked at 213-236 MiB of RSS. --heap-growing-percent=50 caps that factor at 1.5: the same load
- * peaked at 158-167 MiB, at no cost in uploads or downloads per second that the bench could tell
+ * peaked at 148-167 MiB, at no cost in uploads or downloads per second that the bench could tell
  * from its noise.
  *
  * V8 reads the setting when its heap is made, so it must be on node's command line:
