@@ -90,6 +90,19 @@ describe('partition summaries', () => {
     expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
   });
 
+  it('name each partition with tombstones older than a time once, and no other', async () => {
+    const store = new MetadataStore(join(dir, 'e.sqlite'));
+    const live = meta(10);
+    store.putLive({ meta: live, partition: 7, heldFor: null, checksums: Buffer.alloc(4) });
+    store.markDeleted(newFileId(), '2026-01-01T00:00:00.000Z', 3);
+    store.markDeleted(newFileId(), '2026-01-02T00:00:00.000Z', 3);
+    store.markDeleted(newFileId(), '2026-01-01T00:00:00.000Z', 5);
+    store.markDeleted(newFileId(), '2026-06-01T00:00:00.000Z', 9);
+    expect(store.partitionsWithTombstonesBefore('2026-03-01T00:00:00.000Z')).toEqual(new Set([3, 5]));
+    expect(store.partitionsWithTombstonesBefore('2026-01-01T00:00:00.000Z')).toEqual(new Set());
+    await store.close();
+  });
+
   it('leave no trace of an emptied partition', async () => {
     const store = new MetadataStore(join(dir, 'b.sqlite'));
     const f = meta(10);

@@ -203,8 +203,10 @@ export class MetadataStore {
       livePartitions: this.db.prepare<[], { partition: number }>(
         `SELECT DISTINCT partition FROM files WHERE state = 'live' ORDER BY partition`,
       ),
+      // Not DISTINCT: with it, SQLite walks files_by_partition over every row (3.7 s for a
+      // million live files, on every anti-entropy round); without, it searches tombstones_by_time.
       expiredTombstonePartitions: this.db.prepare<[string], { partition: number }>(
-        `SELECT DISTINCT partition FROM files WHERE state = 'deleted' AND deleted_at < ?`,
+        `SELECT partition FROM files WHERE state = 'deleted' AND deleted_at < ?`,
       ),
       tombstonesSince: this.db.prepare<[string, number], { id: string; deleted_at: string }>(
         `SELECT id, deleted_at FROM files WHERE state = 'deleted' AND deleted_at >= ? ORDER BY deleted_at LIMIT ?`,
