@@ -104,10 +104,10 @@ function pump(body: Readable, res: Response): Promise<void> {
       res.off('drain', onDrain);
       stopBody();
       stopResponse();
-      if (err) {
-        discard(body);
-        reject(err);
-      } else resolve();
+      // A response finished by someone else before the body ended must not keep its file open.
+      if (err || !body.readableEnded) discard(body);
+      if (err) reject(err);
+      else resolve();
     };
     const stopBody = finished(body, (err) => {
       if (err) settle(err);
