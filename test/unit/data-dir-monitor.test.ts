@@ -13,6 +13,15 @@ import {
  */
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Waits until `cond` holds, for at most `ms`. The probe's answer also waits for a statfs on a libuv
+ * thread, which on a machine busy with the rest of the suite can take longer than a fixed sleep.
+ */
+async function until(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond() && Date.now() < deadline) await sleep(5);
+}
+
 interface Report {
   fault: string | null;
   full: boolean;
@@ -162,7 +171,7 @@ describe('DataDirMonitor', () => {
 
     // The write returns: that probe's own answer clears the fault at once, and probing goes on.
     probe.release();
-    await sleep(20);
+    await until(() => last()?.fault === null, 2000);
     expect(last()).toEqual({ fault: null, full: false, reason: undefined });
     expect(lines.map((l) => l.msg)).toContain('data dir takes writes again; ready');
     await sleep(100);
