@@ -102,7 +102,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
     blobs,
     log,
   );
-  const fetcher = new CopyFetcher(config.repairBytesPerSec, metadata, blobs, peers, log);
+  let walked: () => void = () => undefined;
+  const startupWalk = new Promise<void>((resolve) => (walked = resolve));
+  const fetcher = new CopyFetcher(config.repairBytesPerSec, metadata, blobs, peers, log, startupWalk);
   const local = new LocalNode(
     {
       id: selfId,
@@ -232,9 +234,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
   dataDirMonitor.start();
   started = true;
   // The start-up check walks every blob and row: in the background, so that a node holding a
-  // million files turns ready in seconds. Nothing depends on it first: reads of a row without its
-  // blob fail over and take the copy out of service, and a blob without a row is never read.
-  void startupCheck(blobs, ctx.metrics, log);
+  // million files turns ready in seconds. Reads do not wait for it: a row without its blob fails
+  // over and takes the copy out of service, and a blob without a row is never read. Pulls wait
+  // for its walk of blobs/ (CopyFetcher).
+  void startupCheck(blobs, ctx.metrics, log, walked);
   log.info(
     { url: config.advertiseUrl, dataDir, replicas: config.replicas, writeQuorum: config.writeQuorum },
     catchUp.caughtUp ? 'node ready' : 'node started; catching up with peers before it serves',
@@ -307,10 +310,16 @@ export async function runNode(config: Config): Promise<void> {
   process.once('SIGINT', onSignal);
 }
 
-/** Reports the start-up check (BlobStore.reconcile) in the log and in /metrics. */
-async function startupCheck(blobs: BlobStore, metrics: NodeMetrics, log: Logger): Promise<void> {
+/** Runs the start-up check (BlobStore.setAsideUnexplained, then forgetMissing); reports it in the log and in /metrics. */
+async function startupCheck(
+  blobs: BlobStore,
+  metrics: NodeMetrics,
+  log: Logger,
+  walked: () => void,
+): Promise<void> {
   try {
-    const reconciled = await blobs.reconcile();
+    const setAside = await blobs.setAsideUnexplained().finally(walked);
+    const reconciled = { ...setAside, missingBlobs: await blobs.forgetMissing() };
     if (reconciled.orphanBlobs + reconciled.missingBlobs > 0) {
       log.warn(
         reconciled,

@@ -12,7 +12,9 @@ import type { MetadataStore } from '../store/metadata';
  * The receiving side of repair, rebalance, handoff and read repair: fetches a copy of a file from
  * one of its holders and stores it here, verified against the sha256 the caller names. One rate
  * budget (--repair-bytes-per-sec) covers every copy this node receives, however many run at once;
- * concurrent requests for the same file share one transfer.
+ * concurrent requests for the same file share one transfer. Pulls start only once the start-up
+ * check has set aside the blobs it could not explain, so that one of them with the right bytes
+ * is adopted from this disk rather than written over from the network.
  */
 export class CopyFetcher {
   private readonly pulling = new Map<string, Promise<number>>();
@@ -26,6 +28,8 @@ export class CopyFetcher {
     private readonly blobs: BlobStore,
     private readonly client: PeerClient,
     private readonly log: Logger,
+    /** Settles when BlobStore.setAsideUnexplained has run (or failed). */
+    private readonly startupWalk: Promise<void> = Promise.resolve(),
   ) {
     this.rate = new RateLimiter(bytesPerSecond);
   }
@@ -53,6 +57,7 @@ export class CopyFetcher {
   }
 
   private async pullOnce(meta: FileMeta, sources: string[], heldFor: string | null): Promise<number> {
+    await this.startupWalk;
     const own = this.metadata.get(meta.id);
     if (own?.state === 'live' && own.sha256 === meta.sha256) return 0;
     // A copy set aside here (a lost database, a start-up with blobs it could not account for)

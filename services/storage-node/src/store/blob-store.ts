@@ -406,17 +406,16 @@ export class BlobStore {
   }
 
   /**
-   * At start, after a crash or a lost database. A blob whose row is a tombstone is a delete whose
-   * unlink did not reach the disk before a crash: the delete is on record, so the bytes go. A
-   * blob with no row at all is an upload that never committed here or (metadata.sqlite lost, or
-   * restored from an old backup) a copy this node can no longer account for: never deleted, it
-   * goes to quarantine/, from where a pull of the same file adopts it again. A live row whose blob
-   * is missing or the wrong size is forgotten, so repair fetches the copy again. The unexplained
-   * ones are counted for the log and /metrics.
+   * At start, after a crash or a lost database, the first half of the start-up check: every blob
+   * is explained by a row or set aside. A blob whose row is a tombstone is a delete whose unlink
+   * did not reach the disk before a crash: the delete is on record, so the bytes go. A blob with
+   * no row at all is an upload that never committed here or (metadata.sqlite lost, or restored
+   * from an old backup) a copy this node can no longer account for: never deleted, it goes to
+   * quarantine/, from where a pull of the same file adopts it again. Pulls wait for this walk
+   * (CopyFetcher): one that ran first would write over such a blob with bytes from the network.
    */
-  async reconcile(): Promise<{ orphanBlobs: number; missingBlobs: number; deletedBlobs: number }> {
+  async setAsideUnexplained(): Promise<{ orphanBlobs: number; deletedBlobs: number }> {
     let orphanBlobs = 0;
-    let missingBlobs = 0;
     let deletedBlobs = 0;
     for (const shard of await readdir(this.blobsDir)) {
       for (const name of await readdir(join(this.blobsDir, shard))) {
@@ -425,11 +424,19 @@ export class BlobStore {
           await unlink(join(this.blobsDir, shard, name)).catch(() => undefined);
           deletedBlobs++;
         } else if (!record && !this.committing.has(name)) {
-          await this.moveToQuarantine(name, join(this.blobsDir, shard, name));
-          orphanBlobs++;
+          if (await this.moveToQuarantine(name, join(this.blobsDir, shard, name))) orphanBlobs++;
         }
       }
     }
+    return { orphanBlobs, deletedBlobs };
+  }
+
+  /**
+   * The second half of the start-up check: a live row whose blob is missing or the wrong size is
+   * forgotten, so repair fetches the copy again. Returns how many were.
+   */
+  async forgetMissing(): Promise<number> {
+    let missingBlobs = 0;
     // In pages: SQLite cannot change rows while a statement is still iterating them, and a
     // million rows held at once would be hundreds of MiB.
     for (let after = '', page = this.metadata.liveAfter('', 1000); page.length > 0;) {
@@ -444,7 +451,7 @@ export class BlobStore {
       }
       page = this.metadata.liveAfter(after, 1000);
     }
-    return { orphanBlobs, missingBlobs, deletedBlobs };
+    return missingBlobs;
   }
 
   /**
@@ -510,17 +517,19 @@ export class BlobStore {
     this.quarantined.set(id, names);
   }
 
-  private async moveToQuarantine(id: string, from: string): Promise<void> {
+  /** False when there was nothing at `from` to move. */
+  private async moveToQuarantine(id: string, from: string): Promise<boolean> {
     const name = `${id}.${Date.now()}`;
     try {
       await rename(from, join(this.quarantineDir, name));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
     }
     const names = this.quarantined.get(id) ?? [];
     names.push(name);
     this.quarantined.set(id, names);
+    return true;
   }
 
   private forgetQuarantined(id: string, name: string): void {
