@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { newFileId } from '../../shared/ids';
-import { signRequest } from '../../services/storage-node/src/peers/auth';
+import { STREAMED_BODY, signRequest } from '../../services/storage-node/src/peers/auth';
 import { SECRET, TestCluster } from '../helpers/cluster';
 
 /**
@@ -47,7 +47,7 @@ describe('internal routes refuse malformed requests from a signed peer', () => {
   }> {
     const url = new URL(`/internal/v1${path}`, cluster.url(0));
     const signedPath = url.pathname + url.search;
-    const headers: Record<string, string> = { 'x-shoal-auth': signRequest(SECRET, method, signedPath) };
+    const headers: Record<string, string> = {};
     let payload: string | undefined;
     if (typeof body === 'string') {
       headers['content-type'] = 'application/json';
@@ -59,6 +59,12 @@ describe('internal routes refuse malformed requests from a signed peer', () => {
       headers['content-type'] = 'application/json';
       payload = JSON.stringify(body);
     }
+    headers['x-shoal-auth'] = signRequest(SECRET, {
+      method,
+      path: signedPath,
+      nodeId: 'test-peer',
+      body: body instanceof Buffer ? STREAMED_BODY : payload,
+    });
     const res = await request(url, { method, headers, body: payload });
     const text = await res.body.text();
     return { status: res.statusCode, json: text ? JSON.parse(text) : {} };

@@ -2,6 +2,7 @@ import { silentLogger } from '../../shared/logging';
 import type { GossipMessage, MemberDigest } from '../../shared/protocol';
 import { Discovery } from '../../services/storage-node/src/membership/discovery';
 import {
+  MAX_INCARNATION_LEAD_MS,
   SwimDetector,
   type Clock,
   type SwimTransport,
@@ -344,6 +345,22 @@ describe('precedence of claims', () => {
     });
     expect(a.member('b')).toMatchObject({ url: 'http://elsewhere', leaving: true, full: true });
     expect(changes.get('a')).toBe(1);
+  });
+
+  it('ignores an incarnation too far ahead of its clock, which would make a member dead for good', () => {
+    const { clock, node } = harness();
+    const a = node('a');
+    a.receive({ from: 'b', members: [claim('b', 5, 'alive')] });
+    const tooFar = clock.t + MAX_INCARNATION_LEAD_MS + 1;
+    a.receive({
+      from: 'c',
+      members: [claim('b', tooFar, 'dead'), claim('a', Number.MAX_SAFE_INTEGER, 'dead')],
+    });
+    expect(stateOf(a, 'b')).toBe('alive');
+    expect(a.self).toMatchObject({ state: 'alive', incarnation: 1_000 });
+    // Within the bound, the claim stands, and the member can still refute it.
+    a.receive({ from: 'c', members: [claim('b', tooFar - 1, 'dead')] });
+    expect(stateOf(a, 'b')).toBe('dead');
   });
 
   it('skips malformed entries in a message', () => {

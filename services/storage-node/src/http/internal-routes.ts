@@ -6,6 +6,7 @@ import {
   HEADER_AUTH,
   HEADER_FRAMED,
   HEADER_META,
+  HEADER_NODE,
   INTERNAL_ROUTES,
   PARTITION_COUNT,
   check,
@@ -15,13 +16,15 @@ import {
   type RouteRequest,
   type RouteSpec,
 } from '../../../../shared/protocol';
-import { verifyRequest } from '../peers/auth';
+import { sha256Hex } from '../../../../shared/hashing';
+import { ReplayGuard, STREAMED_BODY, bodyDigest, verifyRequest, type SignedBy } from '../peers/auth';
 import type { NodeContext } from './context';
 import { sendFile } from './file-response';
 
 /**
  * Routes only other nodes may call. Each request must carry a fresh HMAC signature made with the
- * cluster secret over its method and path; clients cannot read or write replicas directly.
+ * cluster secret over its method, path and query, the sending node, a nonce and its body
+ * (peers/auth.ts); a nonce is accepted once. Clients cannot read or write replicas directly.
  *
  * Every route comes from the protocol's route table, and its params, query and body pass their
  * schemas before the handler runs: a handler only ever sees well-formed input, and anything else
@@ -31,14 +34,33 @@ export function internalRoutes(ctx: NodeContext): Router {
   const router = Router();
   const routes = INTERNAL_ROUTES;
 
-  router.use((req, _res, next) => {
+  const replays = new ReplayGuard();
+  router.use((req, res, next) => {
     const secret = ctx.config.clusterSecret;
     if (!secret) return next(); // --insecure
-    const verdict = verifyRequest(secret, req.get(HEADER_AUTH), req.method, req.originalUrl);
+    const verdict = verifyRequest([secret], req.get(HEADER_AUTH), req.method, req.originalUrl);
     if (!verdict.ok) return next(new ShoalError('unauthorized', verdict.reason));
+    const sender = req.get(HEADER_NODE);
+    if (sender !== undefined && sender !== verdict.nodeId)
+      return next(new ShoalError('unauthorized', `${HEADER_NODE} is not the node that signed`));
+    if (!replays.accept(verdict.nonce, verdict.rememberUntil))
+      return next(new ShoalError('unauthorized', 'this node signature was already used'));
+    res.locals.signed = verdict;
     next();
   });
-  router.use(express.json({ limit: '4mb' }));
+  router.use(
+    express.json({
+      limit: '4mb',
+      // The bytes as they came, before parsing: the signature covers exactly these.
+      verify: (_req, res, buf) => {
+        const signed = (res as Response).locals.signed as SignedBy | undefined;
+        if (!signed) return;
+        if (signed.bodyDigest !== sha256Hex(buf))
+          throw new ShoalError('unauthorized', 'the body is not the one the node signed');
+        (res as Response).locals.bodyChecked = true;
+      },
+    }),
+  );
 
   serve(router, routes.gossip, ({ body }) => ctx.membership.receive(body));
 
@@ -57,7 +79,7 @@ export function internalRoutes(ctx: NodeContext): Router {
 
   serve(router, routes.status, () => local.status());
 
-  serve(router, routes.prepare, ({ params }, req) => local.receive(params.id, req));
+  serve(router, routes.prepare, ({ params }, req) => local.receive(params.id, req), { streamedBody: true });
 
   serve(router, routes.commit, async ({ params, body }) => {
     if (body.meta.id !== params.id) throw new ShoalError('bad_request', 'meta.id is not the id in the path');
@@ -149,11 +171,25 @@ function serve<S extends RouteSpec>(
   router: Router,
   route: InternalRoute<S>,
   handler: (input: RouteRequest<S>, req: Request, res: Response) => RouteAnswer<S> | Promise<RouteAnswer<S>>,
+  { streamedBody = false }: { streamedBody?: boolean } = {},
 ): void {
   router[METHODS[route.method]](route.pattern, async (req, res) => {
+    checkSignedBody(res, streamedBody);
     const answer = await handler(parseRequest(route, req), req, res);
     if (answer !== undefined) res.json(answer);
   });
+}
+
+/**
+ * A signed body was checked as it was parsed; otherwise the signature must say there was none,
+ * or, on the one route that streams its body (prepare), that it is streamed.
+ */
+function checkSignedBody(res: Response, streamedBody: boolean): void {
+  const signed = res.locals.signed as SignedBy | undefined;
+  if (!signed || res.locals.bodyChecked === true) return;
+  const expected = streamedBody ? STREAMED_BODY : bodyDigest(undefined);
+  if (signed.bodyDigest !== expected)
+    throw new ShoalError('unauthorized', 'the body is not the one the node signed');
 }
 
 const METHODS = { GET: 'get', POST: 'post', PUT: 'put', DELETE: 'delete' } as const;

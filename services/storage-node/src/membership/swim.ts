@@ -88,6 +88,8 @@ export interface SwimDeps {
 export const SEEDS_WHEN_ALONE = 3;
 /** Chance per round of probing one dead member, and one seed no live member stands behind. */
 const DEAD_PROBE_CHANCE = 0.3;
+/** How far ahead of this node's clock an incarnation may be: clock skew, and then some. */
+export const MAX_INCARNATION_LEAD_MS = 60 * 60 * 1000;
 const SEED_PROBE_CHANCE = 0.2;
 
 /**
@@ -283,9 +285,20 @@ export class SwimDetector {
   }
 
   private merge(digests: readonly MemberDigest[]): void {
+    // An incarnation starts as its process's start time and grows by one per refutation, so one
+    // far ahead of this clock is a lie or a broken clock; believed, it would beat every
+    // refutation the member can make after it (a "dead" at 2^53 is dead for good).
+    const latest = this.clock.now() + MAX_INCARNATION_LEAD_MS;
     for (const d of digests) {
       if (!d || typeof d.id !== 'string' || typeof d.url !== 'string' || typeof d.incarnation !== 'number')
         continue;
+      if (d.incarnation > latest) {
+        this.deps.log.warn(
+          { peer: d.id, incarnation: d.incarnation },
+          'ignored gossip with an incarnation too far ahead of this clock',
+        );
+        continue;
+      }
       if (d.id === this.me.id) {
         this.refute(d);
         continue;

@@ -25,7 +25,7 @@ import {
   type CopyResult,
   type StoreCopiesRequest,
 } from '../../../../shared/protocol';
-import { signRequest } from './auth';
+import { STREAMED_BODY, signRequest } from './auth';
 
 /**
  * Why a call to a peer failed: it could not be reached ('unreachable', 'timeout'), it answered
@@ -302,9 +302,15 @@ export class PeerClient {
     await this.agent.close().catch(() => undefined);
   }
 
-  private headers(method: string, path: string, reqId?: string): Record<string, string> {
-    const headers: Record<string, string> = { [HEADER_NODE]: this.options.nodeId };
-    if (this.options.secret) headers[HEADER_AUTH] = signRequest(this.options.secret, method, path);
+  private headers(
+    method: string,
+    path: string,
+    reqId?: string,
+    body?: string | typeof STREAMED_BODY,
+  ): Record<string, string> {
+    const { nodeId, secret } = this.options;
+    const headers: Record<string, string> = { [HEADER_NODE]: nodeId };
+    if (secret) headers[HEADER_AUTH] = signRequest(secret, { method, path, nodeId, body });
     if (reqId) headers[HEADER_REQUEST_ID] = reqId;
     return headers;
   }
@@ -353,11 +359,12 @@ export class PeerClient {
       signal?: AbortSignal;
     },
   ): Promise<CheckedAnswer<S>> {
-    const headers = this.headers(route.method, path, opts.reqId);
+    const json = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const headers = this.headers(route.method, path, opts.reqId, opts.stream ? STREAMED_BODY : json);
     let body: string | Readable | undefined = opts.stream;
-    if (opts.body !== undefined) {
+    if (json !== undefined) {
       headers['content-type'] = 'application/json';
-      body = JSON.stringify(opts.body);
+      body = json;
     } else if (opts.stream) {
       headers['content-type'] = 'application/octet-stream';
     }
