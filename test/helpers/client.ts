@@ -21,19 +21,33 @@ export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/**
+ * fetch, sent again once when the connection it reused turns out closed before any answer: the
+ * node closed it as idle (its keep-alive timeout, 5 s) while this process, busy with the rest of
+ * the suite, still held it in its pool, as any HTTP client can meet. Browsers send such a request
+ * again too. Any other failure, or a second one, stands: a node that died does not answer the
+ * second attempt either.
+ */
+async function fetchOnFreshConnection(url: string, init: () => RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init());
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    if (cause?.code !== 'UND_ERR_SOCKET' || cause.message !== 'other side closed') throw err;
+    return fetch(url, init());
+  }
+}
+
 export async function upload(
   baseUrl: string,
   data: Buffer,
   name = 'file.bin',
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: StoredFile & { error?: { code: string; message: string } } }> {
-  const form = new FormData();
-  form.append('file', new Blob([data]), name);
-  const res = await fetch(`${baseUrl}/files`, {
-    method: 'POST',
-    body: form,
-    headers,
-    signal: AbortSignal.timeout(60_000),
+  const res = await fetchOnFreshConnection(`${baseUrl}/files`, () => {
+    const form = new FormData();
+    form.append('file', new Blob([data]), name);
+    return { method: 'POST', body: form, headers, signal: AbortSignal.timeout(60_000) };
   });
   return {
     status: res.status,
@@ -75,7 +89,10 @@ export async function download(
   id: string,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; data: Buffer }> {
-  const res = await fetch(`${baseUrl}/files/${id}`, { headers, signal: AbortSignal.timeout(60_000) });
+  const res = await fetchOnFreshConnection(`${baseUrl}/files/${id}`, () => ({
+    headers,
+    signal: AbortSignal.timeout(60_000),
+  }));
   return { status: res.status, data: Buffer.from(await res.arrayBuffer()) };
 }
 
