@@ -148,10 +148,13 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), 'shoal-k8s-sim-'));
-    // Deployed the way a user deploys: an overlay on the dev overlay. It only shortens the repair
-    // round and the gossip period, so the test takes a minute rather than five.
+    // Deployed the way a user deploys: an overlay on the dev overlay that replaces the placeholder
+    // secrets (docs/kubernetes.md, "Secrets"; with them the pods refuse to start). It also shortens
+    // the repair round and the gossip period, so the test takes a minute rather than five.
     const overlay = join(root, 'overlay');
     mkdirSync(overlay);
+    writeFileSync(join(overlay, 'secret.env'), `SHOAL_CLUSTER_SECRET=${randomBytes(32).toString('hex')}\n`);
+    writeFileSync(join(overlay, 'api-keys.txt'), `# the test\n${randomBytes(24).toString('hex')}\n`);
     writeFileSync(
       join(overlay, 'kustomization.yaml'),
       [
@@ -163,6 +166,17 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
         '    literals:',
         '      - SHOAL_REPAIR_INTERVAL_MS=1000',
         '      - SHOAL_GOSSIP_INTERVAL_MS=250',
+        'secretGenerator:',
+        '  - name: shoal-secrets',
+        '    behavior: replace',
+        '    envs:',
+        '      - secret.env',
+        '  - name: shoal-api-keys',
+        '    behavior: replace',
+        '    files:',
+        '      - keys=api-keys.txt',
+        '    options:',
+        '      disableNameSuffixHash: true',
         '',
       ].join('\n'),
     );

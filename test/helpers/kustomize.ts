@@ -466,8 +466,14 @@ export class Rendering {
     return { env, referenced, sourced };
   }
 
+  /**
+   * The pod's node config once its placeholder cluster secret is replaced, as docs/kubernetes.md
+   * says to (with the placeholder the node refuses to start: k8s-manifests.test).
+   */
   config(podName: string): Config {
-    return parseConfig({}, this.podEnv(podName).env);
+    const env = this.podEnv(podName).env;
+    if (env.SHOAL_CLUSTER_SECRET !== undefined) env.SHOAL_CLUSTER_SECRET = 'a-replaced-cluster-secret-0';
+    return parseConfig({}, env);
   }
 
   /** A port of the container by number or name, as probes and Services' targetPort give it. */

@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -417,21 +418,44 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
 });
 
 describe('a node configured exactly like pod shoal-0', () => {
-  it('answers the probes without an API key while the API needs one, and stops on SIGTERM', async () => {
+  it('refuses to start with the placeholder cluster secret the manifests ship', () => {
+    const r = new Rendering(kustomize('k8s'), 'default');
+    const pod = r.podNames()[0] as string;
+    const root = mkdtempSync(join(tmpdir(), 'shoal-k8s-pod-'));
+    try {
+      const env = onHost(r.podEnv(pod).env, r.podVolumes(pod, root));
+      Object.assign(env, { SHOAL_HOST: '127.0.0.1', SHOAL_PORT: '0' });
+      const outer = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHOAL_')));
+      const run = spawnSync(process.execPath, [CLI, 'node'], { env: { ...outer, ...env }, encoding: 'utf8' });
+      expect(run.status).not.toBe(0);
+      expect(run.stderr).toMatch(/--cluster-secret is a placeholder/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('with its secrets replaced, answers the probes without an API key while the API needs one, and stops on SIGTERM', async () => {
     if (!statSync(CLI, { throwIfNoEntry: false })) throw new Error(`${CLI} is missing: npm run build`);
     const r = new Rendering(kustomize('k8s'), 'default');
     const pod = r.podNames()[0] as string;
     const port = await freePort();
     const root = mkdtempSync(join(tmpdir(), 'shoal-k8s-pod-'));
     // Only what cannot exist on this machine changes: the address, and the volumes' paths. The
-    // cluster DNS name cannot be looked up here either.
+    // cluster DNS name cannot be looked up here either. And the secrets, as docs/kubernetes.md says.
     const env = onHost(r.podEnv(pod).env, r.podVolumes(pod, root));
     Object.assign(env, {
       SHOAL_HOST: '127.0.0.1',
       SHOAL_PORT: String(port),
       SHOAL_ADVERTISE_URL: `http://127.0.0.1:${port}`,
+      SHOAL_CLUSTER_SECRET: randomBytes(32).toString('hex'),
     });
     delete env.SHOAL_DISCOVERY_DNS;
+    const keysFile = env.SHOAL_API_KEYS_FILE as string;
+    const placeholderKeys = readFileSync(keysFile, 'utf8');
+    const realKey = randomBytes(16).toString('hex');
+    // The mount is read-only for the node (0440): replaced, not written through.
+    rmSync(keysFile);
+    writeFileSync(keysFile, `${placeholderKeys}${realKey}\n`);
     const outer = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHOAL_')));
     const child = spawn(process.execPath, [CLI, 'node'], { env: { ...outer, ...env }, stdio: 'ignore' });
     const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
@@ -446,13 +470,14 @@ describe('a node configured exactly like pod shoal-0', () => {
       expect(await get(c.startupProbe?.httpGet?.path ?? '/')).toBe(200);
       expect(await get(c.livenessProbe?.httpGet?.path ?? '/')).toBe(200);
       expect(await get('/cluster')).toBe(401);
-      // The placeholder key from k8s/base/api-keys.txt opens the API; its comment lines do not.
-      const keys = r.secretData('shoal-api-keys').keys ?? '';
       const as = async (key: string) =>
         (await fetch(`http://127.0.0.1:${port}/cluster`, { headers: { authorization: `Bearer ${key}` } }))
           .status;
-      expect(await as('CHANGE-ME-placeholder-api-key')).toBe(200);
-      expect(await as(keys.split('\n')[0] ?? '')).toBe(401);
+      expect(await as(realKey)).toBe(200);
+      // The placeholder key from k8s/base/api-keys.txt opens nothing; nor do its comment lines.
+      expect(placeholderKeys).toContain('CHANGE-ME-placeholder-api-key');
+      expect(await as('CHANGE-ME-placeholder-api-key')).toBe(401);
+      expect(await as(placeholderKeys.split('\n')[0] ?? '')).toBe(401);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, DEFAULTS, parseConfig, resolveNodeId } from '../../services/storage-node/src/config';
 
 const secret = { 'cluster-secret': 'a-secret-of-enough-length' };
@@ -25,7 +28,7 @@ describe('config', () => {
     const c = parseConfig({ port: '7200' }, env);
     expect(c.port).toBe(7200);
     expect(c.dataDir).toBe('/srv/shoal');
-    expect(c.clusterSecret).toBe('from-the-environment-123');
+    expect(c.clusterSecrets).toEqual(['from-the-environment-123']);
   });
 
   it('parses lists and normalises URLs', () => {
@@ -47,6 +50,9 @@ describe('config', () => {
     [{ 'node-id': 'has space' }, /node-id/],
     [{ 'log-level': 'loud' }, /log-level/],
     [{ 'cluster-secret': 'short' }, /cluster-secret/],
+    // The manifests' placeholder: anyone who read the repository knows it.
+    [{ 'cluster-secret': 'CHANGE-ME-placeholder-cluster-secret' }, /--cluster-secret is a placeholder/],
+    [{ 'cluster-secret': 'changeme-changeme-changeme' }, /placeholder/],
   ])('refuses %j at start', (flags, message) => {
     expect(() => parseConfig({ ...secret, ...flags }, {})).toThrow(ConfigError);
     expect(() => parseConfig({ ...secret, ...flags }, {})).toThrow(message);
@@ -54,7 +60,32 @@ describe('config', () => {
 
   it('requires a cluster secret unless --insecure', () => {
     expect(() => parseConfig({}, {})).toThrow(/cluster-secret/);
-    expect(parseConfig({ insecure: true }, {}).clusterSecret).toBeUndefined();
+    expect(parseConfig({ insecure: true }, {}).clusterSecrets).toEqual([]);
+  });
+
+  it('reads the cluster secrets from a file: one, or the current and the previous one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-config-'));
+    const file = join(dir, 'secret');
+    try {
+      writeFileSync(file, '# rotated 2026-11-27\nthe-new-cluster-secret-01\n\nthe-old-cluster-secret-01\n');
+      expect(parseConfig({ 'cluster-secret-file': file }, {}).clusterSecrets).toEqual([
+        'the-new-cluster-secret-01',
+        'the-old-cluster-secret-01',
+      ]);
+      writeFileSync(file, 'CHANGE-ME-placeholder-cluster-secret\n');
+      expect(() => parseConfig({ 'cluster-secret-file': file }, {})).toThrow(/line 1 is a placeholder/);
+      expect(() => parseConfig({ 'cluster-secret-file': join(dir, 'missing') }, {})).toThrow(
+        /--cluster-secret-file .*missing: ENOENT/,
+      );
+      writeFileSync(file, '\n# nothing\n');
+      expect(() => parseConfig({ 'cluster-secret-file': file }, {})).toThrow(/holds no secret/);
+      writeFileSync(file, 'the-new-cluster-secret-01\n');
+      expect(() =>
+        parseConfig({ 'cluster-secret-file': file, 'cluster-secret': 'the-new-cluster-secret-01' }, {}),
+      ).toThrow(/not both/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('keeps the node id a data dir already has, and refuses a different one', () => {

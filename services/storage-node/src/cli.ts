@@ -18,7 +18,9 @@ const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
   'discovery-dns': 'host name whose A/AAAA records are peers (a Kubernetes headless Service)',
   replicas: `copies kept of every file, N (default ${DEFAULTS.replicas})`,
   'write-quorum': `copies durable before an upload is acknowledged, W (default ${DEFAULTS.writeQuorum})`,
-  'cluster-secret': 'shared secret that authenticates node-to-node traffic',
+  'cluster-secret': 'shared secret that authenticates node-to-node traffic (16+ characters)',
+  'cluster-secret-file':
+    'file holding the cluster secret, re-read when it changes; a second line is also accepted (rotation)',
   insecure: 'allow running without --cluster-secret (throwaway clusters only)',
   'api-keys': 'comma-separated API keys; when set, requests need Authorization: Bearer <key>',
   'api-keys-file': 'file of API keys (one per line), re-read when it changes (a Kubernetes Secret mount)',

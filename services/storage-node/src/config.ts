@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { NODE_ID_PATTERN } from '../../../shared/ids';
+import { readSecretFile, secretProblem } from './peers/cluster-secrets';
 
 /**
  * Flags of `shoal node`, parsed once into a frozen, typed Config. Every flag can also come from
@@ -17,7 +18,10 @@ export interface Config {
   readonly discoveryDns: string | undefined;
   readonly replicas: number;
   readonly writeQuorum: number;
-  readonly clusterSecret: string | undefined;
+  /** From --cluster-secret, or as --cluster-secret-file held them at start; none under --insecure. */
+  readonly clusterSecrets: readonly string[];
+  /** Re-read when it changes (ClusterSecrets). */
+  readonly clusterSecretFile: string | undefined;
   readonly insecure: boolean;
   readonly apiKeys: readonly string[];
   /** A file of API keys (one per line or comma-separated), re-read when it changes. */
@@ -46,6 +50,7 @@ export const NODE_FLAGS = [
   'replicas',
   'write-quorum',
   'cluster-secret',
+  'cluster-secret-file',
   'insecure',
   'api-keys',
   'api-keys-file',
@@ -82,7 +87,6 @@ export const DEFAULTS = Object.freeze({
   logLevel: 'info',
 });
 
-const MIN_SECRET_LENGTH = 16;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export class ConfigError extends Error {
@@ -117,11 +121,24 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
   }
   const insecure = bool('insecure', raw('insecure'));
   const clusterSecret = raw('cluster-secret');
-  if (clusterSecret === undefined && !insecure) {
-    throw new ConfigError('--cluster-secret is required (or pass --insecure for a throwaway cluster)');
-  }
-  if (clusterSecret !== undefined && clusterSecret.length < MIN_SECRET_LENGTH) {
-    throw new ConfigError(`--cluster-secret must be at least ${MIN_SECRET_LENGTH} characters`);
+  const clusterSecretFile = raw('cluster-secret-file');
+  let clusterSecrets: string[] = [];
+  if (clusterSecret !== undefined && clusterSecretFile !== undefined) {
+    throw new ConfigError('give --cluster-secret or --cluster-secret-file, not both');
+  } else if (clusterSecret !== undefined) {
+    const problem = secretProblem(clusterSecret);
+    if (problem) throw new ConfigError(`--cluster-secret ${problem}`);
+    clusterSecrets = [clusterSecret];
+  } else if (clusterSecretFile !== undefined) {
+    try {
+      clusterSecrets = readSecretFile(clusterSecretFile);
+    } catch (err) {
+      throw new ConfigError(`--cluster-secret-file ${clusterSecretFile}: ${(err as Error).message}`);
+    }
+  } else if (!insecure) {
+    throw new ConfigError(
+      '--cluster-secret or --cluster-secret-file is required (or pass --insecure for a throwaway cluster)',
+    );
   }
   const failureTimeoutMs = integer(
     'failure-timeout-ms',
@@ -157,7 +174,8 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
     discoveryDns: raw('discovery-dns'),
     replicas,
     writeQuorum,
-    clusterSecret,
+    clusterSecrets: Object.freeze(clusterSecrets),
+    clusterSecretFile,
     insecure,
     apiKeys: Object.freeze(list(raw('api-keys'))),
     apiKeysFile: raw('api-keys-file'),

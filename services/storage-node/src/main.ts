@@ -14,6 +14,7 @@ import type { Lifecycle, NodeContext } from './http/context';
 import { NodeMetrics } from './http/metrics';
 import { Membership } from './membership/membership';
 import { PeerClient } from './peers/peer-client';
+import { ClusterSecrets } from './peers/cluster-secrets';
 import { QuorumWriter } from './replication/quorum-write';
 import { CatchUp, lastAliveAt } from './replication/catch-up';
 import { AntiEntropy } from './replication/anti-entropy';
@@ -74,9 +75,11 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const metadata = new MetadataStore(join(dataDir, 'metadata.sqlite'));
   const blobs = new BlobStore(dataDir, metadata);
   await blobs.init();
+  const secrets = new ClusterSecrets(config.clusterSecrets, config.clusterSecretFile, log);
+  await secrets.start();
   const peers = new PeerClient({
     nodeId: selfId,
-    secret: config.clusterSecret,
+    secret: secrets,
     transferBytesPerSec: config.repairBytesPerSec,
   });
   const membership = new Membership(
@@ -160,7 +163,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
     antiEntropy,
     scrubber,
     apiKeys: new ApiKeys(config.apiKeys, config.apiKeysFile, log),
-    links: new LinkSigner(config.clusterSecret),
+    secrets,
+    links: new LinkSigner(secrets),
     lifecycle,
   };
   await ctx.apiKeys.start();
@@ -257,6 +261,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         catchingUp.stop(),
       ]);
       ctx.apiKeys.stop();
+      secrets.stop();
       const closed = new Promise<void>((res) => server.close(() => res()));
       // close() ends the connections idle at that moment; those busy then end after their answer
       // (Connection: close, app.ts), or here, if a request ends without one.

@@ -1,16 +1,24 @@
 import { stat, readFile } from 'node:fs/promises';
 import { constantTimeEqual, hmacHex } from '../../../../shared/hashing';
 import type { Logger } from '../../../../shared/logging';
+import { PLACEHOLDER } from '../peers/cluster-secrets';
+
+/** How long a keys file may be gone (a Secret being swapped) before no key is valid. */
+export const KEYS_FILE_GRACE_MS = 30_000;
 
 /**
  * The API keys a node accepts: those given with --api-keys, plus those in --api-keys-file (one
  * per line or comma-separated; a Kubernetes Secret mount), re-read whenever the file changes, so
- * keys rotate without a restart.
+ * keys rotate without a restart. A file that stays unreadable for KEYS_FILE_GRACE_MS (deleted,
+ * say, to revoke every key) leaves no key from it valid; an empty one, none at once. A placeholder
+ * key from the manifests or docs is never valid.
  */
 export class ApiKeys {
   private fromFile: string[] = [];
   private fileStamp = '';
   private timer: NodeJS.Timeout | undefined;
+  /** When the file was last read, or found unchanged. */
+  private lastSeen = Date.now();
 
   constructor(
     private readonly fixed: readonly string[],
@@ -42,11 +50,13 @@ export class ApiKeys {
     return ok;
   }
 
-  private async reload(): Promise<void> {
+  /** Visible for tests: reads the file again if it changed. */
+  async reload(now: number = Date.now()): Promise<void> {
     const file = this.file!;
     try {
       const info = await stat(file);
       const stamp = `${info.mtimeMs}:${info.size}:${info.ino}`;
+      this.lastSeen = now;
       if (stamp === this.fileStamp) return;
       // One key per line or comma-separated; lines starting with # are comments (whose key it is).
       const keys = (await readFile(file, 'utf8'))
@@ -55,15 +65,31 @@ export class ApiKeys {
         .flatMap((line) => line.split(','))
         .map((k) => k.trim())
         .filter((k) => k.length > 0);
+      const real = keys.filter((k) => !PLACEHOLDER.test(k));
+      if (real.length < keys.length)
+        this.log.error(
+          { ignored: keys.length - real.length },
+          'the API keys file holds a placeholder key from the manifests or docs; it is not valid',
+        );
       this.fileStamp = stamp;
-      this.fromFile = keys;
-      this.log.info({ keys: keys.length }, 'API keys loaded from file');
+      this.fromFile = real;
+      this.log.info({ keys: real.length }, 'API keys loaded from file');
     } catch (err) {
-      // Keep the keys we had: a Secret being swapped can vanish for a moment. Never log the keys.
-      this.log.warn(
-        { err: (err as Error).message },
-        'could not read the API keys file; keeping the previous keys',
-      );
+      // A Secret being swapped can vanish for a moment: keep the keys for a grace period, not for
+      // good, since deleting the file is also how an operator revokes every key. Never log keys.
+      if (now - this.lastSeen <= KEYS_FILE_GRACE_MS) {
+        this.log.warn(
+          { err: (err as Error).message },
+          'could not read the API keys file; keeping the previous keys for now',
+        );
+      } else if (this.fromFile.length > 0 || this.fileStamp !== 'gone') {
+        this.fromFile = [];
+        this.fileStamp = 'gone';
+        this.log.error(
+          { err: (err as Error).message, graceMs: KEYS_FILE_GRACE_MS },
+          'the API keys file is gone; no key from it is valid any more',
+        );
+      }
     }
   }
 }
@@ -72,22 +98,37 @@ export class ApiKeys {
  * Signed download links: `GET /files/<id>?expires=<unix s>&sig=<hex>` works without an API key
  * until it expires. The signature is an HMAC over method, path and expiry with a key derived from
  * the cluster secret, so any node can check a link made by any other; changing any part of the
- * link breaks it.
+ * link breaks it. During a rotation, links made with the previous secret still work.
  */
 export class LinkSigner {
-  private readonly key: string;
+  private readonly keys = new Map<string, string>();
 
-  constructor(clusterSecret: string | undefined) {
-    this.key = hmacHex(clusterSecret ?? 'insecure-cluster', 'shoal-download-links-v1');
-  }
+  constructor(
+    private readonly secrets: { readonly signing: string | undefined; readonly accepted: readonly string[] },
+  ) {}
 
   sign(fileId: string, expiresAt: number): string {
-    return hmacHex(this.key, `GET\n/files/${fileId}\n${expiresAt}`);
+    return this.signWith(this.secrets.signing, fileId, expiresAt);
   }
 
   verify(fileId: string, expires: string, sig: string, now: number = Date.now()): 'ok' | 'expired' | 'bad' {
     if (!/^\d{1,12}$/.test(expires) || !/^[0-9a-f]{64}$/.test(sig)) return 'bad';
-    if (!constantTimeEqual(sig, this.sign(fileId, Number(expires)))) return 'bad';
+    const secrets = this.secrets.accepted.length > 0 ? this.secrets.accepted : [undefined];
+    let valid = false;
+    for (const secret of secrets)
+      valid = constantTimeEqual(sig, this.signWith(secret, fileId, Number(expires))) || valid;
+    if (!valid) return 'bad';
     return Number(expires) * 1000 < now ? 'expired' : 'ok';
+  }
+
+  private signWith(secret: string | undefined, fileId: string, expiresAt: number): string {
+    const name = secret ?? '';
+    let key = this.keys.get(name);
+    if (key === undefined) {
+      if (this.keys.size > 4) this.keys.clear();
+      key = hmacHex(secret ?? 'insecure-cluster', 'shoal-download-links-v1');
+      this.keys.set(name, key);
+    }
+    return hmacHex(key, `GET\n/files/${fileId}\n${expiresAt}`);
   }
 }

@@ -4,6 +4,7 @@ import type { Catalog } from '../files/catalog';
 import type { FileReader } from '../files/download';
 import type { Membership } from '../membership/membership';
 import type { PeerClient } from '../peers/peer-client';
+import type { ClusterSecrets } from '../peers/cluster-secrets';
 import type { QuorumWriter } from '../replication/quorum-write';
 import type { AntiEntropy } from '../replication/anti-entropy';
 import type { CopyFetcher } from '../replication/copy-fetcher';
@@ -59,5 +60,6 @@ export interface NodeContext {
   scrubber: Scrubber;
   apiKeys: ApiKeys;
   links: LinkSigner;
+  secrets: ClusterSecrets;
   lifecycle: Lifecycle;
 }

@@ -36,9 +36,9 @@ export function internalRoutes(ctx: NodeContext): Router {
 
   const replays = new ReplayGuard();
   router.use((req, res, next) => {
-    const secret = ctx.config.clusterSecret;
-    if (!secret) return next(); // --insecure
-    const verdict = verifyRequest([secret], req.get(HEADER_AUTH), req.method, req.originalUrl);
+    const secrets = ctx.secrets.accepted;
+    if (secrets.length === 0) return next(); // --insecure
+    const verdict = verifyRequest(secrets, req.get(HEADER_AUTH), req.method, req.originalUrl);
     if (!verdict.ok) return next(new ShoalError('unauthorized', verdict.reason));
     const sender = req.get(HEADER_NODE);
     if (sender !== undefined && sender !== verdict.nodeId)

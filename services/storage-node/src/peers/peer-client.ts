@@ -52,7 +52,8 @@ const PULL_MARGIN_MS = 30_000;
 
 export interface PeerClientOptions {
   nodeId: string;
-  secret: string | undefined;
+  /** The secret to sign with, or a source of it that may change (a rotation); none: unsigned (--insecure). */
+  secret: string | undefined | { readonly signing: string | undefined };
   connectTimeoutMs?: number;
   /** Longest silence allowed on an open request (no headers, or no body bytes). */
   idleTimeoutMs?: number;
@@ -308,7 +309,9 @@ export class PeerClient {
     reqId?: string,
     body?: string | typeof STREAMED_BODY,
   ): Record<string, string> {
-    const { nodeId, secret } = this.options;
+    const { nodeId } = this.options;
+    const secret =
+      typeof this.options.secret === 'object' ? this.options.secret.signing : this.options.secret;
     const headers: Record<string, string> = { [HEADER_NODE]: nodeId };
     if (secret) headers[HEADER_AUTH] = signRequest(secret, { method, path, nodeId, body });
     if (reqId) headers[HEADER_REQUEST_ID] = reqId;
