@@ -154,7 +154,8 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
     const overlay = join(root, 'overlay');
     mkdirSync(overlay);
     writeFileSync(join(overlay, 'secret.env'), `SHOAL_CLUSTER_SECRET=${randomBytes(32).toString('hex')}\n`);
-    writeFileSync(join(overlay, 'api-keys.txt'), `# the test\n${randomBytes(24).toString('hex')}\n`);
+    // An admin key: the scale-down below drains pods, which only an admin key may do.
+    writeFileSync(join(overlay, 'api-keys.txt'), `# the test\nadmin:${randomBytes(24).toString('hex')}\n`);
     writeFileSync(
       join(overlay, 'kustomization.yaml'),
       [
@@ -188,7 +189,8 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
       (r.secretData('shoal-api-keys').keys ?? '')
         .split('\n')
         .map((l) => l.trim())
-        .find((l) => l !== '' && !l.startsWith('#')) ?? '';
+        .find((l) => l !== '' && !l.startsWith('#'))
+        ?.replace(/^admin:/, '') ?? '';
     lab = NetLab.create(7);
     sim = new StatefulSetSim(r, lab, root);
     await sim.scale(r.statefulSet.spec?.replicas ?? 3);
@@ -243,7 +245,7 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
     const old = key;
     const pids = [...sim.pods.values()].map((p) => p.proc.pid);
     const fresh = `rotated-${randomBytes(12).toString('hex')}`;
-    sim.updateSecret('shoal-api-keys', { keys: `# rotated by the test\n${fresh}\n` });
+    sim.updateSecret('shoal-api-keys', { keys: `# rotated by the test\nadmin:${fresh}\n` });
     const status = async (url: string, k: string) =>
       (await fetch(`${url}/cluster`, { headers: { authorization: `Bearer ${k}` } })).status;
     await waitFor(

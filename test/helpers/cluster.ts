@@ -162,7 +162,8 @@ export class TestCluster {
   }
 
   authHeaders(): Record<string, string> {
-    const key = this.options.apiKeys?.[0];
+    // A key may be given with its role (admin:KEY); clients send the key alone.
+    const key = this.options.apiKeys?.[0]?.replace(/^(read|write|admin):/, '');
     return key ? { authorization: `Bearer ${key}` } : {};
   }
 

@@ -137,6 +137,80 @@ describe('signed download links and key rotation', () => {
     expect((await fetch(`${cluster.url(0)}/cluster`, { headers: auth('rotating-key-1') })).status).toBe(401);
     expect((await fetch(`${cluster.url(0)}/cluster`, { headers: auth('fixed-key') })).status).toBe(200);
   });
+
+  it('gives each key only the rights of its role: read, write (the default) or admin', async () => {
+    writeFileSync(keyFile, '# roles\nread:reader-key-01\nadmin:admin-key-01\n');
+    await waitFor(
+      async () =>
+        (await fetch(`${cluster.url(0)}/cluster`, { headers: auth('reader-key-01') })).status === 200,
+      10_000,
+      'the keys with roles to be read',
+    );
+    const stored = await upload(cluster.url(0), randomBytes(3000), 'roles.bin', auth('fixed-key'));
+    expect(stored.status).toBe(201);
+    const id = stored.body.id;
+    const call = async (method: string, path: string, key: string) => {
+      const res = await fetch(`${cluster.url(0)}${path}`, { method, headers: auth(key) });
+      const body = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+      return { status: res.status, code: body.error?.code, message: body.error?.message };
+    };
+
+    expect((await call('GET', `/files/${id}`, 'reader-key-01')).status).toBe(200);
+    expect((await call('GET', '/files', 'reader-key-01')).status).toBe(200);
+    expect((await call('POST', `/files/${id}/links`, 'reader-key-01')).status).toBe(201);
+    expect((await upload(cluster.url(0), randomBytes(10), 'no.bin', auth('reader-key-01'))).status).toBe(403);
+    expect(await call('DELETE', `/files/${id}`, 'reader-key-01')).toEqual({
+      status: 403,
+      code: 'forbidden',
+      message: `this API key has the read role; DELETE /files/${id} needs write`,
+    });
+    // Draining changes the cluster: a write key may not, an admin key may.
+    expect((await call('POST', '/admin/drain', 'reader-key-01')).status).toBe(403);
+    expect((await call('POST', '/admin/drain', 'fixed-key')).status).toBe(403);
+    expect((await call('GET', '/admin/drain', 'fixed-key')).status).toBe(200);
+    expect((await call('POST', '/admin/drain', 'admin-key-01')).status).toBe(202);
+    expect((await call('DELETE', '/admin/drain', 'admin-key-01')).status).toBe(200);
+    expect((await call('GET', `/files/${id}`, 'admin-key-01')).status).toBe(200);
+    expect((await call('DELETE', `/files/${id}`, 'fixed-key')).status).toBe(204);
+  });
+
+  it('revokes the links a key made when the key is removed, and only those', async () => {
+    const data = randomBytes(4000);
+    const stored = await upload(cluster.url(0), data, 'revoked.bin', auth('fixed-key'));
+    const link = async (key: string): Promise<string> => {
+      const res = await fetch(`${cluster.url(1)}/files/${stored.body.id}/links`, {
+        method: 'POST',
+        headers: auth(key),
+      });
+      expect(res.status).toBe(201);
+      return ((await res.json()) as { path: string }).path;
+    };
+    const byReader = await link('reader-key-01');
+    const byFixed = await link('fixed-key');
+    expect(byReader).toMatch(/[?&]kid=[0-9a-f]{16}&/);
+    expect((await fetch(`${cluster.url(2)}${byReader}`)).status).toBe(200);
+
+    writeFileSync(keyFile, '# the reader is gone\nadmin:admin-key-01\n');
+    await waitFor(
+      async () =>
+        (await fetch(`${cluster.url(2)}/cluster`, { headers: auth('reader-key-01') })).status === 401,
+      10_000,
+      'the reader key to be removed',
+    );
+    const revoked = await fetch(`${cluster.url(2)}${byReader}`);
+    expect(revoked.status).toBe(403);
+    expect(((await revoked.json()) as { error: { message: string } }).error.message).toBe(
+      'the API key that made this link is no longer valid',
+    );
+    // Pointing the link at another key breaks its signature.
+    const otherKid = byFixed.match(/kid=([0-9a-f]{16})/)![1];
+    expect(
+      (await fetch(`${cluster.url(2)}${byReader.replace(/kid=[0-9a-f]{16}/, `kid=${otherKid}`)}`)).status,
+    ).toBe(403);
+    const kept = await download(cluster.url(2), byFixed.replace('/files/', ''));
+    expect(kept.status).toBe(200);
+    expect(sha256(kept.data)).toBe(sha256(data));
+  });
 });
 
 describe('a data dir that vanishes', () => {

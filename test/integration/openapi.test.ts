@@ -124,6 +124,8 @@ function operation(key: string): Operation {
 // Requests as the document describes them
 
 const KEY = 'openapi-test-' + randomBytes(6).toString('hex');
+/** A key whose role only reads: the 403 answers of the routes that write or drain. */
+const READ_KEY = 'openapi-read-' + randomBytes(6).toString('hex');
 const MAX_FILE_SIZE = 64 * 1024;
 const NEVER_STORED = 'never-stored_0123456789';
 const NO_SUCH_ROUTE = 'no such route';
@@ -143,6 +145,8 @@ interface Case {
   init?: () => RequestInit;
   /** Send without the API key. */
   anonymous?: boolean;
+  /** Send with the read-only key instead of the admin one. */
+  readOnly?: boolean;
   after?: (reply: Reply) => void;
 }
 
@@ -169,7 +173,7 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       nodes: 1,
       writeQuorum: 1,
       replicas: 1,
-      apiKeys: [KEY],
+      apiKeys: [`admin:${KEY}`, `read:${READ_KEY}`],
       maxFileSize: MAX_FILE_SIZE,
     });
     base = cluster.url(0);
@@ -240,6 +244,14 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       url: () => `${base}/files`,
       init: () => ({ method: 'POST', body: multipart(file.data, 'doc.bin') }),
       anonymous: true,
+    },
+    {
+      why: 'a read-only key',
+      key: 'POST /files',
+      status: 403,
+      url: () => `${base}/files`,
+      init: () => ({ method: 'POST', body: multipart(file.data, 'doc.bin') }),
+      readOnly: true,
     },
     {
       why: 'not multipart',
@@ -402,6 +414,14 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       anonymous: true,
     },
     {
+      why: 'a read-only key',
+      key: 'DELETE /files/{id}',
+      status: 403,
+      url: () => `${base}/files/${file.id}`,
+      init: () => ({ method: 'DELETE' }),
+      readOnly: true,
+    },
+    {
       why: 'a malformed id',
       key: 'DELETE /files/{id}',
       status: 400,
@@ -440,6 +460,14 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       anonymous: true,
     },
     {
+      why: 'a read-only key',
+      key: 'POST /admin/drain',
+      status: 403,
+      url: () => `${base}/admin/drain`,
+      init: () => ({ method: 'POST' }),
+      readOnly: true,
+    },
+    {
       why: 'start',
       key: 'POST /admin/drain',
       status: 202,
@@ -455,6 +483,14 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       anonymous: true,
     },
     {
+      why: 'a read-only key',
+      key: 'DELETE /admin/drain',
+      status: 403,
+      url: () => `${base}/admin/drain`,
+      init: () => ({ method: 'DELETE' }),
+      readOnly: true,
+    },
+    {
       why: 'cancel',
       key: 'DELETE /admin/drain',
       status: 200,
@@ -468,7 +504,7 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       const op = operation(c.key);
       const init = c.init?.() ?? {};
       const headers = new Headers(init.headers);
-      if (!c.anonymous) headers.set('authorization', `Bearer ${KEY}`);
+      if (!c.anonymous) headers.set('authorization', `Bearer ${c.readOnly ? READ_KEY : KEY}`);
       headers.set('accept-encoding', 'identity');
       const res = await fetch(c.url(), {
         ...init,

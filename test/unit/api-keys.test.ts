@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../shared/logging';
-import { ApiKeys, KEYS_FILE_GRACE_MS } from '../../services/storage-node/src/http/access';
+import { ApiKeys, KEYS_FILE_GRACE_MS, parseKeyEntry } from '../../services/storage-node/src/http/access';
+import { roleNeeded } from '../../services/storage-node/src/http/app';
 
 /** The keys file on a real disk, as a Kubernetes Secret mount is: rotated, emptied, deleted. */
 describe('API keys from a file', () => {
@@ -48,5 +49,29 @@ describe('API keys from a file', () => {
     writeFileSync(file, '# all revoked\n');
     await keys.reload();
     expect(keys.accepts('k-0123456789abcdef')).toBe(false);
+  });
+});
+
+describe('key roles', () => {
+  it('reads a role prefix, and gives a key without one the write role', () => {
+    expect(parseKeyEntry('read:abc')).toMatchObject({ key: 'abc', role: 'read' });
+    expect(parseKeyEntry('admin:a:b')).toMatchObject({ key: 'a:b', role: 'admin' });
+    expect(parseKeyEntry('plain-key')).toMatchObject({ key: 'plain-key', role: 'write' });
+    expect(parseKeyEntry('other:x')).toMatchObject({ key: 'other:x', role: 'write' });
+    expect(parseKeyEntry('read:abc').id).toBe(parseKeyEntry('admin:abc').id);
+    expect(parseKeyEntry('abc').id).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it.each([
+    ['GET', '/files/x', 'read'],
+    ['HEAD', '/files/x', 'read'],
+    ['GET', '/admin/drain', 'read'],
+    ['POST', '/files/x/links', 'read'],
+    ['POST', '/files', 'write'],
+    ['DELETE', '/files/x', 'write'],
+    ['POST', '/admin/drain', 'admin'],
+    ['DELETE', '/admin/drain', 'admin'],
+  ])('%s %s needs %s', (method, path, role) => {
+    expect(roleNeeded(method, path)).toBe(role);
   });
 });

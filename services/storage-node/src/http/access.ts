@@ -1,5 +1,5 @@
 import { stat, readFile } from 'node:fs/promises';
-import { constantTimeEqual, hmacHex } from '../../../../shared/hashing';
+import { constantTimeEqual, hmacHex, sha256Hex } from '../../../../shared/hashing';
 import type { Logger } from '../../../../shared/logging';
 import { PLACEHOLDER } from '../peers/cluster-secrets';
 
@@ -7,24 +7,53 @@ import { PLACEHOLDER } from '../peers/cluster-secrets';
 export const KEYS_FILE_GRACE_MS = 30_000;
 
 /**
+ * What a key may do. `read`: GET and HEAD, and download links. `write`: also uploads and deletes,
+ * everything the public contract offers (a key without a role is this). `admin`: also what
+ * changes the cluster (draining a node).
+ */
+export type Role = 'read' | 'write' | 'admin';
+const RANK: Record<Role, number> = { read: 0, write: 1, admin: 2 };
+
+export function allows(role: Role, needed: Role): boolean {
+  return RANK[role] >= RANK[needed];
+}
+
+export interface ApiKey {
+  key: string;
+  role: Role;
+  /** Names the key in download links (a hash prefix: it does not reveal the key). */
+  id: string;
+}
+
+/** One entry of --api-keys or a keys file: `KEY`, or `read:KEY`, `write:KEY`, `admin:KEY`. */
+export function parseKeyEntry(entry: string): ApiKey {
+  const match = /^(read|write|admin):(.+)$/.exec(entry);
+  const key = match ? match[2]! : entry;
+  return { key, role: match ? (match[1] as Role) : 'write', id: sha256Hex(key).slice(0, 16) };
+}
+
+/**
  * The API keys a node accepts: those given with --api-keys, plus those in --api-keys-file (one
  * per line or comma-separated; a Kubernetes Secret mount), re-read whenever the file changes, so
  * keys rotate without a restart. A file that stays unreadable for KEYS_FILE_GRACE_MS (deleted,
  * say, to revoke every key) leaves no key from it valid; an empty one, none at once. A placeholder
- * key from the manifests or docs is never valid.
+ * key from the manifests or docs is never valid. Each key has a role (parseKeyEntry).
  */
 export class ApiKeys {
-  private fromFile: string[] = [];
+  private readonly fixed: readonly ApiKey[];
+  private fromFile: ApiKey[] = [];
   private fileStamp = '';
   private timer: NodeJS.Timeout | undefined;
   /** When the file was last read, or found unchanged. */
   private lastSeen = Date.now();
 
   constructor(
-    private readonly fixed: readonly string[],
+    fixed: readonly string[],
     private readonly file: string | undefined,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.fixed = fixed.map(parseKeyEntry);
+  }
 
   async start(pollMs = 2_000): Promise<void> {
     if (!this.file) return;
@@ -42,12 +71,21 @@ export class ApiKeys {
     return this.fixed.length > 0 || this.file !== undefined;
   }
 
-  /** Checks a presented key against every accepted key, in time that does not depend on which is close. */
-  accepts(given: string | undefined): boolean {
-    let ok = false;
+  /** The accepted key presented, checked against every key in time that does not depend on which is close. */
+  find(given: string | undefined): ApiKey | undefined {
+    let found: ApiKey | undefined;
     for (const key of [...this.fixed, ...this.fromFile])
-      ok = (given !== undefined && constantTimeEqual(given, key)) || ok;
-    return ok;
+      if (given !== undefined && constantTimeEqual(given, key.key) && !found) found = key;
+    return found;
+  }
+
+  accepts(given: string | undefined): boolean {
+    return this.find(given) !== undefined;
+  }
+
+  /** The accepted key with this id, if any: a link made with a key lives only as long as the key. */
+  byId(id: string): ApiKey | undefined {
+    return [...this.fixed, ...this.fromFile].find((k) => k.id === id);
   }
 
   /** Visible for tests: reads the file again if it changed. */
@@ -64,8 +102,9 @@ export class ApiKeys {
         .filter((line) => !line.trimStart().startsWith('#'))
         .flatMap((line) => line.split(','))
         .map((k) => k.trim())
-        .filter((k) => k.length > 0);
-      const real = keys.filter((k) => !PLACEHOLDER.test(k));
+        .filter((k) => k.length > 0)
+        .map(parseKeyEntry);
+      const real = keys.filter((k) => !PLACEHOLDER.test(k.key));
       if (real.length < keys.length)
         this.log.error(
           { ignored: keys.length - real.length },
@@ -95,10 +134,12 @@ export class ApiKeys {
 }
 
 /**
- * Signed download links: `GET /files/<id>?expires=<unix s>&sig=<hex>` works without an API key
- * until it expires. The signature is an HMAC over method, path and expiry with a key derived from
- * the cluster secret, so any node can check a link made by any other; changing any part of the
- * link breaks it. During a rotation, links made with the previous secret still work.
+ * Signed download links: `GET /files/<id>?expires=<unix s>[&kid=<key id>]&sig=<hex>` works
+ * without an API key until it expires. The signature is an HMAC over method, path, expiry and
+ * the id of the API key that made the link, with a key derived from the cluster secret, so any
+ * node can check a link made by any other; changing any part of the link breaks it, and removing
+ * the key revokes its links (the caller checks the key id). During a secret rotation, links made
+ * with the previous secret still work.
  */
 export class LinkSigner {
   private readonly keys = new Map<string, string>();
@@ -107,21 +148,29 @@ export class LinkSigner {
     private readonly secrets: { readonly signing: string | undefined; readonly accepted: readonly string[] },
   ) {}
 
-  sign(fileId: string, expiresAt: number): string {
-    return this.signWith(this.secrets.signing, fileId, expiresAt);
+  /** `keyId` empty: a link made while API keys are off. */
+  sign(fileId: string, expiresAt: number, keyId = ''): string {
+    return this.signWith(this.secrets.signing, fileId, expiresAt, keyId);
   }
 
-  verify(fileId: string, expires: string, sig: string, now: number = Date.now()): 'ok' | 'expired' | 'bad' {
-    if (!/^\d{1,12}$/.test(expires) || !/^[0-9a-f]{64}$/.test(sig)) return 'bad';
+  verify(
+    fileId: string,
+    expires: string,
+    sig: string,
+    keyId = '',
+    now: number = Date.now(),
+  ): 'ok' | 'expired' | 'bad' {
+    if (!/^\d{1,12}$/.test(expires) || !/^[0-9a-f]{64}$/.test(sig) || !/^([0-9a-f]{16})?$/.test(keyId))
+      return 'bad';
     const secrets = this.secrets.accepted.length > 0 ? this.secrets.accepted : [undefined];
     let valid = false;
     for (const secret of secrets)
-      valid = constantTimeEqual(sig, this.signWith(secret, fileId, Number(expires))) || valid;
+      valid = constantTimeEqual(sig, this.signWith(secret, fileId, Number(expires), keyId)) || valid;
     if (!valid) return 'bad';
     return Number(expires) * 1000 < now ? 'expired' : 'ok';
   }
 
-  private signWith(secret: string | undefined, fileId: string, expiresAt: number): string {
+  private signWith(secret: string | undefined, fileId: string, expiresAt: number, keyId: string): string {
     const name = secret ?? '';
     let key = this.keys.get(name);
     if (key === undefined) {
@@ -129,6 +178,7 @@ export class LinkSigner {
       key = hmacHex(secret ?? 'insecure-cluster', 'shoal-download-links-v1');
       this.keys.set(name, key);
     }
-    return hmacHex(key, `GET\n/files/${fileId}\n${expiresAt}`);
+    // Without a key id, exactly the text of links made before key ids existed.
+    return hmacHex(key, `GET\n/files/${fileId}\n${expiresAt}${keyId === '' ? '' : `\n${keyId}`}`);
   }
 }

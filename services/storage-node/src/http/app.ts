@@ -1,6 +1,7 @@
 import express, { type Express, type RequestHandler } from 'express';
 import { ShoalError } from '../../../../shared/errors';
 import { INTERNAL_PREFIX } from '../../../../shared/protocol';
+import { allows, type Role } from './access';
 import { notReadyReason, type NodeContext } from './context';
 import { errorHandler, sendError } from './error-handler';
 import { internalRoutes } from './internal-routes';
@@ -55,34 +56,61 @@ export function buildApp(ctx: NodeContext): Express {
 
 const FILE_PATH = /^\/files\/([A-Za-z0-9_-]{1,64})$/;
 
+/**
+ * The role a public request needs: `admin` to change the cluster (POST and DELETE under
+ * /admin/), `read` to look (GET, HEAD, and making a download link, which only grants a read),
+ * `write` for the rest (uploads, deletes).
+ */
+export function roleNeeded(method: string, path: string): Role {
+  if (path.startsWith('/admin/') && method !== 'GET' && method !== 'HEAD') return 'admin';
+  if (method === 'GET' || method === 'HEAD' || (method === 'POST' && LINKS_PATH.test(path))) return 'read';
+  return 'write';
+}
+
+const LINKS_PATH = /^\/files\/[A-Za-z0-9_-]{1,64}\/links$/;
+
 function requireApiKey(ctx: NodeContext): RequestHandler {
-  return (req, _res, next) => {
+  return (req, res, next) => {
     // A signed link stands in for a key, for a GET or HEAD of that one file; a link that does
-    // not verify is refused outright, keys or not, so tampering is never silently ignored.
-    const { sig, expires } = req.query as { sig?: unknown; expires?: unknown };
-    if (sig !== undefined || expires !== undefined) {
+    // not verify is refused outright, keys or not, so tampering is never silently ignored. A link
+    // made with a key works only while that key does.
+    const { sig, expires, kid } = req.query as { sig?: unknown; expires?: unknown; kid?: unknown };
+    if (sig !== undefined || expires !== undefined || kid !== undefined) {
       const file = FILE_PATH.exec(req.path);
-      const verdict =
+      const keyId = kid === undefined ? '' : kid;
+      let verdict =
         file &&
         (req.method === 'GET' || req.method === 'HEAD') &&
         typeof sig === 'string' &&
-        typeof expires === 'string'
-          ? ctx.links.verify(file[1]!, expires, sig)
+        typeof expires === 'string' &&
+        typeof keyId === 'string'
+          ? ctx.links.verify(file[1]!, expires, sig, keyId)
           : 'bad';
+      let message = verdict === 'expired' ? 'this link has expired' : 'this link is not valid';
+      if (verdict === 'ok' && ctx.apiKeys.enabled && (keyId === '' || !ctx.apiKeys.byId(keyId as string))) {
+        verdict = 'bad';
+        message = 'the API key that made this link is no longer valid';
+      }
       if (verdict === 'ok') return next();
-      return next(
-        new ShoalError(
-          'forbidden',
-          verdict === 'expired' ? 'this link has expired' : 'this link is not valid',
-        ),
-      );
+      return next(new ShoalError('forbidden', message));
     }
     if (!ctx.apiKeys.enabled || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/'))
       return next();
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
-    if (!ctx.apiKeys.accepts(match?.[1])) {
+    const key = ctx.apiKeys.find(match?.[1]);
+    if (!key) {
       return next(new ShoalError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>'));
     }
+    const needed = roleNeeded(req.method, req.path);
+    if (!allows(key.role, needed)) {
+      return next(
+        new ShoalError(
+          'forbidden',
+          `this API key has the ${key.role} role; ${req.method} ${req.path} needs ${needed}`,
+        ),
+      );
+    }
+    res.locals.apiKeyId = key.id;
     next();
   };
 }

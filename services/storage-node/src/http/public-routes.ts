@@ -118,7 +118,10 @@ export function publicRoutes(ctx: NodeContext): Router {
     }
     await ctx.reader.open(id, { method: 'HEAD', reqId: req.reqId }); // 404 for a file that does not exist
     const expires = Math.floor(Date.now() / 1000) + requested;
-    const path = `/files/${id}?expires=${expires}&sig=${ctx.links.sign(id, expires)}`;
+    // Made with a key: the link names it, and dies with it.
+    const keyId = (res.locals.apiKeyId as string | undefined) ?? '';
+    const sig = ctx.links.sign(id, expires, keyId);
+    const path = `/files/${id}?expires=${expires}${keyId === '' ? '' : `&kid=${keyId}`}&sig=${sig}`;
     res
       .status(201)
       .json({ url: ctx.selfUrl + path, path, expiresAt: new Date(expires * 1000).toISOString() });
