@@ -74,17 +74,25 @@ export interface BlobResponse {
  * pooled connection is never left stuck.
  */
 export class PeerClient {
+  /** File traffic: replica writes, reads, repair. */
   private readonly agent: Agent;
+  /**
+   * Membership's calls (CONTROL_ROUTES) on connections of their own: with every data connection
+   * to a peer held by slow transfers, gossip and probes still go out at once, and the peer is
+   * not suspected for the slowness of others' uploads.
+   */
+  private readonly control: Agent;
 
   constructor(private readonly options: PeerClientOptions) {
     const idle = options.idleTimeoutMs ?? 30_000;
-    this.agent = new Agent({
+    const common = {
       connect: { timeout: options.connectTimeoutMs ?? 2_000 },
       headersTimeout: idle,
       bodyTimeout: idle,
       keepAliveTimeout: 10_000,
-      connections: 64,
-    });
+    };
+    this.agent = new Agent({ ...common, connections: 64 });
+    this.control = new Agent({ ...common, connections: 4 });
   }
 
   async gossip(baseUrl: string, message: GossipMessage, timeoutMs: number): Promise<GossipMessage> {
@@ -300,7 +308,7 @@ export class PeerClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.close().catch(() => undefined);
+    await Promise.all([this.agent.close(), this.control.close()]).catch(() => undefined);
   }
 
   private headers(
@@ -328,11 +336,12 @@ export class PeerClient {
       timeoutMs?: number;
       headersTimeoutMs?: number;
       signal?: AbortSignal;
+      control?: boolean;
     },
   ): Promise<Dispatcher.ResponseData> {
     try {
       return await request(baseUrl + path, {
-        dispatcher: this.agent,
+        dispatcher: opts.control ? this.control : this.agent,
         method: opts.method,
         headers: opts.headers,
         body: opts.body,
@@ -378,6 +387,7 @@ export class PeerClient {
       timeoutMs: opts.timeoutMs,
       headersTimeoutMs: opts.headersTimeoutMs,
       signal: opts.signal,
+      control: CONTROL_ROUTES.has(route.name),
     });
     let text: string;
     try {
@@ -406,6 +416,9 @@ export class PeerClient {
     );
   }
 }
+
+/** The routes membership calls: each peer gets its own small pool of connections for them. */
+const CONTROL_ROUTES: ReadonlySet<string> = new Set(['gossip', 'probe', 'ping']);
 
 /** A peer's error answer: its code and message when the body is the protocol's error body. */
 function refusal(baseUrl: string, status: number, text: string): PeerError {
