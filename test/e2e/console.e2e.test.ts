@@ -113,7 +113,9 @@ describeSystem('web console in headless Chromium', () => {
         fileRow(page, f.name).locator('a.file-name').click(),
       ]);
       // The key cannot ride on a link: the page asked for a signed one.
-      expect(download.url()).toMatch(/\/files\/[A-Za-z0-9_-]+\?expires=\d+&sig=[0-9a-f]{64}$/);
+      expect(download.url()).toMatch(
+        /\/files\/[A-Za-z0-9_-]+\?expires=\d+&kid=[0-9a-f]{16}&sig=[0-9a-f]{64}$/,
+      );
       if (f === dropped) expect(download.suggestedFilename()).toBe(f.name);
       const path = await download.path();
       expect(sha256(readFileSync(path))).toBe(sha256(f.data));
