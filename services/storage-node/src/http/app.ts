@@ -20,6 +20,16 @@ export function buildApp(ctx: NodeContext): Express {
 
   app.use(requestId());
   app.use(measure(ctx));
+  app.use((_req, res, next) => {
+    // Every answer: never framed, never sniffed into another type, never a Referer onward. A
+    // file's bytes are the uploader's, served from the console's origin: as a sandboxed document
+    // with nothing allowed, an HTML file opened here cannot run script or read the console's key.
+    res.setHeader('X-Frame-Options', 'DENY');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'; sandbox");
+    next();
+  });
   // Once stopping, every answer ends its connection: a peer or client that keeps reusing a
   // keep-alive connection would otherwise hold the node open until the shutdown grace runs out.
   app.use((_req, res, next) => {
@@ -40,6 +50,7 @@ export function buildApp(ctx: NodeContext): Express {
   });
 
   app.use(INTERNAL_PREFIX, internalRoutes(ctx));
+  if (ctx.apiKeys.enabled === false) app.use(sameSiteOnly(ctx));
   app.use(requireApiKey(ctx));
   app.use((req, res, next) => {
     if (ctx.lifecycle.ready) return next();
@@ -52,6 +63,50 @@ export function buildApp(ctx: NodeContext): Express {
   app.use((_req, _res, next) => next(new ShoalError('not_found', 'no such route')));
   app.use(errorHandler(ctx.log));
   return app;
+}
+
+/**
+ * Without API keys, a node would do whatever any web page the user visits asks of it: a form or
+ * fetch() from another site can POST to http://127.0.0.1:7001/files. So, with keys off:
+ * - a request that changes something and carries an Origin (browsers always send one there) must
+ *   come from the node's own origin;
+ * - a node listening on loopback only answers Host names that are loopback or its own advertised
+ *   host, which defeats DNS rebinding (a hostile name that resolves to 127.0.0.1 to read files).
+ * Tools (curl, the CLI, SDKs) send no Origin and a loopback Host, and are unaffected.
+ */
+function sameSiteOnly(ctx: NodeContext): RequestHandler {
+  const loopback = isLoopbackHost(ctx.config.host);
+  const advertised = new URL(ctx.config.advertiseUrl).host.toLowerCase();
+  return (req, _res, next) => {
+    const host = (req.get('host') ?? '').toLowerCase();
+    if (loopback && host !== advertised && !isLoopbackHost(hostName(host))) {
+      return next(
+        new ShoalError('forbidden', `this node answers on loopback only, not for host ${host.slice(0, 100)}`),
+      );
+    }
+    const origin = req.get('origin');
+    if (origin !== undefined && !['GET', 'HEAD', 'OPTIONS'].includes(req.method)) {
+      let from = '';
+      try {
+        from = new URL(origin).host.toLowerCase();
+      } catch {
+        // "null" (a sandboxed page, a file: URL) or garbage: not this node's origin.
+      }
+      if (from !== host) return next(new ShoalError('forbidden', 'cross-site requests are refused'));
+    }
+    next();
+  };
+}
+
+/** The host part of a Host header: `127.0.0.1:7001` -> `127.0.0.1`, `[::1]:7001` -> `::1`. */
+function hostName(hostHeader: string): string {
+  const bracketed = /^\[([^\]]+)\](:\d+)?$/.exec(hostHeader);
+  if (bracketed) return bracketed[1]!;
+  return hostHeader.replace(/:\d+$/, '');
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 const FILE_PATH = /^\/files\/([A-Za-z0-9_-]{1,64})$/;

@@ -190,7 +190,7 @@ function cspHash(source: string): string {
 }
 
 // The script and style never change at run time, so their hashes are computed once.
-const CSP = [
+const CSP_DIRECTIVES = [
   "default-src 'none'",
   `script-src ${cspHash(CONSOLE_SCRIPT)}`,
   `style-src ${cspHash(CONSOLE_CSS)}`,
@@ -198,7 +198,14 @@ const CSP = [
   "img-src 'self' data:",
   "base-uri 'none'",
   "form-action 'self'",
-].join('; ');
+];
+const CSP = CSP_DIRECTIVES.join('; ');
+
+/**
+ * The same policy as a response header, where `frame-ancestors` counts (a meta tag's is ignored):
+ * no other site may frame the console and trick a click on "Delete".
+ */
+export const CONSOLE_CSP_HEADER = [...CSP_DIRECTIVES, "frame-ancestors 'none'"].join('; ');
 
 const LOGO = `<svg width="26" height="26" viewBox="0 0 24 24" aria-hidden="true" focusable="false" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M3 8c2-2 4-2 6 0s4 2 6 0 4-2 6 0"/><path d="M3 13c2-2 4-2 6 0s4 2 6 0 4-2 6 0"/><path d="M3 18c2-2 4-2 6 0s4 2 6 0 4-2 6 0"/></svg>`;
 

@@ -7,7 +7,7 @@ import { feedBusboy, MULTIPART_LIMITS, ReplicatingStorage, type PreparedFile } f
 import { handOff } from '../replication/handoff';
 import type { NodeContext } from './context';
 import { sendFile } from './file-response';
-import { consoleHtml } from './console-page';
+import { CONSOLE_CSP_HEADER, consoleHtml } from './console-page';
 import type { NodeStatus } from '../../../../shared/protocol';
 
 const DEFAULT_PAGE = 100;
@@ -26,6 +26,7 @@ export function publicRoutes(ctx: NodeContext): Router {
   const upload = multer(options).single('file');
 
   router.get('/', (_req, res) => {
+    res.setHeader('Content-Security-Policy', CONSOLE_CSP_HEADER);
     res.type('html').send(consoleHtml(ctx.selfId));
   });
 
