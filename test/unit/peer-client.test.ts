@@ -27,14 +27,16 @@ describe('PeerClient waiting for slow answers', () => {
   };
 
   beforeAll(async () => {
-    // Answers everything after 800 ms: four times the idle limit.
+    // Answers everything after 3 s: fifteen times the idle limit. undici checks most timeouts on a
+    // coarse clock (every 0.5-1 s), and a loaded machine delays it further: a margin of a few
+    // hundred milliseconds let an answer slip in first (seen in a local .ci/run).
     server = createServer((req, res) => {
       req.resume();
       req.on('end', () =>
         setTimeout(() => {
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(req.url?.includes('/pull') ? '{"result":"stored","bytes":10000}' : '{"forgotten":true}');
-        }, 800),
+        }, 3_000),
       );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
