@@ -61,6 +61,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   // the host name and disown the data dir's copies. Never rewritten, so never truncated either.
   if (storedId !== selfId) await writeFileDurably(join(dataDir, 'node-id'), selfId + '\n');
   const log = createLogger({ nodeId: selfId, level: config.logLevel });
+  warnIfInsecure(config, log);
   let started = false;
   const lifecycle: Lifecycle = {
     stopping: false,
@@ -294,6 +295,27 @@ export async function startNode(config: Config): Promise<RunningNode> {
     return stopping;
   };
   return { ctx, server, stop };
+}
+
+/**
+ * --insecure turns off what the cluster secret protects; said loudly at every start, and more
+ * loudly where it matters: on an address other machines reach, or next to API keys, which then
+ * guard the public routes only. (Refusing those outright, as a stricter reading would, breaks the
+ * contract's `--insecure` on its default host 0.0.0.0.)
+ */
+function warnIfInsecure(config: Config, log: Logger): void {
+  if (config.clusterSecrets.length > 0) return;
+  const exposed = !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(config.host);
+  const withKeys = config.apiKeys.length > 0 || config.apiKeysFile !== undefined;
+  log.warn(
+    { host: config.host, exposed, withKeys },
+    'INSECURE: no cluster secret. Node-to-node calls are not authenticated and signed download links are off. ' +
+      (exposed
+        ? `Anyone who reaches ${config.host}:${config.port} can write and delete copies and join the cluster. `
+        : '') +
+      (withKeys ? 'The API keys guard the public routes only, not /internal/. ' : '') +
+      'For throwaway clusters only: give --cluster-secret or --cluster-secret-file.',
+  );
 }
 
 /** Runs a node until SIGTERM or SIGINT, then stops it cleanly and exits 0. */

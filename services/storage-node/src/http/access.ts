@@ -1,5 +1,6 @@
 import { stat, readFile } from 'node:fs/promises';
 import { constantTimeEqual, hmacHex, sha256Hex } from '../../../../shared/hashing';
+import { ShoalError } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
 import { PLACEHOLDER } from '../peers/cluster-secrets';
 
@@ -148,8 +149,18 @@ export class LinkSigner {
     private readonly secrets: { readonly signing: string | undefined; readonly accepted: readonly string[] },
   ) {}
 
+  /**
+   * Whether links can be made: not without a cluster secret (--insecure), since a key derived
+   * from nothing secret would let anyone make a link to any file.
+   */
+  get available(): boolean {
+    return this.secrets.signing !== undefined;
+  }
+
   /** `keyId` empty: a link made while API keys are off. */
   sign(fileId: string, expiresAt: number, keyId = ''): string {
+    if (!this.secrets.signing)
+      throw new ShoalError('conflict', 'signed links need a cluster secret; this node runs --insecure');
     return this.signWith(this.secrets.signing, fileId, expiresAt, keyId);
   }
 
@@ -162,7 +173,7 @@ export class LinkSigner {
   ): 'ok' | 'expired' | 'bad' {
     if (!/^\d{1,12}$/.test(expires) || !/^[0-9a-f]{64}$/.test(sig) || !/^([0-9a-f]{16})?$/.test(keyId))
       return 'bad';
-    const secrets = this.secrets.accepted.length > 0 ? this.secrets.accepted : [undefined];
+    const secrets = this.secrets.accepted;
     let valid = false;
     for (const secret of secrets)
       valid = constantTimeEqual(sig, this.signWith(secret, fileId, Number(expires), keyId)) || valid;
@@ -170,13 +181,12 @@ export class LinkSigner {
     return Number(expires) * 1000 < now ? 'expired' : 'ok';
   }
 
-  private signWith(secret: string | undefined, fileId: string, expiresAt: number, keyId: string): string {
-    const name = secret ?? '';
-    let key = this.keys.get(name);
+  private signWith(secret: string, fileId: string, expiresAt: number, keyId: string): string {
+    let key = this.keys.get(secret);
     if (key === undefined) {
       if (this.keys.size > 4) this.keys.clear();
-      key = hmacHex(secret ?? 'insecure-cluster', 'shoal-download-links-v1');
-      this.keys.set(name, key);
+      key = hmacHex(secret, 'shoal-download-links-v1');
+      this.keys.set(secret, key);
     }
     // Without a key id, exactly the text of links made before key ids existed.
     return hmacHex(key, `GET\n/files/${fileId}\n${expiresAt}${keyId === '' ? '' : `\n${keyId}`}`);

@@ -105,6 +105,8 @@ export function publicRoutes(ctx: NodeContext): Router {
   /** A download link that works without an API key until it expires. */
   router.post('/files/:id/links', express.json({ limit: '16kb' }), async (req, res) => {
     const id = assertValidId(req.params.id);
+    if (!ctx.links.available)
+      throw new ShoalError('conflict', 'signed links need a cluster secret; this node runs --insecure');
     const requested = (req.body as { expiresInSeconds?: unknown } | undefined)?.expiresInSeconds ?? 3600;
     if (
       typeof requested !== 'number' ||
