@@ -18,7 +18,7 @@ function abandonedUpload(port: number, total: number, sent: number): Promise<voi
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1', () => {
       socket.write(
-        'POST /files HTTP/1.1\r\nHost: shoal\r\nContent-Type: multipart/form-data; boundary=b\r\n' +
+        'POST /files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n' +
           `Content-Length: ${total}\r\n\r\n--b\r\n` +
           'Content-Disposition: form-data; name="file"; filename="abandoned.bin"\r\n\r\n',
       );

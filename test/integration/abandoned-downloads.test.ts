@@ -90,7 +90,7 @@ class RawConnection {
         if (answer.received === answer.length) finish();
       };
       const rangeHeader = range ? `Range: ${range}\r\n` : '';
-      this.socket.write(`GET ${path} HTTP/1.1\r\nHost: shoal\r\n${rangeHeader}\r\n`);
+      this.socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${rangeHeader}\r\n`);
       if (hangUpAt === -1) this.hangUp(finish);
     });
   }

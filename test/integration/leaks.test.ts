@@ -50,12 +50,12 @@ describe('abandoned transfers', () => {
     const fdsBefore = openFds(pid);
 
     const downloads = Array.from({ length: 20 }, () =>
-      stallingClient(node.port, `GET /files/${big.body.id} HTTP/1.1\r\nHost: shoal\r\n\r\n`, 1_500),
+      stallingClient(node.port, `GET /files/${big.body.id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 1_500),
     );
     const uploads = Array.from({ length: 20 }, (_v, i) =>
       stallingClient(
         node.port,
-        'POST /files HTTP/1.1\r\nHost: shoal\r\nContent-Type: multipart/form-data; boundary=b\r\n' +
+        'POST /files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n' +
           `Content-Length: ${50 * MiB}\r\n\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="cut-${i}.bin"\r\n\r\n` +
           'x'.repeat(256 * 1024),
         1_000,

@@ -88,7 +88,7 @@ describe('requests the HTTP parser refuses', () => {
     const secret = 'key-that-must-not-be-logged-' + randomBytes(8).toString('hex');
     const res = await rawRequest(
       cluster.url(0),
-      'GET /files HTTP/1.1\r\nHost: shoal\r\n' +
+      'GET /files HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
         `Authorization: Bearer ${secret}\r\n` +
         `X-Padding: ${'a'.repeat(32 * 1024)}\r\n\r\n`,
     );
@@ -101,19 +101,19 @@ describe('requests the HTTP parser refuses', () => {
   it('answers a header block just under the limit normally', async () => {
     const res = await rawRequest(
       cluster.url(0),
-      `GET /healthz HTTP/1.1\r\nHost: shoal\r\nConnection: close\r\nX-Padding: ${'a'.repeat(15 * 1024)}\r\n\r\n`,
+      `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Padding: ${'a'.repeat(15 * 1024)}\r\n\r\n`,
     );
     expect(res.status).toBe(200);
   });
 
   it.each([
     ['a garbage request line', 'HELLO THERE\r\n\r\n'],
-    ['a NUL byte in the path', 'GET /files/\0 HTTP/1.1\r\nHost: shoal\r\n\r\n'],
-    ['a header name with a space', 'GET /files HTTP/1.1\r\nHost: shoal\r\nBad Header: x\r\n\r\n'],
-    ['an unknown HTTP version', 'GET /files HTTP/7.3\r\nHost: shoal\r\n\r\n'],
+    ['a NUL byte in the path', 'GET /files/\0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'],
+    ['a header name with a space', 'GET /files HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n'],
+    ['an unknown HTTP version', 'GET /files HTTP/7.3\r\nHost: 127.0.0.1\r\n\r\n'],
     [
       'a bad chunk size in an upload',
-      'POST /files HTTP/1.1\r\nHost: shoal\r\nContent-Type: multipart/form-data; boundary=b\r\n' +
+      'POST /files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n' +
         'Transfer-Encoding: chunked\r\n\r\nzz\r\n',
     ],
   ])('answers %s with a JSON 400', async (_what, bytes) => {
