@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'checksum_mismatch'
   | 'insufficient_storage'
   | 'not_ready'
+  | 'too_many_uploads'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -46,6 +47,7 @@ const STATUS: Record<ErrorCode, number> = {
   quorum_unavailable: 503,
   replica_unavailable: 503,
   not_ready: 503,
+  too_many_uploads: 503,
   insufficient_storage: 507,
 };
 

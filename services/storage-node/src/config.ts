@@ -27,6 +27,12 @@ export interface Config {
   /** A file of API keys (one per line or comma-separated), re-read when it changes. */
   readonly apiKeysFile: string | undefined;
   readonly maxFileSize: number;
+  /** Uploads one node takes at once, and one client address may have under way (UploadGuard). */
+  readonly maxUploads: number;
+  readonly maxUploadsPerClient: number;
+  /** An upload sending less than this (bytes/s, averaged over 30 s) is cut off with 408. */
+  readonly uploadMinRate: number;
+  readonly uploadDeadlineMs: number;
   /** Below this much free disk the node takes no new copies (it reports itself full). */
   readonly minFreeBytes: number;
   readonly failureTimeoutMs: number;
@@ -55,6 +61,10 @@ export const NODE_FLAGS = [
   'api-keys',
   'api-keys-file',
   'max-file-size',
+  'max-uploads',
+  'max-uploads-per-client',
+  'upload-min-rate',
+  'upload-deadline-ms',
   'min-free-bytes',
   'failure-timeout-ms',
   'gossip-interval-ms',
@@ -76,6 +86,10 @@ export const DEFAULTS = Object.freeze({
   replicas: 3,
   writeQuorum: 2,
   maxFileSize: 10 * 1024 ** 3,
+  maxUploads: 256,
+  maxUploadsPerClient: 64,
+  uploadMinRate: 1024,
+  uploadDeadlineMs: 6 * 60 * 60 * 1000,
   minFreeBytes: 256 * 1024 ** 2,
   failureTimeoutMs: 30_000,
   gossipIntervalMs: 1_000,
@@ -180,6 +194,20 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
     apiKeys: Object.freeze(list(raw('api-keys'))),
     apiKeysFile: raw('api-keys-file'),
     maxFileSize: integer('max-file-size', raw('max-file-size'), DEFAULTS.maxFileSize, 1),
+    maxUploads: integer('max-uploads', raw('max-uploads'), DEFAULTS.maxUploads, 1),
+    maxUploadsPerClient: integer(
+      'max-uploads-per-client',
+      raw('max-uploads-per-client'),
+      DEFAULTS.maxUploadsPerClient,
+      1,
+    ),
+    uploadMinRate: integer('upload-min-rate', raw('upload-min-rate'), DEFAULTS.uploadMinRate, 0),
+    uploadDeadlineMs: integer(
+      'upload-deadline-ms',
+      raw('upload-deadline-ms'),
+      DEFAULTS.uploadDeadlineMs,
+      1000,
+    ),
     minFreeBytes: integer('min-free-bytes', raw('min-free-bytes'), DEFAULTS.minFreeBytes, 0),
     failureTimeoutMs,
     gossipIntervalMs,

@@ -15,6 +15,7 @@ import { NodeMetrics } from './http/metrics';
 import { Membership } from './membership/membership';
 import { PeerClient } from './peers/peer-client';
 import { ClusterSecrets } from './peers/cluster-secrets';
+import { UploadGuard } from './files/upload-guard';
 import { QuorumWriter } from './replication/quorum-write';
 import { CatchUp, lastAliveAt } from './replication/catch-up';
 import { AntiEntropy } from './replication/anti-entropy';
@@ -166,6 +167,12 @@ export async function startNode(config: Config): Promise<RunningNode> {
     apiKeys: new ApiKeys(config.apiKeys, config.apiKeysFile, log),
     secrets,
     links: new LinkSigner(secrets),
+    uploads: new UploadGuard({
+      maxUploads: config.maxUploads,
+      maxUploadsPerClient: config.maxUploadsPerClient,
+      minBytesPerSec: config.uploadMinRate,
+      deadlineMs: config.uploadDeadlineMs,
+    }),
     lifecycle,
   };
   await ctx.apiKeys.start();

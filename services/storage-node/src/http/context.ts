@@ -5,6 +5,7 @@ import type { FileReader } from '../files/download';
 import type { Membership } from '../membership/membership';
 import type { PeerClient } from '../peers/peer-client';
 import type { ClusterSecrets } from '../peers/cluster-secrets';
+import type { UploadGuard } from '../files/upload-guard';
 import type { QuorumWriter } from '../replication/quorum-write';
 import type { AntiEntropy } from '../replication/anti-entropy';
 import type { CopyFetcher } from '../replication/copy-fetcher';
@@ -61,5 +62,6 @@ export interface NodeContext {
   apiKeys: ApiKeys;
   links: LinkSigner;
   secrets: ClusterSecrets;
+  uploads: UploadGuard;
   lifecycle: Lifecycle;
 }

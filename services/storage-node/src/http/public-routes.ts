@@ -32,12 +32,13 @@ export function publicRoutes(ctx: NodeContext): Router {
 
   router.post(
     '/files',
-    (req, _res, next) => {
+    (req, res, next) => {
       if (!req.is('multipart/form-data')) {
         return next(
           new ShoalError('bad_request', 'send multipart/form-data with one file part named "file"'),
         );
       }
+      ctx.uploads.admit(req, res);
       next();
     },
     upload,
