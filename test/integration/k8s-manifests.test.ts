@@ -407,6 +407,10 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     expect(r.container.args).toBeUndefined();
   });
 
+  it('gives the pods no Kubernetes API token: a node finds its peers through DNS and never calls the API', () => {
+    expect(r.podSpec.automountServiceAccountToken).toBe(false);
+  });
+
   it('requests and limits resources, and lets one pod be disrupted at a time', () => {
     const resources = r.container.resources;
     for (const key of ['cpu', 'memory']) {
