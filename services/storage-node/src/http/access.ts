@@ -1,7 +1,7 @@
-import { stat, readFile } from 'node:fs/promises';
 import { constantTimeEqual, hmacHex, sha256Hex } from '../../../../shared/hashing';
 import { ShoalError } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
+import { PolledFile } from '../../../../shared/polled-file';
 import { PLACEHOLDER } from '../peers/cluster-secrets';
 
 /** How long a keys file may be gone (a Secret being swapped) before no key is valid. */
@@ -43,28 +43,27 @@ export function parseKeyEntry(entry: string): ApiKey {
 export class ApiKeys {
   private readonly fixed: readonly ApiKey[];
   private fromFile: ApiKey[] = [];
-  private fileStamp = '';
-  private timer: NodeJS.Timeout | undefined;
+  private readonly file: PolledFile | undefined;
   /** When the file was last read, or found unchanged. */
   private lastSeen = Date.now();
+  /** Whether the file's keys were dropped for its absence (logged once). */
+  private gone = false;
 
   constructor(
     fixed: readonly string[],
-    private readonly file: string | undefined,
+    file: string | undefined,
     private readonly log: Logger,
   ) {
     this.fixed = fixed.map(parseKeyEntry);
+    this.file = file === undefined ? undefined : new PolledFile(file);
   }
 
   async start(pollMs = 2_000): Promise<void> {
-    if (!this.file) return;
-    await this.reload();
-    this.timer = setInterval(() => void this.reload(), pollMs);
-    this.timer.unref();
+    await this.file?.start(() => this.reload(), pollMs);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.file?.stop();
   }
 
   /** True when keys are required at all. */
@@ -91,14 +90,13 @@ export class ApiKeys {
 
   /** Visible for tests: reads the file again if it changed. */
   async reload(now: number = Date.now()): Promise<void> {
-    const file = this.file!;
     try {
-      const info = await stat(file);
-      const stamp = `${info.mtimeMs}:${info.size}:${info.ino}`;
+      const text = await this.file?.readIfChanged();
       this.lastSeen = now;
-      if (stamp === this.fileStamp) return;
+      this.gone = false;
+      if (text === undefined) return;
       // One key per line or comma-separated; lines starting with # are comments (whose key it is).
-      const keys = (await readFile(file, 'utf8'))
+      const keys = text
         .split('\n')
         .filter((line) => !line.trimStart().startsWith('#'))
         .flatMap((line) => line.split(','))
@@ -111,7 +109,6 @@ export class ApiKeys {
           { ignored: keys.length - real.length },
           'the API keys file holds a placeholder key from the manifests or docs; it is not valid',
         );
-      this.fileStamp = stamp;
       this.fromFile = real;
       this.log.info({ keys: real.length }, 'API keys loaded from file');
     } catch (err) {
@@ -122,9 +119,10 @@ export class ApiKeys {
           { err: (err as Error).message },
           'could not read the API keys file; keeping the previous keys for now',
         );
-      } else if (this.fromFile.length > 0 || this.fileStamp !== 'gone') {
+      } else if (!this.gone) {
         this.fromFile = [];
-        this.fileStamp = 'gone';
+        this.gone = true;
+        this.file?.forget();
         this.log.error(
           { err: (err as Error).message, graceMs: KEYS_FILE_GRACE_MS },
           'the API keys file is gone; no key from it is valid any more',

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from '../../../../shared/logging';
+import { PolledFile } from '../../../../shared/polled-file';
 
 export const MIN_SECRET_LENGTH = 16;
 
@@ -54,15 +54,15 @@ export function readSecretFile(path: string): string[] {
  */
 export class ClusterSecrets {
   private secrets: readonly string[];
-  private fileStamp = '';
-  private timer: NodeJS.Timeout | undefined;
+  private readonly file: PolledFile | undefined;
 
   constructor(
     initial: readonly string[],
-    private readonly file: string | undefined,
+    file: string | undefined,
     private readonly log: Logger,
   ) {
     this.secrets = initial;
+    this.file = file === undefined ? undefined : new PolledFile(file);
   }
 
   /** The secret new signatures are made with; undefined under --insecure. */
@@ -76,25 +76,19 @@ export class ClusterSecrets {
   }
 
   async start(pollMs = 2_000): Promise<void> {
-    if (!this.file) return;
-    await this.reload();
-    this.timer = setInterval(() => void this.reload(), pollMs);
-    this.timer.unref();
+    await this.file?.start(() => this.reload(), pollMs);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.file?.stop();
   }
 
   /** Visible for tests: reads the file again if it changed. */
   async reload(): Promise<void> {
-    const file = this.file!;
     try {
-      const info = await stat(file);
-      const stamp = `${info.mtimeMs}:${info.size}:${info.ino}`;
-      if (stamp === this.fileStamp) return;
-      const secrets = parseSecretFile(await readFile(file, 'utf8'));
-      this.fileStamp = stamp;
+      const text = await this.file?.readIfChanged();
+      if (text === undefined) return;
+      const secrets = parseSecretFile(text);
       if (secrets.join('\n') !== this.secrets.join('\n')) {
         this.secrets = secrets;
         this.log.info({ secrets: secrets.length }, 'cluster secrets loaded from file');
