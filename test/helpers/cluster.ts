@@ -22,16 +22,28 @@ export function repoRoot(): string {
 export const CLI = join(repoRoot(), 'dist/services/storage-node/src/cli.js');
 export const SECRET = 'test-cluster-secret-0123456789';
 
+/** Ports this process has handed out: the kernel may offer a port again as soon as it is closed. */
+const handedOut = new Set<number>();
+
+/**
+ * A port free now on 127.0.0.1, and never one this process handed out before: two nodes of one
+ * cluster once got the same port, and the second could not listen (EADDRINUSE).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? res(addr.port) : rej(new Error('no port'))));
+  for (;;) {
+    const port = await new Promise<number>((res, rej) => {
+      const srv = createServer();
+      srv.unref();
+      srv.on('error', rej);
+      srv.listen(0, '127.0.0.1', () => {
+        const addr = srv.address();
+        srv.close(() => (typeof addr === 'object' && addr ? res(addr.port) : rej(new Error('no port'))));
+      });
     });
-  });
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export interface NodeHandle {
@@ -76,9 +88,16 @@ export class TestCluster {
 
   static async start(options: ClusterOptions): Promise<TestCluster> {
     const cluster = new TestCluster(options);
-    for (let i = 0; i < options.nodes; i++) await cluster.createNode();
-    await Promise.all(cluster.nodes.map((n) => cluster.launch(n)));
-    await cluster.waitForConvergence();
+    try {
+      for (let i = 0; i < options.nodes; i++) await cluster.createNode();
+      await Promise.all(cluster.nodes.map((n) => cluster.launch(n)));
+      await cluster.waitForConvergence();
+    } catch (err) {
+      // The caller gets no cluster to stop: the nodes that did start must not outlive the test
+      // (jest then waits for them and never exits).
+      await cluster.stopAll().catch(() => undefined);
+      throw err;
+    }
     return cluster;
   }
 
