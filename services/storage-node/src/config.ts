@@ -110,6 +110,11 @@ export class ConfigError extends Error {
   }
 }
 
+/** Whether a host name or address (no port, no brackets) is this machine's loopback. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 export function envName(flag: NodeFlag): string {
   return 'SHOAL_' + flag.toUpperCase().replace(/-/g, '_');
 }

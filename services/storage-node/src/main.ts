@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { errorText } from '../../../shared/errors';
 import { createLogger, type Logger } from '../../../shared/logging';
 import { BackgroundWorker, type Worker } from '../../../shared/worker';
-import { resolveNodeId, type Config } from './config';
+import { isLoopbackHost, resolveNodeId, type Config } from './config';
 import { Catalog } from './files/catalog';
 import { FileReader } from './files/download';
 import { ApiKeys, LinkSigner } from './http/access';
@@ -312,7 +312,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
  */
 function warnIfInsecure(config: Config, log: Logger): void {
   if (config.clusterSecrets.length > 0) return;
-  const exposed = !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(config.host);
+  const exposed = !isLoopbackHost(config.host);
   const withKeys = config.apiKeys.length > 0 || config.apiKeysFile !== undefined;
   log.warn(
     { host: config.host, exposed, withKeys },

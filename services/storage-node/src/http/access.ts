@@ -141,8 +141,6 @@ export class ApiKeys {
  * with the previous secret still work.
  */
 export class LinkSigner {
-  private readonly keys = new Map<string, string>();
-
   constructor(
     private readonly secrets: { readonly signing: string | undefined; readonly accepted: readonly string[] },
   ) {}
@@ -180,12 +178,7 @@ export class LinkSigner {
   }
 
   private signWith(secret: string, fileId: string, expiresAt: number, keyId: string): string {
-    let key = this.keys.get(secret);
-    if (key === undefined) {
-      if (this.keys.size > 4) this.keys.clear();
-      key = hmacHex(secret, 'shoal-download-links-v1');
-      this.keys.set(secret, key);
-    }
+    const key = hmacHex(secret, 'shoal-download-links-v1');
     // Without a key id, exactly the text of links made before key ids existed.
     return hmacHex(key, `GET\n/files/${fileId}\n${expiresAt}${keyId === '' ? '' : `\n${keyId}`}`);
   }

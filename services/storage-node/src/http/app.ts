@@ -1,6 +1,7 @@
 import express, { type Express, type RequestHandler } from 'express';
 import { ShoalError } from '../../../../shared/errors';
 import { INTERNAL_PREFIX } from '../../../../shared/protocol';
+import { isLoopbackHost } from '../config';
 import { allows, type Role } from './access';
 import { notReadyReason, type NodeContext } from './context';
 import { errorHandler, sendError } from './error-handler';
@@ -103,10 +104,6 @@ function hostName(hostHeader: string): string {
   const bracketed = /^\[([^\]]+)\](:\d+)?$/.exec(hostHeader);
   if (bracketed) return bracketed[1]!;
   return hostHeader.replace(/:\d+$/, '');
-}
-
-function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 const FILE_PATH = /^\/files\/([A-Za-z0-9_-]{1,64})$/;
