@@ -97,7 +97,10 @@ export type MemberState = z.infer<typeof MemberStateSchema>;
  */
 export const MemberDigestSchema = z.object({
   id: NodeId,
+  /** Where members reach it: its internal listener under --internal-port. */
   url: MemberUrl,
+  /** Where clients reach it, when that is not `url` (--internal-port): what /cluster shows. */
+  publicUrl: MemberUrl.optional(),
   incarnation: Incarnation,
   state: MemberStateSchema,
   /** The member's disk is (nearly) full: it takes no new copies until it has room again. */

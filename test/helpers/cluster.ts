@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, rmSync, readFi
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { fetch as undiciFetch, type Dispatcher } from 'undici';
 
 /**
  * A real Shoal cluster for tests: every node is its own `node dist/.../cli.js node` process with
@@ -53,6 +54,8 @@ export interface NodeHandle {
   /** Command prefix (e.g. `ip netns exec <ns>`) or empty. */
   wrap: string[];
   url: string;
+  /** Where peers reach it: `url`, or its internal listener (ClusterOptions.internalPorts). */
+  peerUrl: string;
   dataDir: string;
   logFile: string;
   proc: ChildProcess | undefined;
@@ -76,6 +79,12 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Flags for the node runtime itself (V8 and Node options), before the script. */
   runtimeFlags?: string[];
+  /** HTTPS: the CA and node i's certificate (--tls-ca, --tls-cert, --tls-key; --mutual-tls too). */
+  tls?: { ca: string; cert: (i: number) => { cert: string; key: string }; mutual?: boolean };
+  /** How this test process reaches the nodes (an undici Agent that trusts the test CA). */
+  dispatcher?: Dispatcher;
+  /** Node-to-node routes on a port of their own (--internal-port); seeds name those ports. */
+  internalPorts?: boolean;
 }
 
 export class TestCluster {
@@ -152,6 +161,7 @@ export class TestCluster {
           const view = await getJson<{ nodes: Array<{ id: string; state: string }> }>(
             `${n.url}/cluster`,
             this.authHeaders(),
+            this.options.dispatcher,
           );
           if (!view) return false;
           for (const other of running) {
@@ -172,6 +182,7 @@ export class TestCluster {
         const view = await getJson<{ nodes: Array<{ id: string; state: string }> }>(
           `${this.url(viewer)}/cluster`,
           this.authHeaders(),
+          this.options.dispatcher,
         );
         return view?.nodes.some((m) => m.id === id && m.state === state) ?? false;
       },
@@ -205,13 +216,16 @@ export class TestCluster {
     const index = this.nodes.length + 1;
     const host = this.options.host?.(index - 1);
     const port = host ? 7000 : await freePort();
+    const internalPort = this.options.internalPorts ? (host ? 7100 : await freePort()) : undefined;
     const dataDir = join(this.root, `node-${index}`);
+    const base = `${this.options.tls ? 'https' : 'http'}://${host?.address ?? '127.0.0.1'}`;
     const n: NodeHandle = {
       id: `node-${index}`,
       port,
       address: host?.address ?? '127.0.0.1',
       wrap: host?.wrap ?? [],
-      url: `http://${host?.address ?? '127.0.0.1'}:${port}`,
+      url: `${base}:${port}`,
+      peerUrl: `${base}:${internalPort ?? port}`,
       dataDir,
       logFile: join(this.root, `node-${index}.log`),
       proc: undefined,
@@ -223,7 +237,9 @@ export class TestCluster {
 
   private async launch(n: NodeHandle, until: '/readyz' | '/healthz' = '/readyz'): Promise<void> {
     const o = this.options;
-    const seeds = this.nodes.filter((m) => m !== n).map((m) => m.url);
+    const seeds = this.nodes.filter((m) => m !== n).map((m) => m.peerUrl);
+    const index = this.nodes.indexOf(n);
+    const tls = o.tls && { ...o.tls.cert(index), ca: o.tls.ca };
     const args = [
       ...(o.runtimeFlags ?? []),
       CLI,
@@ -252,11 +268,14 @@ export class TestCluster {
       String(o.gossipIntervalMs ?? 200),
       ...(o.apiKeys ? ['--api-keys', o.apiKeys.join(',')] : []),
       ...(o.maxFileSize ? ['--max-file-size', String(o.maxFileSize)] : []),
+      ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-ca', tls.ca] : []),
+      ...(tls && o.tls?.mutual ? ['--mutual-tls'] : []),
+      ...(n.peerUrl === n.url ? [] : ['--internal-port', new URL(n.peerUrl).port]),
       ...(o.args ?? []),
     ];
     if (!existsSync(n.dataDir)) {
       mkdirSync(n.dataDir, { recursive: true });
-      await o.prepareDataDir?.(n.dataDir, this.nodes.indexOf(n));
+      await o.prepareDataDir?.(n.dataDir, index);
     }
     const fd = openSync(n.logFile, 'a');
     const [command, ...prefix] = [...n.wrap, process.execPath];
@@ -270,7 +289,7 @@ export class TestCluster {
     await waitFor(
       async () => {
         if (proc.exitCode !== null) throw new Error(`${n.id} exited with ${proc.exitCode}:\n${this.tail(n)}`);
-        const res = await fetch(`${n.url}${until}`).catch(() => undefined);
+        const res = await httpGet(`${n.url}${until}`, {}, o.dispatcher).catch(() => undefined);
         return res?.status === 200;
       },
       20_000,
@@ -300,9 +319,23 @@ export async function waitFor(
   }
 }
 
-export async function getJson<T>(url: string, headers: Record<string, string> = {}): Promise<T | undefined> {
+/** A GET with the global fetch, or with undici's when the test brings its own dispatcher (a CA to trust). */
+function httpGet(
+  url: string,
+  headers: Record<string, string>,
+  dispatcher: Dispatcher | undefined,
+): Promise<{ ok: boolean; status: number; json(): Promise<unknown> }> {
+  const signal = AbortSignal.timeout(5_000);
+  return dispatcher ? undiciFetch(url, { headers, signal, dispatcher }) : fetch(url, { headers, signal });
+}
+
+export async function getJson<T>(
+  url: string,
+  headers: Record<string, string> = {},
+  dispatcher?: Dispatcher,
+): Promise<T | undefined> {
   try {
-    const res = await fetch(url, { headers, signal: AbortSignal.timeout(5_000) });
+    const res = await httpGet(url, headers, dispatcher);
     if (!res.ok) return undefined;
     return (await res.json()) as T;
   } catch {

@@ -88,6 +88,46 @@ describe('config', () => {
     }
   });
 
+  it('serves HTTPS with a certificate and key, and asks for both', () => {
+    const tls = { 'tls-cert': '/etc/shoal/tls/tls.crt', 'tls-key': '/etc/shoal/tls/tls.key' };
+    const c = parseConfig({ ...secret, ...tls, host: '10.0.0.5', port: '7443' }, {});
+    expect(c.tls).toEqual({
+      certFile: tls['tls-cert'],
+      keyFile: tls['tls-key'],
+      caFile: undefined,
+      mutual: false,
+    });
+    // The default advertise URL follows the scheme the node speaks.
+    expect(c.advertiseUrl).toBe('https://10.0.0.5:7443');
+    expect(parseConfig({ ...secret }, {}).tls).toBeUndefined();
+    expect(() => parseConfig({ ...secret, 'tls-cert': '/c.pem' }, {})).toThrow(/--tls-cert and --tls-key/);
+    expect(() => parseConfig({ ...secret, 'tls-ca': '/ca.pem' }, {})).toThrow(/need --tls-cert/);
+    // Mutual TLS checks peers against the cluster's CA: without one it would trust any public CA.
+    expect(() => parseConfig({ ...secret, ...tls, 'mutual-tls': true }, {})).toThrow(
+      /--mutual-tls needs --tls-ca/,
+    );
+    const mutual = parseConfig({ ...secret, ...tls, 'tls-ca': '/ca.pem' }, { SHOAL_MUTUAL_TLS: 'true' });
+    expect(mutual.tls).toMatchObject({ caFile: '/ca.pem', mutual: true });
+  });
+
+  it('puts node-to-node routes on --internal-port, where peers reach them', () => {
+    const base = { ...secret, 'advertise-url': 'https://shoal-0.shoal-headless.ns.svc:7000' };
+    const c = parseConfig({ ...base, 'internal-port': '7100' }, {});
+    expect(c.internalPort).toBe(7100);
+    expect(c.advertiseUrl).toBe('https://shoal-0.shoal-headless.ns.svc:7000');
+    expect(c.peerUrl).toBe('https://shoal-0.shoal-headless.ns.svc:7100');
+    expect(parseConfig({ ...base }, {}).peerUrl).toBe(base['advertise-url']);
+    const named = parseConfig(
+      { ...base, 'internal-port': '7100', 'internal-url': 'https://peer.example:9000/' },
+      {},
+    );
+    expect(named.peerUrl).toBe('https://peer.example:9000');
+    expect(() => parseConfig({ ...base, 'internal-port': '7000' }, {})).toThrow(/must differ from --port/);
+    expect(() => parseConfig({ ...base, 'internal-url': 'https://x:1' }, {})).toThrow(
+      /needs --internal-port/,
+    );
+  });
+
   it('keeps the node id a data dir already has, and refuses a different one', () => {
     expect(resolveNodeId(undefined, 'node-7')).toBe('node-7');
     expect(resolveNodeId('node-7', 'node-7')).toBe('node-7');

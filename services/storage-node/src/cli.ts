@@ -1,7 +1,15 @@
 #!/usr/bin/env node
 import './runtime-check';
 import { Command, Option } from 'commander';
-import { ConfigError, DEFAULTS, envName, NODE_FLAGS, parseConfig, type RawFlags } from './config';
+import {
+  ConfigError,
+  DEFAULTS,
+  envName,
+  NODE_FLAGS,
+  parseConfig,
+  SWITCH_FLAGS,
+  type RawFlags,
+} from './config';
 import { runDevCluster } from './dev-cluster';
 import { execWithHeapFlags } from './heap-tuning';
 import { runNode } from './main';
@@ -13,8 +21,17 @@ const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
   port: `port to listen on (default ${DEFAULTS.port})`,
   'data-dir': `this node's own directory: SQLite metadata and blobs (default ${DEFAULTS.dataDir})`,
   'node-id': 'stable identity, kept in the data dir after first start (default: the host name)',
-  'advertise-url': 'base URL at which peers and clients reach this node (default http://<host>:<port>)',
-  seeds: 'comma-separated base URLs of nodes already running',
+  'advertise-url':
+    'base URL at which peers and clients reach this node (default http://<host>:<port>, https with --tls-cert)',
+  'internal-port':
+    'a listener of its own for node-to-node routes (firewall it to the nodes); the public port then refuses them',
+  'internal-url': 'base URL at which peers reach --internal-port (default: the advertise URL on that port)',
+  'tls-cert': 'PEM certificate chain: HTTPS on every listener; re-read when it changes',
+  'tls-key': 'PEM private key of --tls-cert; re-read when it changes',
+  'tls-ca': "PEM CA that signs the cluster's nodes; peers' certificates must chain to it",
+  'mutual-tls':
+    'nodes present their certificate to each other; internal routes refuse callers without one from --tls-ca',
+  seeds: 'comma-separated base URLs of nodes already running (their internal URLs, with --internal-port)',
   'discovery-dns': 'host name whose A/AAAA records are peers (a Kubernetes headless Service)',
   replicas: `copies kept of every file, N (default ${DEFAULTS.replicas})`,
   'write-quorum': `copies durable before an upload is acknowledged, W (default ${DEFAULTS.writeQuorum})`,
@@ -52,10 +69,9 @@ export function buildProgram(): Command {
 
   const node = program.command('node').description('run one storage node');
   for (const flag of NODE_FLAGS) {
-    const option =
-      flag === 'insecure'
-        ? new Option(`--${flag}`, FLAG_HELP[flag])
-        : new Option(`--${flag} <value>`, `${FLAG_HELP[flag]} [env ${envName(flag)}]`);
+    const option = SWITCH_FLAGS.has(flag)
+      ? new Option(`--${flag}`, FLAG_HELP[flag])
+      : new Option(`--${flag} <value>`, `${FLAG_HELP[flag]} [env ${envName(flag)}]`);
     node.addOption(option);
   }
   node.action(async (opts: Record<string, string | boolean | undefined>) => {

@@ -14,6 +14,15 @@ export interface Config {
   /** From the flag or variable; the data dir may hold a stored one (see node-identity). */
   readonly nodeId: string | undefined;
   readonly advertiseUrl: string;
+  /**
+   * Where peers reach this node's internal routes: the advertise URL, or with --internal-port its
+   * own listener (--internal-url, else the advertise URL on that port). Gossip carries this one.
+   */
+  readonly peerUrl: string;
+  /** A listener of its own for node-to-node routes; the public port then does not serve them. */
+  readonly internalPort: number | undefined;
+  /** HTTPS on every listener: certificate chain and key files, re-read when they change. */
+  readonly tls: TlsConfig | undefined;
   readonly seeds: readonly string[];
   readonly discoveryDns: string | undefined;
   readonly replicas: number;
@@ -45,12 +54,29 @@ export interface Config {
   readonly logLevel: string;
 }
 
+export interface TlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /**
+   * The CA that signs this cluster's nodes: peers' certificates must chain to it (and only to it),
+   * and with `mutual` nodes must present one to call internal routes. None: the system's CAs.
+   */
+  readonly caFile: string | undefined;
+  readonly mutual: boolean;
+}
+
 export const NODE_FLAGS = [
   'host',
   'port',
   'data-dir',
   'node-id',
   'advertise-url',
+  'internal-port',
+  'internal-url',
+  'tls-cert',
+  'tls-key',
+  'tls-ca',
+  'mutual-tls',
   'seeds',
   'discovery-dns',
   'replicas',
@@ -77,6 +103,8 @@ export const NODE_FLAGS = [
 ] as const;
 
 export type NodeFlag = (typeof NODE_FLAGS)[number];
+/** Flags that take no value (`--insecure`, not `--insecure true`); their variables take true or false. */
+export const SWITCH_FLAGS: ReadonlySet<NodeFlag> = new Set(['insecure', 'mutual-tls']);
 export type RawFlags = Partial<Record<NodeFlag, string | boolean>>;
 
 export const DEFAULTS = Object.freeze({
@@ -174,10 +202,32 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
   if (failureTimeoutMs < 2 * gossipIntervalMs) {
     throw new ConfigError('--failure-timeout-ms must be at least twice --gossip-interval-ms');
   }
+  const tls = tlsConfig(
+    raw('tls-cert'),
+    raw('tls-key'),
+    raw('tls-ca'),
+    bool('mutual-tls', raw('mutual-tls')),
+  );
+  const scheme = tls ? 'https' : 'http';
   const advertiseUrl = baseUrl(
     'advertise-url',
-    raw('advertise-url') ?? `http://${host === '0.0.0.0' || host === '::' ? hostname() : host}:${port}`,
+    raw('advertise-url') ?? `${scheme}://${host === '0.0.0.0' || host === '::' ? hostname() : host}:${port}`,
   );
+  const internalPortRaw = raw('internal-port');
+  const internalPort =
+    internalPortRaw === undefined ? undefined : integer('internal-port', internalPortRaw, 0, 1, 65535);
+  if (internalPort !== undefined && internalPort === port)
+    throw new ConfigError('--internal-port must differ from --port');
+  const internalUrl = raw('internal-url');
+  if (internalUrl !== undefined && internalPort === undefined)
+    throw new ConfigError('--internal-url needs --internal-port');
+  let peerUrl = advertiseUrl;
+  if (internalUrl !== undefined) peerUrl = baseUrl('internal-url', internalUrl);
+  else if (internalPort !== undefined) {
+    const url = new URL(advertiseUrl);
+    url.port = String(internalPort);
+    peerUrl = baseUrl('advertise-url', url.href);
+  }
   const logLevel = raw('log-level') ?? DEFAULTS.logLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
@@ -189,6 +239,9 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
     dataDir: raw('data-dir') ?? DEFAULTS.dataDir,
     nodeId,
     advertiseUrl,
+    peerUrl,
+    internalPort,
+    tls,
     seeds: Object.freeze(list(raw('seeds')).map((s) => baseUrl('seeds', s))),
     discoveryDns: raw('discovery-dns'),
     replicas,
@@ -248,6 +301,24 @@ export function resolveNodeId(fromConfig: string | undefined, stored: string | u
   if (!NODE_ID_PATTERN.test(id))
     throw new ConfigError(`node id ${JSON.stringify(id)} is not a valid node id`);
   return id;
+}
+
+function tlsConfig(
+  certFile: string | undefined,
+  keyFile: string | undefined,
+  caFile: string | undefined,
+  mutual: boolean,
+): TlsConfig | undefined {
+  if ((certFile === undefined) !== (keyFile === undefined))
+    throw new ConfigError('--tls-cert and --tls-key go together');
+  if (certFile === undefined || keyFile === undefined) {
+    if (caFile !== undefined || mutual)
+      throw new ConfigError('--tls-ca and --mutual-tls need --tls-cert and --tls-key');
+    return undefined;
+  }
+  if (mutual && caFile === undefined)
+    throw new ConfigError("--mutual-tls needs --tls-ca, the CA that signs the nodes' certificates");
+  return Object.freeze({ certFile, keyFile, caFile, mutual });
 }
 
 function integer(

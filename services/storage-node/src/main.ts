@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorText } from '../../../shared/errors';
@@ -8,13 +9,14 @@ import { isLoopbackHost, resolveNodeId, type Config } from './config';
 import { Catalog } from './files/catalog';
 import { FileReader } from './files/download';
 import { ApiKeys, LinkSigner } from './http/access';
-import { buildApp } from './http/app';
+import { buildApp, type Listener } from './http/app';
 import { clientErrorHandler } from './http/error-handler';
 import type { Lifecycle, NodeContext } from './http/context';
 import { NodeMetrics } from './http/metrics';
 import { Membership } from './membership/membership';
 import { PeerClient } from './peers/peer-client';
 import { ClusterSecrets } from './peers/cluster-secrets';
+import { TlsFiles } from './peers/tls';
 import { UploadGuard } from './files/upload-guard';
 import { QuorumWriter } from './replication/quorum-write';
 import { CatchUp, lastAliveAt } from './replication/catch-up';
@@ -33,6 +35,8 @@ import { MetadataStore } from './store/metadata';
 export interface RunningNode {
   ctx: NodeContext;
   server: Server;
+  /** The listener of --internal-port, if any. */
+  internalServer: Server | undefined;
   /** Stops taking requests, lets in-flight ones finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -79,18 +83,22 @@ export async function startNode(config: Config): Promise<RunningNode> {
   await blobs.init();
   const secrets = new ClusterSecrets(config.clusterSecrets, config.clusterSecretFile, log);
   await secrets.start();
+  const tls = config.tls && new TlsFiles(config.tls, log);
   const peers = new PeerClient({
     nodeId: selfId,
     secret: secrets,
     transferBytesPerSec: config.repairBytesPerSec,
+    tls,
   });
   const membership = new Membership(
     {
       selfId,
-      selfUrl: config.advertiseUrl,
+      selfUrl: config.peerUrl,
+      publicUrl: config.advertiseUrl,
       seeds: config.seeds,
       discoveryDns: config.discoveryDns,
-      port: config.port,
+      scheme: config.tls ? 'https' : 'http',
+      port: config.internalPort ?? config.port,
       replicas: config.replicas,
       gossipIntervalMs: config.gossipIntervalMs,
       failureTimeoutMs: config.failureTimeoutMs,
@@ -113,7 +121,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const local = new LocalNode(
     {
       id: selfId,
-      url: config.advertiseUrl,
+      url: config.peerUrl,
       ready: () => lifecycle.ready,
       full: () => membership.isFull(selfId),
       isMemberUrl: (url) => membership.view().some((m) => m.url === url),
@@ -177,29 +185,23 @@ export async function startNode(config: Config): Promise<RunningNode> {
   };
   await ctx.apiKeys.start();
 
-  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, buildApp(ctx));
-  server.on(
-    'clientError',
-    clientErrorHandler({
-      maxHeaderBytes: MAX_HEADER_BYTES,
-      log,
-      onRefused: (status) => ctx.metrics.parserRefusals.inc({ status: String(status) }),
-    }),
-  );
-  // Uploads of many GiB take longer than any fixed whole-request limit; stalls are caught by the
-  // socket inactivity timeout instead. Headers must still arrive promptly.
-  server.requestTimeout = 0;
-  server.headersTimeout = 30_000;
-  server.keepAliveTimeout = 5_000;
-  server.setTimeout(120_000);
-
-  await new Promise<void>((res, rej) => {
-    server.once('error', rej);
-    server.listen(config.port, config.host, () => {
-      server.off('error', rej);
-      res();
+  tls?.start();
+  const listening: Server[] = [];
+  const listen = async (port: number, serves: Listener): Promise<Server> => {
+    const server = createListener(ctx, serves, tls);
+    listening.push(server);
+    await new Promise<void>((res, rej) => {
+      server.once('error', rej);
+      server.listen(port, config.host, () => {
+        server.off('error', rej);
+        res();
+      });
     });
-  });
+    return server;
+  };
+  const server = await listen(config.port, config.internalPort === undefined ? 'all' : 'public');
+  const internalServer =
+    config.internalPort === undefined ? undefined : await listen(config.internalPort, 'internal');
   const dataDirMonitor = new DataDirMonitor(
     { dataDir, minFreeBytes: config.minFreeBytes },
     {
@@ -270,13 +272,14 @@ export async function startNode(config: Config): Promise<RunningNode> {
       ]);
       ctx.apiKeys.stop();
       secrets.stop();
-      const closed = new Promise<void>((res) => server.close(() => res()));
+      tls?.stop();
+      const closed = Promise.all(listening.map((l) => new Promise<void>((res) => l.close(() => res()))));
       // close() ends the connections idle at that moment; those busy then end after their answer
       // (Connection: close, app.ts), or here, if a request ends without one.
-      server.closeIdleConnections();
+      for (const l of listening) l.closeIdleConnections();
       let waited = 0;
       const idle = setInterval(() => {
-        server.closeIdleConnections();
+        for (const l of listening) l.closeIdleConnections();
         // Every 5 s, say what the shutdown is waiting for.
         if (++waited % 20 === 0 && lifecycle.inFlight.size > 0) {
           const now = Date.now();
@@ -290,7 +293,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
           );
         }
       }, 250);
-      const forced = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      const forced = setTimeout(() => {
+        for (const l of listening) l.closeAllConnections();
+      }, SHUTDOWN_GRACE_MS);
       await closed;
       clearInterval(idle);
       clearTimeout(forced);
@@ -301,7 +306,41 @@ export async function startNode(config: Config): Promise<RunningNode> {
     })();
     return stopping;
   };
-  return { ctx, server, stop };
+  return { ctx, server, internalServer, stop };
+}
+
+/**
+ * One listener: plain HTTP, or HTTPS with the node's certificate (swapped in place when the files
+ * change, for the connections that follow).
+ */
+function createListener(ctx: NodeContext, serves: Listener, tls: TlsFiles | undefined): Server {
+  const app = buildApp(ctx, serves);
+  const options = { maxHeaderSize: MAX_HEADER_BYTES };
+  let server: Server;
+  if (tls) {
+    const secure = createHttpsServer({ ...options, ...tls.serverOptions() }, app);
+    tls.onChange(() => secure.setSecureContext(tls.secureContextOptions()));
+    // A failed handshake (a plain-HTTP client, an unknown CA) is the client's problem, not an error here.
+    secure.on('tlsClientError', (err) => ctx.log.debug({ err: err.message }, 'TLS handshake failed'));
+    server = secure as unknown as Server;
+  } else {
+    server = createServer(options, app);
+  }
+  server.on(
+    'clientError',
+    clientErrorHandler({
+      maxHeaderBytes: MAX_HEADER_BYTES,
+      log: ctx.log,
+      onRefused: (status) => ctx.metrics.parserRefusals.inc({ status: String(status) }),
+    }),
+  );
+  // Uploads of many GiB take longer than any fixed whole-request limit; stalls are caught by the
+  // socket inactivity timeout instead. Headers must still arrive promptly.
+  server.requestTimeout = 0;
+  server.headersTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+  server.setTimeout(120_000);
+  return server;
 }
 
 /**

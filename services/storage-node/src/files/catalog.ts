@@ -169,18 +169,24 @@ export class Catalog {
     const states = new Map<string, ReplicaState>();
     answers.forEach((a, i) => {
       const m = members[i]!;
-      if (a === 'unreachable') states.set(m.id, { nodeId: m.id, url: m.url, state: 'unreachable' });
+      if (a === 'unreachable')
+        states.set(m.id, {
+          nodeId: m.id,
+          url: this.membership.publicUrlOf(m.id) ?? m.url,
+          state: 'unreachable',
+        });
       else if (a?.state === 'live') {
         record ??= a;
-        states.set(m.id, { nodeId: m.id, url: m.url, state: 'ok' });
+        states.set(m.id, { nodeId: m.id, url: this.membership.publicUrlOf(m.id) ?? m.url, state: 'ok' });
       } else {
         if (a?.state === 'deleted') deleted = true;
-        states.set(m.id, { nodeId: m.id, url: m.url, state: 'missing' });
+        states.set(m.id, { nodeId: m.id, url: this.membership.publicUrlOf(m.id) ?? m.url, state: 'missing' });
       }
     });
     if (!record || deleted) throw new ShoalError('not_found', 'no such file');
     const replicas: ReplicaState[] = home.map(
-      (id) => states.get(id) ?? { nodeId: id, url: this.membership.urlOf(id) ?? '', state: 'unreachable' },
+      (id) =>
+        states.get(id) ?? { nodeId: id, url: this.membership.publicUrlOf(id) ?? '', state: 'unreachable' },
     );
     for (const s of states.values()) if (s.state === 'ok' && !home.includes(s.nodeId)) replicas.push(s);
     return { ...toMeta(record), replicas };

@@ -13,7 +13,13 @@ import { requestId } from './request-context';
 /** Routes that answer without an API key (probes and scraping) and before the node is ready. */
 const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
-export function buildApp(ctx: NodeContext): Express {
+/**
+ * What one listener serves: everything (one port, the default), the public routes only (the
+ * main port under --internal-port), or the node-to-node routes only (--internal-port).
+ */
+export type Listener = 'all' | 'public' | 'internal';
+
+export function buildApp(ctx: NodeContext, serves: Listener = 'all'): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -50,7 +56,14 @@ export function buildApp(ctx: NodeContext): Express {
     res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });
 
-  app.use(INTERNAL_PREFIX, internalRoutes(ctx));
+  if (serves !== 'public') app.use(INTERNAL_PREFIX, internalRoutes(ctx));
+  if (serves === 'internal') {
+    app.use((_req, _res, next) =>
+      next(new ShoalError('not_found', 'this port serves node-to-node routes only')),
+    );
+    app.use(errorHandler(ctx.log));
+    return app;
+  }
   if (ctx.apiKeys.enabled === false) app.use(sameSiteOnly(ctx));
   app.use(requireApiKey(ctx));
   app.use((req, res, next) => {

@@ -1,4 +1,5 @@
 import express, { Router, type Request, type Response } from 'express';
+import type { TLSSocket } from 'node:tls';
 import type { z } from 'zod';
 import { blocksCovering, framedLength } from '../../../../shared/blocks';
 import { ShoalError } from '../../../../shared/errors';
@@ -35,6 +36,19 @@ export function internalRoutes(ctx: NodeContext): Router {
   const routes = INTERNAL_ROUTES;
 
   const replays = new ReplayGuard();
+  router.use((req, _res, next) => {
+    // Under --mutual-tls, the connection itself must come from a node: a certificate that
+    // chains to --tls-ca, checked in the handshake (rejectUnauthorized is off on the listener so
+    // that the public routes take clients without one).
+    if (ctx.config.tls?.mutual && !(req.socket as TLSSocket).authorized)
+      return next(
+        new ShoalError(
+          'unauthorized',
+          'node-to-node routes need a client certificate signed by the cluster CA',
+        ),
+      );
+    next();
+  });
   router.use((req, res, next) => {
     const secrets = ctx.secrets.accepted;
     if (secrets.length === 0) return next(); // --insecure

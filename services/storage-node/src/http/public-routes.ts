@@ -171,7 +171,9 @@ export function publicRoutes(ctx: NodeContext): Router {
     );
     let underReplicatedFiles = 0;
     let pendingRepairBytes = 0;
-    const nodes = view.map((m, i) => {
+    const nodes = view.map(({ publicUrl, url: peerUrl, ...member }, i) => {
+      // Clients get the URL they can use; the one peers use is shown when it is another.
+      const m = { ...member, url: publicUrl, ...(peerUrl === publicUrl ? {} : { internalUrl: peerUrl }) };
       const s = statuses[i];
       if (!s) return m;
       underReplicatedFiles += s.underReplicatedFiles;

@@ -14,7 +14,8 @@ export interface DiscoveryOptions {
   seeds: readonly string[];
   /** --discovery-dns: a name whose addresses are the members (a Kubernetes headless Service). */
   dnsName: string | undefined;
-  /** Port assumed for addresses found through DNS. */
+  /** Scheme and port assumed for addresses found through DNS. */
+  scheme?: 'http' | 'https';
   port: number;
   /** How often the name is looked up again (relookupIntervalMs). */
   relookupMs: number;
@@ -65,10 +66,11 @@ export class Discovery implements SeedSource {
     this.lastLookup = now;
     try {
       const records = await this.resolve(name);
+      const scheme = this.options.scheme ?? 'http';
       this.dnsSeeds = records.map((r) =>
         r.family === 6
-          ? `http://[${r.address}]:${this.options.port}`
-          : `http://${r.address}:${this.options.port}`,
+          ? `${scheme}://[${r.address}]:${this.options.port}`
+          : `${scheme}://${r.address}:${this.options.port}`,
       );
     } catch (err) {
       // Keep the last answer: a failed lookup says nothing about who left.

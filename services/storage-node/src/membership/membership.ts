@@ -10,10 +10,14 @@ import { SwimDetector, systemClock, type SwimMember } from './swim';
 
 export interface MembershipOptions {
   selfId: string;
+  /** Where peers reach this node (its internal listener under --internal-port). */
   selfUrl: string;
+  /** Where clients reach it, when that differs (--internal-port). */
+  publicUrl?: string;
   seeds: readonly string[];
   discoveryDns: string | undefined;
-  /** Port assumed for addresses found through DNS. */
+  /** Scheme and port assumed for addresses found through DNS. */
+  scheme?: 'http' | 'https';
   port: number;
   replicas: number;
   gossipIntervalMs: number;
@@ -24,7 +28,10 @@ export interface MembershipOptions {
 
 export interface MemberView {
   id: string;
+  /** Where peers reach it. */
   url: string;
+  /** Where clients reach it (/cluster, file info). */
+  publicUrl: string;
   state: MemberState;
   full: boolean;
   leaving: boolean;
@@ -74,6 +81,7 @@ export class Membership extends EventEmitter {
         selfUrl: options.selfUrl,
         seeds: options.seeds,
         dnsName: options.discoveryDns,
+        scheme: options.scheme ?? 'http',
         port: options.port,
         relookupMs,
       },
@@ -83,6 +91,7 @@ export class Membership extends EventEmitter {
       {
         selfId: options.selfId,
         selfUrl: options.selfUrl,
+        publicUrl: options.publicUrl,
         incarnation: now,
         gossipIntervalMs: options.gossipIntervalMs,
         failureTimeoutMs: options.failureTimeoutMs,
@@ -169,6 +178,11 @@ export class Membership extends EventEmitter {
     return this.swim.member(id)?.url;
   }
 
+  /** Where clients reach a member (its url, unless it has an internal port). */
+  publicUrlOf(id: string): string | undefined {
+    return this.swim.member(id)?.publicUrl;
+  }
+
   /**
    * Members this node has known to be dead for less than `ms`: they may come back with copies of
    * files deleted meanwhile, so tombstones must outlive their absence (see the repair planner).
@@ -252,5 +266,5 @@ export class Membership extends EventEmitter {
 }
 
 function toView(m: SwimMember): MemberView {
-  return { id: m.id, url: m.url, state: m.state, full: m.full, leaving: m.leaving };
+  return { id: m.id, url: m.url, publicUrl: m.publicUrl, state: m.state, full: m.full, leaving: m.leaving };
 }

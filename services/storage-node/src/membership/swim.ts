@@ -39,7 +39,10 @@ export interface MemberFlags {
 
 export interface SwimMember extends Readonly<MemberFlags> {
   readonly id: string;
+  /** Where members reach it (gossip, probes, copies). */
   readonly url: string;
+  /** Where clients reach it: `url` unless it serves node-to-node routes on a port of their own. */
+  readonly publicUrl: string;
   readonly incarnation: number;
   readonly state: MemberState;
   /** Local time of the last successful exchange with it, in either direction (0: never). */
@@ -51,6 +54,7 @@ export interface SwimMember extends Readonly<MemberFlags> {
 interface Member extends MemberFlags {
   id: string;
   url: string;
+  publicUrl: string;
   incarnation: number;
   state: MemberState;
   /** Local time this member became suspect (for the suspicion timeout). */
@@ -62,6 +66,8 @@ interface Member extends MemberFlags {
 export interface SwimOptions {
   selfId: string;
   selfUrl: string;
+  /** Where clients reach this node, if not at selfUrl. */
+  publicUrl?: string;
   /** This process's first incarnation: its start time, so a restart beats claims about its last life. */
   incarnation: number;
   gossipIntervalMs: number;
@@ -129,6 +135,7 @@ export class SwimDetector {
     this.me = {
       id: options.selfId,
       url: options.selfUrl,
+      publicUrl: options.publicUrl ?? options.selfUrl,
       incarnation: options.incarnation,
       state: 'alive',
       full: false,
@@ -157,9 +164,10 @@ export class SwimDetector {
   digest(): GossipMessage {
     return {
       from: this.me.id,
-      members: [...this.table.values()].map(({ id, url, incarnation, state, full, leaving }) => ({
+      members: [...this.table.values()].map(({ id, url, publicUrl, incarnation, state, full, leaving }) => ({
         id,
         url,
+        ...(publicUrl === url ? {} : { publicUrl }),
         incarnation,
         state,
         full,
@@ -308,6 +316,7 @@ export class SwimDetector {
         this.table.set(d.id, {
           id: d.id,
           url: d.url,
+          publicUrl: d.publicUrl ?? d.url,
           incarnation: d.incarnation,
           state: d.state,
           full: d.full === true,
@@ -325,6 +334,7 @@ export class SwimDetector {
         // A newer life of the member: everything it says about itself replaces what we knew.
         if (known.url !== d.url || known.full !== (d.full === true)) this.changed = true;
         known.url = d.url;
+        known.publicUrl = d.publicUrl ?? d.url;
         known.full = d.full === true;
         if (known.leaving !== (d.leaving === true)) {
           known.leaving = d.leaving === true;

@@ -26,6 +26,7 @@ import {
   type StoreCopiesRequest,
 } from '../../../../shared/protocol';
 import { STREAMED_BODY, signRequest } from './auth';
+import type { ConnectionOptions } from 'node:tls';
 
 /**
  * Why a call to a peer failed: it could not be reached ('unreachable', 'timeout'), it answered
@@ -59,6 +60,8 @@ export interface PeerClientOptions {
   idleTimeoutMs?: number;
   /** The rate a repair copy is expected to make (--repair-bytes-per-sec): how long a pull may take. */
   transferBytesPerSec?: number;
+  /** How to connect to peers over https (TlsFiles.peerConnectOptions), and when that changes. */
+  tls?: { peerConnectOptions(): ConnectionOptions; onChange(listener: () => void): void };
 }
 
 export interface BlobResponse {
@@ -75,24 +78,34 @@ export interface BlobResponse {
  */
 export class PeerClient {
   /** File traffic: replica writes, reads, repair. */
-  private readonly agent: Agent;
+  private agent: Agent;
   /**
    * Membership's calls (CONTROL_ROUTES) on connections of their own: with every data connection
    * to a peer held by slow transfers, gossip and probes still go out at once, and the peer is
    * not suspected for the slowness of others' uploads.
    */
-  private readonly control: Agent;
+  private control: Agent;
 
   constructor(private readonly options: PeerClientOptions) {
-    const idle = options.idleTimeoutMs ?? 30_000;
+    [this.agent, this.control] = this.agents();
+    // A renewed certificate (or CA) takes effect on new connections: new pools take over, and the
+    // old ones close once the requests they carry are done.
+    options.tls?.onChange(() => {
+      const old = [this.agent, this.control];
+      [this.agent, this.control] = this.agents();
+      for (const agent of old) void agent.close().catch(() => undefined);
+    });
+  }
+
+  private agents(): [Agent, Agent] {
+    const idle = this.options.idleTimeoutMs ?? 30_000;
     const common = {
-      connect: { timeout: options.connectTimeoutMs ?? 2_000 },
+      connect: { timeout: this.options.connectTimeoutMs ?? 2_000, ...this.options.tls?.peerConnectOptions() },
       headersTimeout: idle,
       bodyTimeout: idle,
       keepAliveTimeout: 10_000,
     };
-    this.agent = new Agent({ ...common, connections: 64 });
-    this.control = new Agent({ ...common, connections: 4 });
+    return [new Agent({ ...common, connections: 64 }), new Agent({ ...common, connections: 4 })];
   }
 
   async gossip(baseUrl: string, message: GossipMessage, timeoutMs: number): Promise<GossipMessage> {
