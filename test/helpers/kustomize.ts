@@ -70,7 +70,11 @@ const KIND_SCOPE: Record<string, 'namespaced' | 'cluster'> = {
   Service: 'namespaced',
   StatefulSet: 'namespaced',
   PodDisruptionBudget: 'namespaced',
+  NetworkPolicy: 'namespaced',
   Namespace: 'cluster',
+  // cert-manager's, in the TLS overlay.
+  Issuer: 'namespaced',
+  Certificate: 'namespaced',
 };
 
 export function isObject(v: unknown): v is Record<string, unknown> {
@@ -282,6 +286,12 @@ function applyOperation(doc: Record<string, unknown>, op: unknown): void {
     parent = Array.isArray(parent) ? parent[Number(t)] : isObject(parent) ? parent[t] : undefined;
     if (parent === undefined) throw new Error(`JSON patch path ${op.path} does not exist`);
   }
+  if (op.op === 'test') {
+    const here = Array.isArray(parent) ? parent[Number(last)] : isObject(parent) ? parent[last] : undefined;
+    if (JSON.stringify(here) !== JSON.stringify(op.value))
+      throw new Error(`JSON patch test ${op.path} failed: found ${JSON.stringify(here)}`);
+    return;
+  }
   if (Array.isArray(parent)) {
     const index = last === '-' ? parent.length : Number(last);
     if (!Number.isInteger(index) || index < 0 || index > parent.length) {
@@ -486,9 +496,10 @@ export class Rendering {
    * Lays out the volumes of pod `podName` under `root` as the kubelet would: the claim of a
    * volumeClaimTemplate is a directory named like its PersistentVolumeClaim (`data-shoal-0`) that
    * outlives the pod; an emptyDir is a new empty directory; a Secret is written in the kubelet's
-   * layout (see writeSecretVolume). Returns where each mount path of the container lives.
+   * layout (see writeSecretVolume), from the rendering or, for Secrets a controller makes (cert-manager's
+   * certificates), from `issued`. Returns where each mount path of the container lives.
    */
-  podVolumes(podName: string, root: string): PodMount[] {
+  podVolumes(podName: string, root: string, issued: Record<string, Record<string, string>> = {}): PodMount[] {
     const claims = new Set((this.statefulSet.spec?.volumeClaimTemplates ?? []).map((t) => t.metadata?.name));
     return (this.container.volumeMounts ?? []).map((m) => {
       if (claims.has(m.name)) {
@@ -502,7 +513,8 @@ export class Rendering {
         rmSync(hostPath, { recursive: true, force: true });
         mkdirSync(hostPath, { recursive: true });
       } else if (volume?.secret?.secretName) {
-        writeSecretVolume(hostPath, this.secretData(volume.secret.secretName));
+        const name = volume.secret.secretName;
+        writeSecretVolume(hostPath, issued[name] ?? this.secretData(name));
       } else {
         throw new Error(`volume ${m.name}: this simulation does not know how Kubernetes fills it`);
       }

@@ -14,7 +14,12 @@ import { ConfigMap, type IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Namespace, type INamespace } from 'kubernetes-models/v1/Namespace';
 import { Secret, type ISecret } from 'kubernetes-models/v1/Secret';
 import { Service, type IService } from 'kubernetes-models/v1/Service';
+import { NetworkPolicy, type INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import { connect as tlsConnect } from 'node:tls';
+import { Agent, request as undiciRequest } from 'undici';
 import { envName, NODE_FLAGS } from '../../services/storage-node/src/config';
+import { INTERNAL_PREFIX } from '../../shared/protocol';
+import { issueCert, makeCa } from '../helpers/certs';
 import { CLI, freePort, repoRoot } from '../helpers/cluster';
 import {
   asResource,
@@ -23,6 +28,7 @@ import {
   onHost,
   podSpecOf,
   Rendering,
+  writeSecretVolume,
   type Resource,
 } from '../helpers/kustomize';
 
@@ -40,6 +46,7 @@ const ROOT = repoRoot();
 const RENDERINGS: Array<{ dir: string; namespace: string }> = [
   { dir: 'k8s', namespace: 'default' },
   { dir: 'k8s/overlays/dev', namespace: 'shoal-dev' },
+  { dir: 'k8s/overlays/tls', namespace: 'shoal' },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -68,11 +75,18 @@ const MODELS: Record<string, { validate: (data: unknown) => void; type: [string,
     validate: (d) => new StatefulSet(d as IStatefulSet).validate(),
     type: ['kubernetes-models/apps/v1/StatefulSet', 'IStatefulSet'],
   },
+  'networking.k8s.io/v1/NetworkPolicy': {
+    validate: (d) => new NetworkPolicy(d as INetworkPolicy).validate(),
+    type: ['kubernetes-models/networking.k8s.io/v1/NetworkPolicy', 'INetworkPolicy'],
+  },
   'policy/v1/PodDisruptionBudget': {
     validate: (d) => new PodDisruptionBudget(d as IPodDisruptionBudget).validate(),
     type: ['kubernetes-models/policy/v1/PodDisruptionBudget', 'IPodDisruptionBudget'],
   },
 };
+
+/** cert-manager's kinds (the TLS overlay): not the Kubernetes API's, checked by certManagerProblems. */
+const isCertManager = (res: Resource): boolean => res.apiVersion === 'cert-manager.io/v1';
 
 function modelOf(res: Resource): (typeof MODELS)[string] {
   const model = MODELS[`${res.apiVersion}/${res.kind}`];
@@ -229,22 +243,25 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
   const r = new Rendering(kustomize(dir), namespace);
   const flagFor = (name: string) => NODE_FLAGS.find((f) => envName(f) === name);
 
-  it('holds a StatefulSet, both Services, the ConfigMap, the Secret and a PodDisruptionBudget', () => {
+  it('holds a StatefulSet, both Services, the ConfigMap, the Secrets, a PodDisruptionBudget and a NetworkPolicy', () => {
     expect(r.all('StatefulSet')).toHaveLength(1);
     expect(r.all('Service')).toHaveLength(2);
     expect(r.all('ConfigMap')).toHaveLength(1);
     expect(r.all('Secret')).toHaveLength(2);
     expect(r.all('PodDisruptionBudget')).toHaveLength(1);
+    expect(r.all('NetworkPolicy')).toHaveLength(1);
   });
 
   it('passes the Kubernetes API schemas', () => {
-    for (const o of r.objects) {
+    for (const o of r.objects.filter((x) => !isCertManager(x))) {
       expect(() => modelOf(o).validate(o)).not.toThrow();
     }
   });
 
   it('uses no field the Kubernetes API does not define', () => {
-    const objects = r.objects.map((res) => ({ label: `${res.kind}/${res.metadata.name}`, res }));
+    const objects = r.objects
+      .filter((x) => !isCertManager(x))
+      .map((res) => ({ label: `${res.kind}/${res.metadata.name}`, res }));
     // A control: a misspelt probe must be reported, or this check proves nothing.
     const typo = structuredClone(r.statefulSet) as unknown as Resource;
     const spec = podSpecOf(typo);
@@ -342,19 +359,42 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     }
   });
 
-  it('listens on all interfaces at the port the container, probes and Services use', () => {
+  it('listens on all interfaces at the ports the container, probes and Services use', () => {
     const config = r.config(r.podNames()[0] as string);
     expect(['0.0.0.0', '::']).toContain(config.host);
-    expect(r.container.ports?.map((p) => p.containerPort)).toEqual([config.port]);
+    expect(r.container.ports?.map((p) => p.containerPort)).toEqual([config.port, config.internalPort]);
     const c = r.container;
     for (const probe of [c.startupProbe, c.livenessProbe, c.readinessProbe]) {
       expect(r.containerPort(probe?.httpGet?.port)).toBe(config.port);
+      // The kubelet speaks the scheme the node serves (it does not check the certificate).
+      expect(probe?.httpGet?.scheme ?? 'HTTP').toBe(config.tls ? 'HTTPS' : 'HTTP');
     }
     for (const service of r.all<IService>('Service')) {
       expect(selects(service.spec?.selector, r.statefulSet.spec?.template.metadata?.labels)).toBe(true);
       const targets = (service.spec?.ports ?? []).map((p) => r.containerPort(p.targetPort ?? p.port));
-      expect(targets).toEqual([config.port]);
+      // Clients get the public port only; the headless Service names the internal one too.
+      expect(targets).toEqual(service === r.headless ? [config.port, config.internalPort] : [config.port]);
     }
+  });
+
+  it("opens the node-to-node port to the StatefulSet's own pods only, and peers reach each other there", () => {
+    const labels = r.statefulSet.spec?.template.metadata?.labels;
+    const config = r.config(r.podNames()[0] as string);
+    expect(config.internalPort).toEqual(expect.any(Number));
+    expect(new URL(config.peerUrl).port).toBe(String(config.internalPort));
+    const policy = r.one<INetworkPolicy>('NetworkPolicy').spec;
+    expect(selects(policy?.podSelector?.matchLabels, labels)).toBe(true);
+    expect(policy?.policyTypes).toEqual(['Ingress']);
+    const rules = policy?.ingress ?? [];
+    const admitting = (port: number) =>
+      rules.filter((rule) => (rule.ports ?? []).some((p) => r.containerPort(p.port) === port));
+    // The public port: anyone (no `from`). The internal port: one rule, from these pods only.
+    expect(admitting(config.port).map((rule) => rule.from)).toEqual([undefined]);
+    const internal = admitting(config.internalPort as number);
+    expect(internal).toHaveLength(1);
+    expect(internal[0]?.from).toHaveLength(1);
+    expect(internal[0]?.from?.[0]?.namespaceSelector).toBeUndefined();
+    expect(selects(internal[0]?.from?.[0]?.podSelector?.matchLabels, labels)).toBe(true);
   });
 
   it('probes liveness on /healthz and readiness on /readyz', () => {
@@ -490,3 +530,129 @@ describe('a node configured exactly like pod shoal-0', () => {
     }
   });
 });
+
+describe('k8s/overlays/tls', () => {
+  const r = new Rendering(kustomize('k8s/overlays/tls'), 'shoal');
+  const certificate = (name: string): CertManagerObject => r.one<CertManagerObject>('Certificate', name);
+  const issuer = (name: string): CertManagerObject => r.one<CertManagerObject>('Issuer', name);
+
+  it("signs the nodes' certificate with a CA of the cluster's own, which cert-manager makes", () => {
+    const node = certificate('shoal-tls').spec;
+    expect(node.issuerRef).toEqual({ kind: 'Issuer', name: 'shoal-ca' });
+    const caSecret = issuer('shoal-ca').spec.ca?.secretName;
+    const ca = r.all<CertManagerObject>('Certificate').find((c) => c.spec.secretName === caSecret);
+    expect(ca?.spec.isCA).toBe(true);
+    expect(issuer(ca?.spec.issuerRef?.name ?? '').spec.selfSigned).toEqual({});
+    // One certificate serves clients and peers, and is presented to peers (mutual TLS).
+    expect(node.usages).toEqual(expect.arrayContaining(['server auth', 'client auth']));
+  });
+
+  it("names every pod's advertised host and the client Service", () => {
+    const names = certificate('shoal-tls').spec.dnsNames ?? [];
+    const covered = (host: string) =>
+      names.some(
+        (n) => n === host || (n.startsWith('*.') && host.slice(host.indexOf('.') + 1) === n.slice(2)),
+      );
+    for (const pod of r.podNames()) expect(covered(new URL(r.config(pod).advertiseUrl).hostname)).toBe(true);
+    const service = r.all<IService>('Service').find((s) => s !== r.headless)?.metadata?.name ?? '';
+    expect(covered(`${service}.shoal.svc.cluster.local`)).toBe(true);
+    expect(covered(`${service}.shoal.svc`)).toBe(true);
+  });
+
+  it('mounts that certificate where the node reads it, with the CA, and turns on mutual TLS', () => {
+    const config = r.config(r.podNames()[0] as string);
+    expect(config.advertiseUrl).toMatch(/^https:/);
+    expect(config.tls?.mutual).toBe(true);
+    const secretName = certificate('shoal-tls').spec.secretName;
+    for (const file of [config.tls?.certFile, config.tls?.keyFile, config.tls?.caFile]) {
+      const mount = (r.container.volumeMounts ?? []).find((m) => file?.startsWith(`${m.mountPath}/`));
+      expect(mount?.readOnly).toBe(true);
+      const volume = (r.podSpec.volumes ?? []).find((v) => v.name === mount?.name);
+      expect(volume?.secret?.secretName).toBe(secretName);
+      // The keys cert-manager writes into a Certificate's Secret.
+      expect(['tls.crt', 'tls.key', 'ca.crt']).toContain(file?.slice((mount?.mountPath.length ?? 0) + 1));
+    }
+  });
+
+  it('runs a node like pod shoal-0: HTTPS probes answer, the internal port wants a node certificate, a renewal is picked up', async () => {
+    if (!statSync(CLI, { throwIfNoEntry: false })) throw new Error(`${CLI} is missing: npm run build`);
+    const pod = r.podNames()[0] as string;
+    const [port, internalPort] = [await freePort(), await freePort()];
+    const root = mkdtempSync(join(tmpdir(), 'shoal-k8s-tls-'));
+    const ca = makeCa();
+    const secretOf = (c: { cert: string; key: string }) => ({
+      'tls.crt': readFileSync(c.cert, 'utf8'),
+      'tls.key': readFileSync(c.key, 'utf8'),
+      'ca.crt': readFileSync(ca.caCert, 'utf8'),
+    });
+    const secretName = certificate('shoal-tls').spec.secretName ?? '';
+    const mounts = r.podVolumes(pod, root, { [secretName]: secretOf(issueCert(ca, 'shoal')) });
+    const env = onHost(r.podEnv(pod).env, mounts);
+    Object.assign(env, {
+      SHOAL_HOST: '127.0.0.1',
+      SHOAL_PORT: String(port),
+      SHOAL_INTERNAL_PORT: String(internalPort),
+      SHOAL_ADVERTISE_URL: `https://127.0.0.1:${port}`,
+      SHOAL_CLUSTER_SECRET: randomBytes(32).toString('hex'),
+    });
+    delete env.SHOAL_DISCOVERY_DNS;
+    const outer = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHOAL_')));
+    const child = spawn(process.execPath, [CLI, 'node'], { env: { ...outer, ...env }, stdio: 'ignore' });
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const agent = new Agent({ connect: { ca: readFileSync(ca.caCert) } });
+    const get = async (p: number, path: string) =>
+      (await undiciRequest(`https://127.0.0.1:${p}${path}`, { dispatcher: agent })).statusCode;
+    try {
+      const c = r.container;
+      const deadline = Date.now() + 30_000;
+      while ((await get(port, c.readinessProbe?.httpGet?.path ?? '/').catch(() => 0)) !== 200) {
+        if (Date.now() > deadline) throw new Error('the node never turned ready');
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      expect(await get(port, c.livenessProbe?.httpGet?.path ?? '/')).toBe(200);
+      expect(await get(internalPort, `${INTERNAL_PREFIX}/status`)).toBe(401);
+
+      // cert-manager renews: the kubelet swaps the Secret's files under the running pod.
+      const serial = () => servedSerial(port, ca.caCert);
+      const before = await serial();
+      writeSecretVolume(mounts.find((m) => m.volume === 'tls')!.hostPath, secretOf(issueCert(ca, 'shoal')));
+      const renewedBy = Date.now() + 15_000;
+      while ((await serial()) === before) {
+        if (Date.now() > renewedBy) throw new Error('the renewed certificate was never served');
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      await agent.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+/** The fields of cert-manager's Issuer and Certificate these manifests use. */
+interface CertManagerObject {
+  spec: {
+    secretName?: string;
+    isCA?: boolean;
+    dnsNames?: string[];
+    usages?: string[];
+    issuerRef?: { kind: string; name: string };
+    ca?: { secretName: string };
+    selfSigned?: Record<string, never>;
+  };
+}
+
+function servedSerial(port: number, caFile: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect(
+      { host: '127.0.0.1', port, ca: readFileSync(caFile), servername: 'localhost' },
+      () => {
+        resolve(socket.getPeerCertificate().serialNumber);
+        socket.end();
+      },
+    );
+    socket.on('error', reject);
+  });
+}
