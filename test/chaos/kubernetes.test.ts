@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { getJson, repoRoot, waitFor } from '../helpers/cluster';
 import { download, sha256, upload } from '../helpers/client';
 import { StatefulSetSim } from '../helpers/k8s-sim';
+import { PeerClient, type PeerError } from '../../services/storage-node/src/peers/peer-client';
 import { kustomize, Rendering } from '../helpers/kustomize';
 import { NETLAB_NEEDS, NetLab } from '../helpers/netlab';
 import { systemDescribe } from '../helpers/requirements';
@@ -39,6 +40,8 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
   let key: string;
   let replicas: number;
   let writeQuorum: number;
+  /** The pods' node-to-node port (SHOAL_INTERNAL_PORT). */
+  let internalPort: number;
   /** Every acknowledged file: id -> sha256. */
   const files = new Map<string, string>();
 
@@ -153,7 +156,7 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
     // the repair round and the gossip period, so the test takes a minute rather than five.
     const overlay = join(root, 'overlay');
     mkdirSync(overlay);
-    writeFileSync(join(overlay, 'secret.env'), `SHOAL_CLUSTER_SECRET=${randomBytes(32).toString('hex')}\n`);
+    writeFileSync(join(overlay, 'cluster-secret.txt'), `${randomBytes(32).toString('hex')}\n`);
     // An admin key: the scale-down below drains pods, which only an admin key may do.
     writeFileSync(join(overlay, 'api-keys.txt'), `# the test\nadmin:${randomBytes(24).toString('hex')}\n`);
     writeFileSync(
@@ -168,10 +171,12 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
         '      - SHOAL_REPAIR_INTERVAL_MS=1000',
         '      - SHOAL_GOSSIP_INTERVAL_MS=250',
         'secretGenerator:',
-        '  - name: shoal-secrets',
+        '  - name: shoal-cluster-secret',
         '    behavior: replace',
-        '    envs:',
-        '      - secret.env',
+        '    files:',
+        '      - secret=cluster-secret.txt',
+        '    options:',
+        '      disableNameSuffixHash: true',
         '  - name: shoal-api-keys',
         '    behavior: replace',
         '    files:',
@@ -185,6 +190,7 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
     const config = r.config('shoal-0');
     replicas = config.replicas;
     writeQuorum = config.writeQuorum;
+    internalPort = config.internalPort ?? config.port;
     key =
       (r.secretData('shoal-api-keys').keys ?? '')
         .split('\n')
@@ -263,6 +269,47 @@ describeSystem('Shoal on a simulated Kubernetes', () => {
     expect([...sim.pods.values()].map((p) => p.proc.pid)).toEqual(pids);
     expect(sim.exits).toEqual([]);
   }, 30_000);
+
+  it('rotates the cluster secret through the mounted Secret in three applies: no restart, no refused copy', async () => {
+    const pids = [...sim.pods.values()].map((p) => p.proc.pid);
+    const old = (sim.r.secretData('shoal-cluster-secret').secret ?? '').trim();
+    const fresh = randomBytes(32).toString('hex');
+    const loads = (logFile: string) =>
+      readFileSync(logFile, 'utf8').split('cluster secrets loaded from file').length - 1;
+    const before = new Map([...sim.pods.values()].map((p) => [p.logFile, loads(p.logFile)]));
+    // docs/kubernetes.md: every pod accepts the new secret, then every pod signs with it, then the
+    // old one goes. Each apply reaches every pod before the next.
+    const steps = [`${old}\n${fresh}\n`, `${fresh}\n${old}\n`, `${fresh}\n`];
+    for (const [i, text] of steps.entries()) {
+      sim.updateSecret('shoal-cluster-secret', { secret: text });
+      await waitFor(
+        () => [...sim.pods.values()].every((p) => loads(p.logFile) === (before.get(p.logFile) ?? 0) + i + 1),
+        15_000,
+        `every pod to load step ${i + 1} of the rotation`,
+      );
+      const res = await put(`secret-rotation-${i}`, 20_000);
+      expect(res.status).toBe(201);
+      const info = await json<FileInfo>(`${sim.serviceUrl()}/files/${res.id}/info`);
+      expect(info?.replicas.map((r) => r.state)).toEqual(Array(replicas).fill('ok'));
+    }
+    // The old secret opens nothing any more.
+    const pod = [...sim.pods.values()][0]!;
+    const peerUrl = sim.url(pod.ordinal).replace(/:\d+$/, `:${internalPort}`);
+    for (const [secret, expected] of [
+      [old, 401],
+      [fresh, 200],
+    ] as const) {
+      const client = new PeerClient({ nodeId: 'shoal-9', secret });
+      const answer = await client.status(peerUrl, 5_000).then(
+        () => 200,
+        (err: PeerError) => err.status,
+      );
+      await client.close();
+      expect(answer).toBe(expected);
+    }
+    expect([...sim.pods.values()].map((p) => p.proc.pid)).toEqual(pids);
+    expect(sim.exits).toEqual([]);
+  }, 60_000);
 
   it('rolls every pod one at a time: nothing unreadable, every write taken, nothing copied needlessly', async () => {
     const before = await holders();

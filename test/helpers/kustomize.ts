@@ -483,6 +483,11 @@ export class Rendering {
   config(podName: string): Config {
     const env = this.podEnv(podName).env;
     if (env.SHOAL_CLUSTER_SECRET !== undefined) env.SHOAL_CLUSTER_SECRET = 'a-replaced-cluster-secret-0';
+    // The file is the pod's, not this machine's (read at start: parseConfig would fail on it).
+    if (env.SHOAL_CLUSTER_SECRET_FILE !== undefined) {
+      delete env.SHOAL_CLUSTER_SECRET_FILE;
+      env.SHOAL_CLUSTER_SECRET = 'a-replaced-cluster-secret-0';
+    }
     return parseConfig({}, env);
   }
 

@@ -303,7 +303,7 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     expect(sourced.filter((name) => flagFor(name) === undefined)).toEqual([]);
     expect(Object.keys(env)).toEqual(
       expect.arrayContaining([
-        'SHOAL_CLUSTER_SECRET',
+        'SHOAL_CLUSTER_SECRET_FILE',
         'SHOAL_NODE_ID',
         'SHOAL_ADVERTISE_URL',
         'SHOAL_DISCOVERY_DNS',
@@ -311,12 +311,13 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     );
   });
 
-  it('reads the API keys from a mounted Secret that an apply updates in place', () => {
-    const [pod] = r.podNames();
-    const { env } = r.podEnv(pod as string);
-    // Keys only from the file: a key in the environment could not be revoked without a restart.
-    expect(env.SHOAL_API_KEYS).toBeUndefined();
-    const file = r.config(pod as string).apiKeysFile;
+  /**
+   * A file the node re-reads, from a Secret mounted read-only and updated in place: not
+   * name-hashed (kustomize's disableNameSuffixHash), since a new name would roll every pod where
+   * an update in place reaches the running pods' files. Readable by the node (fsGroup), by no one
+   * else. Returns the Secret's name.
+   */
+  function mountedSecretFile(file: string | undefined): string {
     expect(file).toEqual(expect.stringMatching(/^\//));
     const mount = (r.container.volumeMounts ?? []).find((m) => file?.startsWith(`${m.mountPath}/`));
     expect(mount?.readOnly).toBe(true);
@@ -324,11 +325,25 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     const secretName = volume?.secret?.secretName ?? '';
     const key = file?.slice((mount?.mountPath.length ?? 0) + 1) ?? '';
     expect(Object.keys(r.secretData(secretName))).toContain(key);
-    // Not name-hashed (kustomize's disableNameSuffixHash): a new hash would roll every pod, where
-    // an update in place reaches the running pods' files.
-    expect(secretName).toBe('shoal-api-keys');
-    // Readable by the node (fsGroup), by no one else.
+    expect(r.one<ISecret>('Secret', secretName).metadata?.name).toBe(secretName);
     expect(volume?.secret?.defaultMode).toBe(0o440);
+    return secretName;
+  }
+
+  it('reads the API keys from a mounted Secret that an apply updates in place', () => {
+    const [pod] = r.podNames();
+    const { env } = r.podEnv(pod as string);
+    // Keys only from the file: a key in the environment could not be revoked without a restart.
+    expect(env.SHOAL_API_KEYS).toBeUndefined();
+    expect(mountedSecretFile(r.config(pod as string).apiKeysFile)).toBe('shoal-api-keys');
+  });
+
+  it('reads the cluster secret from a mounted Secret too, so that it rotates without a restart', () => {
+    const [pod] = r.podNames();
+    const { env } = r.podEnv(pod as string);
+    // Never a variable: `kubectl describe` and every process of the pod can read those.
+    expect(env.SHOAL_CLUSTER_SECRET).toBeUndefined();
+    expect(mountedSecretFile(env.SHOAL_CLUSTER_SECRET_FILE)).toBe('shoal-cluster-secret');
   });
 
   it('configures every pod validly, with the pod name as node id', () => {
@@ -472,7 +487,7 @@ describe('a node configured exactly like pod shoal-0', () => {
       const outer = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHOAL_')));
       const run = spawnSync(process.execPath, [CLI, 'node'], { env: { ...outer, ...env }, encoding: 'utf8' });
       expect(run.status).not.toBe(0);
-      expect(run.stderr).toMatch(/--cluster-secret is a placeholder/);
+      expect(run.stderr).toMatch(/--cluster-secret-file \S+: line 1 is a placeholder/);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -486,12 +501,12 @@ describe('a node configured exactly like pod shoal-0', () => {
     const root = mkdtempSync(join(tmpdir(), 'shoal-k8s-pod-'));
     // Only what cannot exist on this machine changes: the address, and the volumes' paths. The
     // cluster DNS name cannot be looked up here either. And the secrets, as docs/kubernetes.md says.
-    const env = onHost(r.podEnv(pod).env, r.podVolumes(pod, root));
+    const secret = { 'shoal-cluster-secret': { secret: `${randomBytes(32).toString('hex')}\n` } };
+    const env = onHost(r.podEnv(pod).env, r.podVolumes(pod, root, secret));
     Object.assign(env, {
       SHOAL_HOST: '127.0.0.1',
       SHOAL_PORT: String(port),
       SHOAL_ADVERTISE_URL: `http://127.0.0.1:${port}`,
-      SHOAL_CLUSTER_SECRET: randomBytes(32).toString('hex'),
     });
     delete env.SHOAL_DISCOVERY_DNS;
     const keysFile = env.SHOAL_API_KEYS_FILE as string;
@@ -586,14 +601,16 @@ describe('k8s/overlays/tls', () => {
       'ca.crt': readFileSync(ca.caCert, 'utf8'),
     });
     const secretName = certificate('shoal-tls').spec.secretName ?? '';
-    const mounts = r.podVolumes(pod, root, { [secretName]: secretOf(issueCert(ca, 'shoal')) });
+    const mounts = r.podVolumes(pod, root, {
+      [secretName]: secretOf(issueCert(ca, 'shoal')),
+      'shoal-cluster-secret': { secret: randomBytes(32).toString('hex') },
+    });
     const env = onHost(r.podEnv(pod).env, mounts);
     Object.assign(env, {
       SHOAL_HOST: '127.0.0.1',
       SHOAL_PORT: String(port),
       SHOAL_INTERNAL_PORT: String(internalPort),
       SHOAL_ADVERTISE_URL: `https://127.0.0.1:${port}`,
-      SHOAL_CLUSTER_SECRET: randomBytes(32).toString('hex'),
     });
     delete env.SHOAL_DISCOVERY_DNS;
     const outer = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SHOAL_')));
