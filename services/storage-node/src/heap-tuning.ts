@@ -17,12 +17,21 @@
  * peaked at 148-167 MiB, at no cost in uploads or downloads per second that the bench could tell
  * from its noise.
  *
+ * 1 MiB semi-spaces, not 4 (measured here with --trace-gc and `npm run bench -- --only
+ * shoal,bare3 --rounds 3`): V8 starts a full mark-compact once the old generation's headroom
+ * (limit minus size, 10 MiB on a node's ~20 MiB heap at 1.5x) is no larger than the young
+ * generation's capacity. With 4 MiB semi-spaces that held all the time, and a 256 MiB upload made
+ * 15-20 mark-compacts on every node (V8's helper threads took 25-35% of the cluster's CPU); with
+ * 1 MiB, 1-2. The upload went from 21-27 to 14 ms of CPU per MiB (62-86 -> 123 MiB/s), small
+ * uploads and downloads cost the same, and the peak RSS of any node fell from 180-194 to 152 MiB.
+ * (A growing factor of 2 also ended the mark-compacts, but at 194 MiB of RSS.)
+ *
  * V8 reads the setting when its heap is made, so it must be on node's command line:
  * v8.setFlagsFromString() at run time leaves the young generation as it was. A
  * --max-semi-space-size given to node (command line or NODE_OPTIONS) wins, and so does
  * SHOAL_NO_HEAP_TUNING=1.
  */
-export const NODE_HEAP_FLAGS = ['--max-semi-space-size=4', '--heap-growing-percent=50'];
+export const NODE_HEAP_FLAGS = ['--max-semi-space-size=1', '--heap-growing-percent=50'];
 
 export function execWithHeapFlags(): void {
   const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never })
