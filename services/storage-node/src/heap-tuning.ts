@@ -22,8 +22,9 @@
  * (limit minus size, 10 MiB on a node's ~20 MiB heap at 1.5x) is no larger than the young
  * generation's capacity. With 4 MiB semi-spaces that held all the time, and a 256 MiB upload made
  * 15-20 mark-compacts on every node (V8's helper threads took 25-35% of the cluster's CPU); with
- * 1 MiB, 1-2. The upload went from 21-27 to 14 ms of CPU per MiB (62-86 -> 123 MiB/s), small
- * uploads and downloads cost the same, and the peak RSS of any node fell from 180-194 to 152 MiB.
+ * 1 MiB, 1-2. The upload went from 20-27 to 13-14 ms of CPU per MiB (62-86 -> 120-126 MiB/s),
+ * a 16 KiB upload costs about 10% more CPU (more of a request's objects outlive a 1 MiB young
+ * generation), and the peak RSS of any node fell from 165-194 to 145-152 MiB.
  * (A growing factor of 2 also ended the mark-compacts, but at 194 MiB of RSS.)
  *
  * V8 reads the setting when its heap is made, so it must be on node's command line:
