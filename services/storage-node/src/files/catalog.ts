@@ -167,27 +167,25 @@ export class Catalog {
     let record: FileRecord | undefined;
     let deleted = false;
     const states = new Map<string, ReplicaState>();
+    // Where clients reach each node (not its internal port, if it has one).
+    const state = (nodeId: string, s: ReplicaState['state']): ReplicaState => ({
+      nodeId,
+      url: this.membership.publicUrlOf(nodeId) ?? '',
+      state: s,
+    });
     answers.forEach((a, i) => {
       const m = members[i]!;
-      if (a === 'unreachable')
-        states.set(m.id, {
-          nodeId: m.id,
-          url: this.membership.publicUrlOf(m.id) ?? m.url,
-          state: 'unreachable',
-        });
+      if (a === 'unreachable') states.set(m.id, state(m.id, 'unreachable'));
       else if (a?.state === 'live') {
         record ??= a;
-        states.set(m.id, { nodeId: m.id, url: this.membership.publicUrlOf(m.id) ?? m.url, state: 'ok' });
+        states.set(m.id, state(m.id, 'ok'));
       } else {
         if (a?.state === 'deleted') deleted = true;
-        states.set(m.id, { nodeId: m.id, url: this.membership.publicUrlOf(m.id) ?? m.url, state: 'missing' });
+        states.set(m.id, state(m.id, 'missing'));
       }
     });
     if (!record || deleted) throw new ShoalError('not_found', 'no such file');
-    const replicas: ReplicaState[] = home.map(
-      (id) =>
-        states.get(id) ?? { nodeId: id, url: this.membership.publicUrlOf(id) ?? '', state: 'unreachable' },
-    );
+    const replicas: ReplicaState[] = home.map((id) => states.get(id) ?? state(id, 'unreachable'));
     for (const s of states.values()) if (s.state === 'ok' && !home.includes(s.nodeId)) replicas.push(s);
     return { ...toMeta(record), replicas };
   }
