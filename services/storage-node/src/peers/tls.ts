@@ -132,7 +132,14 @@ export class TlsFiles {
     }
     this.material = next;
     this.describe('TLS certificate reloaded');
-    for (const listener of this.listeners) listener(next);
+    for (const listener of this.listeners) {
+      // One listener failing (a server refusing the context) must not keep the others on the old set.
+      try {
+        listener(next);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'could not take the reloaded TLS certificate');
+      }
+    }
   }
 
   private describe(message: string): void {
