@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, type PeerCertificate } from 'node:tls';
 
 /** PEM files of a certificate authority made for one test. */
 export interface TestCa {
@@ -83,4 +84,19 @@ export function issueCert(ca: TestCa, cn: string): TestCert {
     dir,
   );
   return { cert: join(dir, `${base}.pem`), key: join(dir, `${base}.key`) };
+}
+
+/** The certificate a port on 127.0.0.1 presents to a new connection, checked against the CA file. */
+export function servedCertificate(port: number, caFile: string): Promise<PeerCertificate> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(
+      { host: '127.0.0.1', port, ca: readFileSync(caFile), servername: 'localhost' },
+      () => {
+        const cert = socket.getPeerCertificate();
+        socket.end();
+        resolve(cert);
+      },
+    );
+    socket.on('error', reject);
+  });
 }

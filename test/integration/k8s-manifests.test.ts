@@ -15,11 +15,10 @@ import { Namespace, type INamespace } from 'kubernetes-models/v1/Namespace';
 import { Secret, type ISecret } from 'kubernetes-models/v1/Secret';
 import { Service, type IService } from 'kubernetes-models/v1/Service';
 import { NetworkPolicy, type INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
-import { connect as tlsConnect } from 'node:tls';
 import { Agent, request as undiciRequest } from 'undici';
 import { envName, NODE_FLAGS } from '../../services/storage-node/src/config';
 import { INTERNAL_PREFIX } from '../../shared/protocol';
-import { issueCert, makeCa } from '../helpers/certs';
+import { issueCert, makeCa, servedCertificate } from '../helpers/certs';
 import { CLI, freePort, repoRoot } from '../helpers/cluster';
 import {
   asResource,
@@ -630,7 +629,7 @@ describe('k8s/overlays/tls', () => {
       expect(await get(internalPort, `${INTERNAL_PREFIX}/status`)).toBe(401);
 
       // cert-manager renews: the kubelet swaps the Secret's files under the running pod.
-      const serial = () => servedSerial(port, ca.caCert);
+      const serial = async () => (await servedCertificate(port, ca.caCert)).serialNumber;
       const before = await serial();
       writeSecretVolume(mounts.find((m) => m.volume === 'tls')!.hostPath, secretOf(issueCert(ca, 'shoal')));
       const renewedBy = Date.now() + 15_000;
@@ -659,17 +658,4 @@ interface CertManagerObject {
     ca?: { secretName: string };
     selfSigned?: Record<string, never>;
   };
-}
-
-function servedSerial(port: number, caFile: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect(
-      { host: '127.0.0.1', port, ca: readFileSync(caFile), servername: 'localhost' },
-      () => {
-        resolve(socket.getPeerCertificate().serialNumber);
-        socket.end();
-      },
-    );
-    socket.on('error', reject);
-  });
 }

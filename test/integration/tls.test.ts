@@ -3,11 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type PeerCertificate } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
 import { promisify } from 'node:util';
 import { Agent, FormData, fetch, request } from 'undici';
 import { INTERNAL_PREFIX } from '../../shared/protocol';
-import { issueCert, makeCa, type TestCa, type TestCert } from '../helpers/certs';
+import { issueCert, makeCa, servedCertificate, type TestCa, type TestCert } from '../helpers/certs';
 import { CLI, TestCluster, waitFor } from '../helpers/cluster';
 import { sha256 } from '../helpers/client';
 
@@ -159,7 +159,7 @@ describe('TLS between clients and nodes, and mutual TLS between nodes', () => {
   });
 
   it('takes a renewed certificate without a restart, and the cluster keeps replicating', async () => {
-    const before = await servedCertificate(cluster.node(0).port, ca);
+    const before = await servedCertificate(cluster.node(0).port, ca.caCert);
     const renewed = issueCert(ca, 'node-1');
     // As the kubelet updates a mounted Secret: the files change under the running node.
     const target = files[0]!;
@@ -168,16 +168,16 @@ describe('TLS between clients and nodes, and mutual TLS between nodes', () => {
     let after: PeerCertificate | undefined;
     await waitFor(
       async () => {
-        after = await servedCertificate(cluster.node(0).port, ca);
+        after = await servedCertificate(cluster.node(0).port, ca.caCert);
         return after.serialNumber !== before.serialNumber;
       },
       15_000,
       'node-1 to serve its renewed certificate',
     );
     // Internal port too, and the peers still reach it.
-    expect((await servedCertificate(Number(new URL(cluster.node(0).peerUrl).port), ca)).serialNumber).toBe(
-      after!.serialNumber,
-    );
+    expect(
+      (await servedCertificate(Number(new URL(cluster.node(0).peerUrl).port), ca.caCert)).serialNumber,
+    ).toBe(after!.serialNumber);
     const form = new FormData();
     form.append('file', new Blob([randomBytes(50_000)]), 'after-renewal.bin');
     const res = await get(`${cluster.url(1)}/files`, { method: 'POST', body: form });
@@ -188,18 +188,3 @@ describe('TLS between clients and nodes, and mutual TLS between nodes', () => {
     expect(cluster.log(0)).toMatch(/TLS certificate reloaded/);
   }, 60_000);
 });
-
-/** The certificate a port presents to a new connection. */
-function servedCertificate(port: number, ca: TestCa): Promise<PeerCertificate> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(
-      { host: '127.0.0.1', port, ca: readFileSync(ca.caCert), servername: 'localhost' },
-      () => {
-        const cert = socket.getPeerCertificate();
-        socket.end();
-        resolve(cert);
-      },
-    );
-    socket.on('error', reject);
-  });
-}
