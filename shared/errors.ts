@@ -63,6 +63,11 @@ export class ShoalError extends Error {
   }
 }
 
+/** The HTTP status an error code maps to, for a code a peer sent (undefined: not one of ours). */
+export function statusOfCode(code: string): number | undefined {
+  return Object.hasOwn(STATUS, code) ? STATUS[code as ErrorCode] : undefined;
+}
+
 export function isShoalError(err: unknown): err is ShoalError {
   return err instanceof ShoalError;
 }

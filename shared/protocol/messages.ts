@@ -314,6 +314,27 @@ export const ErrorBodySchema = z.object({
 });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 
+/** The most commits one batch carries. */
+export const MAX_BATCH_COMMITS = 256;
+
+/**
+ * Several commits to one replica in one request: the coordinator's commits to a peer queue while
+ * one batch is on its way, and go together in the next. Each is exactly a single commit; the
+ * replica makes them durable together (one transaction, one flush) and answers each on its own.
+ */
+export const CommitBatchRequestSchema = z.object({
+  commits: z
+    .array(CommitRequestSchema.extend({ id: FileId }))
+    .min(1)
+    .max(MAX_BATCH_COMMITS),
+});
+export type CommitBatchRequest = z.infer<typeof CommitBatchRequestSchema>;
+/** One answer per commit, in order: its result, or the error it alone failed with. */
+export const CommitBatchAnswerSchema = z.object({
+  results: z.array(z.union([CommitAnswerSchema, ErrorBodySchema])).max(MAX_BATCH_COMMITS),
+});
+export type CommitBatchAnswer = z.infer<typeof CommitBatchAnswerSchema>;
+
 /**
  * The x-shoal-meta header on a peer's copy: the record of the file served, so the reader can
  * decide ranges and validators before a byte arrives. base64url JSON, so any record fits a header.

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { FileId, PARTITION_COUNT, Timestamp, UploadToken, decimal } from './fields';
 import {
   CommitAnswerSchema,
+  CommitBatchAnswerSchema,
+  CommitBatchRequestSchema,
   CommitRequestSchema,
   DeleteAnswerSchema,
   DeleteRequestSchema,
@@ -164,6 +166,13 @@ export const INTERNAL_ROUTES = defineRoutes({
     params: IdParams,
     body: CommitRequestSchema,
     answer: CommitAnswerSchema,
+  },
+  /** Commits of several files at once (what `commit` does for each); see CommitBatchRequestSchema. */
+  commitBatch: {
+    method: 'POST',
+    pattern: '/commits',
+    body: CommitBatchRequestSchema,
+    answer: CommitBatchAnswerSchema,
   },
   abort: { method: 'DELETE', pattern: '/uploads/:token', params: z.object({ token: UploadToken }) },
   delete: {

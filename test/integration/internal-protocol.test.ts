@@ -118,6 +118,27 @@ describe('internal routes refuse malformed requests from a signed peer', () => {
       `/blobs/${id}/commit`,
       { token: TOKEN, meta: meta(newFileId()), heldFor: null },
     ],
+    ['a batch of no commits', 'POST', '/commits', { commits: [] }],
+    [
+      'a batch of 257 commits',
+      'POST',
+      '/commits',
+      {
+        commits: Array.from({ length: 257 }, () => ({
+          id,
+          token: TOKEN,
+          meta: meta(id),
+          heldFor: null,
+          checksums: '',
+        })),
+      },
+    ],
+    [
+      'a batched commit with a bad token',
+      'POST',
+      '/commits',
+      { commits: [{ id, token: 'zz', meta: meta(id), heldFor: null, checksums: '' }] },
+    ],
     ['an abort with a bad token', 'DELETE', '/uploads/not-a-token', undefined],
     ['a delete with a bad time', 'POST', `/blobs/${id}/delete`, { deletedAt: 'now', force: false }],
     ['catch-up without since', 'GET', '/catch-up?limit=10', undefined],

@@ -180,6 +180,32 @@ describe.each([
     expect(await peer.record(meta.id)).toBeUndefined();
   });
 
+  it('takes many commits at once and answers each on its own, a bad one failing alone', async () => {
+    // Started together, as concurrent uploads do: a remote peer gets them in batches.
+    const files = Array.from({ length: 40 }, (_v, i) => randomBytes(i % 2 === 0 ? 2_000 : 200_000));
+    const prepared = await Promise.all(
+      files.map(async (data) => {
+        const meta = metaFor(data);
+        return { data, meta, token: (await peer.receive(meta.id, Readable.from([data]))).token };
+      }),
+    );
+    const bad = prepared[7]!;
+    const other = randomBytes(bad.data.length);
+    const outcomes = await Promise.all(
+      prepared.map(({ data, meta, token }) =>
+        refusal(peer.commit(meta.id, commitOf(token, meta, data === bad.data ? other : data))),
+      ),
+    );
+    expect(outcomes.filter((o) => o !== undefined)).toEqual(['checksum_mismatch']);
+    expect(outcomes[7]).toBe('checksum_mismatch');
+    expect(await peer.record(bad.meta.id)).toBeUndefined();
+    for (const { data, meta } of prepared.filter((p) => p !== bad)) {
+      const copy = await peer.read(meta.id, { method: 'GET' });
+      if (!copy || copy === 'deleted') throw new Error(`no copy of ${meta.id}`);
+      expect(await bytesOf(copy.body!)).toEqual(data);
+    }
+  });
+
   it('turns a copy into a tombstone that wins for good', async () => {
     const data = randomBytes(500);
     const meta = await store(peer, data);

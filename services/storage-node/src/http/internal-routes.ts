@@ -2,7 +2,7 @@ import express, { Router, type Request, type Response } from 'express';
 import type { TLSSocket } from 'node:tls';
 import type { z } from 'zod';
 import { blocksCovering, framedLength } from '../../../../shared/blocks';
-import { ShoalError } from '../../../../shared/errors';
+import { ShoalError, errorBody, errorText } from '../../../../shared/errors';
 import {
   HEADER_AUTH,
   HEADER_FRAMED,
@@ -12,6 +12,7 @@ import {
   PARTITION_COUNT,
   check,
   encodeMetaHeader,
+  type CommitBatchRequest,
   type InternalRoute,
   type RouteAnswer,
   type RouteRequest,
@@ -98,6 +99,24 @@ export function internalRoutes(ctx: NodeContext): Router {
   serve(router, routes.commit, async ({ params, body }) => {
     if (body.meta.id !== params.id) throw new ShoalError('bad_request', 'meta.id is not the id in the path');
     return { result: await local.commit(params.id, body) };
+  });
+
+  // Each commit of a batch stands alone: one that fails (bytes that do not match, a deleted file)
+  // fails only itself. Started together, the small ones share one transaction and one flush.
+  serve(router, routes.commitBatch, async ({ body }) => {
+    const commitOne = async ({ id, ...commit }: CommitBatchRequest['commits'][number]) => {
+      if (commit.meta.id !== id) throw new ShoalError('bad_request', "meta.id is not the commit's id");
+      return { result: await local.commit(id, commit) };
+    };
+    const settled = await Promise.allSettled(body.commits.map(commitOne));
+    return {
+      results: settled.map((s) => {
+        if (s.status === 'fulfilled') return s.value;
+        if (s.reason instanceof ShoalError) return errorBody(s.reason.code, s.reason.message);
+        ctx.log.error({ err: errorText(s.reason) }, 'a batched commit failed');
+        return errorBody('internal', 'the commit failed on this node');
+      }),
+    };
   });
 
   serve(router, routes.abort, async ({ params }, _req, res) => {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Agent, request, errors as undiciErrors, type Dispatcher } from 'undici';
+import { statusOfCode } from '../../../../shared/errors';
 import {
   ErrorBodySchema,
   HEADER_AUTH,
@@ -11,6 +12,7 @@ import {
   check,
   decodeMetaHeader,
   type CheckedAnswer,
+  type CommitBatchRequest,
   type CommitRequest,
   type FileMeta,
   type FileRecord,
@@ -47,6 +49,9 @@ export class PeerError extends Error {
     this.name = 'PeerError';
   }
 }
+
+/** How long a commit (or a batch of them) may take on the peer. */
+export const COMMIT_TIMEOUT_MS = 10_000;
 
 /** Added to the time a pull's copy takes at the repair rate before its caller gives up. */
 const PULL_MARGIN_MS = 30_000;
@@ -152,9 +157,45 @@ export class PeerClient {
     const answer = await this.call(baseUrl, route, route.path({ id: fileId }), {
       body: commit,
       reqId,
-      timeoutMs: 10_000,
+      timeoutMs: COMMIT_TIMEOUT_MS,
     });
     return answer.result;
+  }
+
+  /**
+   * Several commits in one request. One result per commit, in order: the result, or the PeerError
+   * that commit alone failed with. A peer that does not know the route (an older version, during
+   * a rolling upgrade) answers 404: the caller commits one by one instead.
+   */
+  async commitBatch(
+    baseUrl: string,
+    commits: CommitBatchRequest['commits'],
+    reqId?: string,
+  ): Promise<Array<'stored' | 'already-stored' | PeerError>> {
+    const route = INTERNAL_ROUTES.commitBatch;
+    const answer = await this.call(baseUrl, route, route.path(), {
+      body: { commits },
+      reqId,
+      timeoutMs: COMMIT_TIMEOUT_MS,
+    });
+    if (answer.results.length !== commits.length)
+      throw this.malformed(
+        baseUrl,
+        route,
+        200,
+        `${answer.results.length} results for ${commits.length} commits`,
+      );
+    return answer.results.map((r) =>
+      'result' in r
+        ? r.result
+        : new PeerError(
+            baseUrl,
+            'status',
+            `peer refused the commit: ${r.error.message.slice(0, 300)}`,
+            statusOfCode(r.error.code),
+            r.error.code,
+          ),
+    );
   }
 
   async abortUpload(baseUrl: string, token: string, reqId?: string): Promise<void> {

@@ -1,13 +1,15 @@
 import type { Readable } from 'node:stream';
-import type {
-  CatchUpAnswer,
-  CommitRequest,
-  CopyResult,
-  FileMeta,
-  FileRecord,
-  LocalListing,
-  NodeStatus,
-  PreparedUpload,
+import {
+  MAX_BATCH_COMMITS,
+  type CatchUpAnswer,
+  type CommitBatchRequest,
+  type CommitRequest,
+  type CopyResult,
+  type FileMeta,
+  type FileRecord,
+  type LocalListing,
+  type NodeStatus,
+  type PreparedUpload,
 } from '../../../../shared/protocol';
 import { pipeline } from 'node:stream';
 import { FrameVerifier, blocksCovering } from '../../../../shared/blocks';
@@ -15,10 +17,26 @@ import { HEADER_FRAMED } from '../../../../shared/protocol';
 import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
 import { discard } from '../../../../shared/streams';
 import type { CopyRead, CopyToStore, Peer } from './peer';
-import { PeerError, type PeerClient } from './peer-client';
+import { BatchQueue } from './batch-queue';
+import { COMMIT_TIMEOUT_MS, PeerError, type PeerClient } from './peer-client';
 
 /** Another node, reached over signed HTTP through the shared PeerClient. */
 export class RemotePeer implements Peer {
+  /** False once the peer answered that it does not know batched commits (an older version). */
+  private batchesCommits = true;
+  /**
+   * Commits to this peer, batched: many uploads' commits in one request and one flush on the
+   * peer, instead of a request each (BatchQueue).
+   */
+  private readonly commits = new BatchQueue<QueuedCommit, 'stored' | 'already-stored'>(
+    (items) => this.sendCommits(items),
+    {
+      maxBatch: MAX_BATCH_COMMITS,
+      deadlineMs: COMMIT_TIMEOUT_MS,
+      timeoutError: () => new PeerError(this.url, 'timeout', 'the commit was not answered in time'),
+    },
+  );
+
   constructor(
     readonly id: string,
     readonly url: string,
@@ -42,7 +60,8 @@ export class RemotePeer implements Peer {
   }
 
   commit(fileId: string, request: CommitRequest, reqId?: string): Promise<'stored' | 'already-stored'> {
-    return this.client.commitUpload(this.url, fileId, request, reqId);
+    if (!this.batchesCommits) return this.client.commitUpload(this.url, fileId, request, reqId);
+    return this.commits.add({ commit: { id: fileId, ...request }, reqId });
   }
 
   abort(token: string, reqId?: string): Promise<void> {
@@ -130,4 +149,22 @@ export class RemotePeer implements Peer {
     const verifier = new FrameVerifier(res.record.size, first, decision.start, decision.end);
     return { ...decision, record: res.record, body: pipeline(res.body, verifier, () => undefined) };
   }
+
+  private async sendCommits(items: QueuedCommit[]): Promise<Array<'stored' | 'already-stored' | Error>> {
+    const commits = items.map((i) => i.commit);
+    try {
+      return await this.client.commitBatch(this.url, commits, items[0]?.reqId);
+    } catch (err) {
+      if (!(err instanceof PeerError && err.status === 404 && err.code === 'not_found')) throw err;
+    }
+    this.batchesCommits = false;
+    const one = ({ commit: { id, ...request }, reqId }: QueuedCommit) =>
+      this.client.commitUpload(this.url, id, request, reqId).catch((err: unknown) => err as Error);
+    return Promise.all(items.map(one));
+  }
+}
+
+interface QueuedCommit {
+  commit: CommitBatchRequest['commits'][number];
+  reqId: string | undefined;
 }
