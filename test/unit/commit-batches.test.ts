@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { BatchQueue } from '../../services/storage-node/src/peers/batch-queue';
 import { PeerClient } from '../../services/storage-node/src/peers/peer-client';
 import { RemotePeer } from '../../services/storage-node/src/peers/remote-peer';
 import { newFileId } from '../../shared/ids';
+import { closeStandIn, listenOnLoopback } from '../helpers/stand-in';
 
 describe('BatchQueue', () => {
   /** A send that answers when told to, recording each batch it was given. */
@@ -115,14 +115,12 @@ describe('RemotePeer committing on a node that does not batch', () => {
         }
       });
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    base = await listenOnLoopback(server);
   });
 
   afterAll(async () => {
     await client.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await closeStandIn(server);
   });
 
   const commitFor = (id: string) => ({

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { PeerClient, PeerError } from '../../services/storage-node/src/peers/peer-client';
+import { closeStandIn, listenOnLoopback } from '../helpers/stand-in';
 
 /**
  * How long a node waits for a peer's answer: a pull answers only once the whole copy is stored,
@@ -39,14 +39,12 @@ describe('PeerClient waiting for slow answers', () => {
         }, 3_000),
       );
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    base = await listenOnLoopback(server);
   });
 
   afterAll(async () => {
     await client.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await closeStandIn(server);
   });
 
   it('waits for a pull as long as its copy can take at the repair rate', async () => {
