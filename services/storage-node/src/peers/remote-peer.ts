@@ -159,7 +159,10 @@ export class RemotePeer implements Peer {
     }
     this.batchesCommits = false;
     const one = ({ commit: { id, ...request }, reqId }: QueuedCommit) =>
-      this.client.commitUpload(this.url, id, request, reqId).catch((err: unknown) => err as Error);
+      this.client
+        .commitUpload(this.url, id, request, reqId)
+        // An Error, whatever was thrown: BatchQueue takes anything else as the commit's result.
+        .catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
     return Promise.all(items.map(one));
   }
 }
