@@ -96,6 +96,14 @@ describe('signed download links and key rotation', () => {
     const viaOther = await download(cluster.url(2), link.path.replace('/files/', ''));
     expect(viaOther.status).toBe(200);
     expect(sha256(viaOther.data)).toBe(sha256(data));
+    // And answers as a download with a key does: the same headers, the same values.
+    const headersOf = async (res: Response) => {
+      await res.arrayBuffer();
+      return [...res.headers].filter(([name]) => !['date', 'x-request-id'].includes(name));
+    };
+    expect(await headersOf(await fetch(`${cluster.url(2)}${link.path}`))).toEqual(
+      await headersOf(await fetch(`${cluster.url(2)}/files/${id}`, { headers: auth('fixed-key') })),
+    );
 
     const url = new URL(`${cluster.url(0)}${link.path}`);
     const tampered = [
@@ -156,6 +164,12 @@ describe('signed download links and key rotation', () => {
     };
 
     expect((await call('GET', `/files/${id}`, 'reader-key-01')).status).toBe(200);
+    expect(await call('GET', `/files/${id}`, 'no-such-key-01')).toMatchObject({
+      status: 401,
+      code: 'unauthorized',
+    });
+    expect((await fetch(`${cluster.url(0)}/files/${id}`)).status).toBe(401);
+    expect((await fetch(`${cluster.url(0)}/files/${id}`, { method: 'HEAD' })).status).toBe(401);
     expect((await call('GET', '/files', 'reader-key-01')).status).toBe(200);
     expect((await call('POST', `/files/${id}/links`, 'reader-key-01')).status).toBe(201);
     expect((await upload(cluster.url(0), randomBytes(10), 'no.bin', auth('reader-key-01'))).status).toBe(403);

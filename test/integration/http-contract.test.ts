@@ -585,6 +585,33 @@ describe('HTTP contract on a 3-node cluster', () => {
       }
     });
 
+    it('counts each download in /metrics, under its route and status, with the bytes it sent', async () => {
+      const data = randomBytes(3000);
+      const stored = await uploadOk(cluster.url(0), data, `${RUN}-counted.bin`);
+      const base = cluster.url(1);
+      const figure = async (pattern: RegExp): Promise<number> => {
+        const text = (await call(`${base}/metrics`)).body.toString('utf8');
+        return Number(pattern.exec(text)?.[1] ?? 0);
+      };
+      const gets = (status: number) =>
+        new RegExp(
+          `^shoal_http_request_duration_seconds_count\\{[^}]*method="GET",route="/files/:id",status="${status}"\\} (\\d+)$`,
+          'm',
+        );
+      const bytesOut = /^shoal_bytes_out_total\{[^}]*\} (\d+)$/m;
+      const before = {
+        ok: await figure(gets(200)),
+        missing: await figure(gets(404)),
+        bytes: await figure(bytesOut),
+      };
+      expectStatus(await call(`${base}/files/${stored.id}`), 200);
+      expectStatus(await call(`${base}/files/${stored.id}`), 200);
+      expectStatus(await call(`${base}/files/${NEVER_STORED_ID}`), 404);
+      expect(await figure(gets(200))).toBe(before.ok + 2);
+      expect(await figure(gets(404))).toBe(before.missing + 1);
+      expect(await figure(bytesOut)).toBe(before.bytes + 2 * data.length);
+    });
+
     it('every node serves the web console at /', async () => {
       for (let i = 0; i < 3; i++) {
         const r = await call(`${cluster.url(i)}/`);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../shared/logging';
 import { ApiKeys, KEYS_FILE_GRACE_MS, parseKeyEntry } from '../../services/storage-node/src/http/access';
-import { roleNeeded } from '../../services/storage-node/src/http/app';
+import { roleNeeded } from '../../services/storage-node/src/http/gate';
 
 /** The keys file on a real disk, as a Kubernetes Secret mount is: rotated, emptied, deleted. */
 describe('API keys from a file', () => {

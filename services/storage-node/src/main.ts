@@ -10,6 +10,7 @@ import { Catalog } from './files/catalog';
 import { FileReader } from './files/download';
 import { ApiKeys, LinkSigner } from './http/access';
 import { buildApp, type Listener } from './http/app';
+import { withReadLane } from './http/read-lane';
 import { clientErrorHandler } from './http/error-handler';
 import type { Lifecycle, NodeContext } from './http/context';
 import { NodeMetrics } from './http/metrics';
@@ -315,16 +316,17 @@ export async function startNode(config: Config): Promise<RunningNode> {
  */
 function createListener(ctx: NodeContext, serves: Listener, tls: TlsFiles | undefined): Server {
   const app = buildApp(ctx, serves);
+  const handler = serves === 'internal' ? app : withReadLane(ctx, app);
   const options = { maxHeaderSize: MAX_HEADER_BYTES };
   let server: Server;
   if (tls) {
-    const secure = createHttpsServer({ ...options, ...tls.serverOptions() }, app);
+    const secure = createHttpsServer({ ...options, ...tls.serverOptions() }, handler);
     tls.onChange(() => secure.setSecureContext(tls.secureContextOptions()));
     // A failed handshake (a plain-HTTP client, an unknown CA) is the client's problem, not an error here.
     secure.on('tlsClientError', (err) => ctx.log.debug({ err: err.message }, 'TLS handshake failed'));
     server = secure as unknown as Server;
   } else {
-    server = createServer(options, app);
+    server = createServer(options, handler);
   }
   server.on(
     'clientError',

@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import type { StorageEngine } from 'multer';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { ShoalError } from '../../../../shared/errors';
 import { newFileId } from '../../../../shared/ids';
@@ -51,9 +52,8 @@ const DRAIN_GRACE_MS = 2_000;
  * read the answer and reuse the connection; this caps that at DRAIN_GRACE_MS, then cuts the
  * connection, so a refused client cannot make the node read gigabytes.
  */
-export function capDrain(req: Request): void {
-  const res = req.res;
-  if (!res || req.complete) return;
+export function capDrain(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete) return;
   res.once('finish', () => {
     setTimeout(() => {
       if (!req.complete) req.destroy();

@@ -1,10 +1,9 @@
 import express, { type Express, type RequestHandler } from 'express';
 import { ShoalError } from '../../../../shared/errors';
 import { INTERNAL_PREFIX } from '../../../../shared/protocol';
-import { isLoopbackHost } from '../config';
-import { allows, type Role } from './access';
 import { notReadyReason, type NodeContext } from './context';
 import { errorHandler, sendError } from './error-handler';
+import { FILE_PATH, bearerKey, crossSiteRefusal, measure, setCommonHeaders } from './gate';
 import { internalRoutes } from './internal-routes';
 import { publicRoutes } from './public-routes';
 import { refreshMetrics } from './node-status';
@@ -26,21 +25,15 @@ export function buildApp(ctx: NodeContext, serves: Listener = 'all'): Express {
   app.set('query parser', 'simple');
 
   app.use(requestId());
-  app.use(measure(ctx));
-  app.use((_req, res, next) => {
-    // Every answer: never framed, never sniffed into another type, never a Referer onward. A
-    // file's bytes are the uploader's, served from the console's origin: as a sandboxed document
-    // with nothing allowed, an HTML file opened here cannot run script or read the console's key.
-    res.setHeader('X-Frame-Options', 'DENY');
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('Referrer-Policy', 'no-referrer');
-    res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'; sandbox");
+  app.use((req, res, next) => {
+    measure(ctx, req, res, () => {
+      const pattern = req.route?.path as string | undefined;
+      return pattern ? `${req.baseUrl}${pattern}` : 'unmatched';
+    });
     next();
   });
-  // Once stopping, every answer ends its connection: a peer or client that keeps reusing a
-  // keep-alive connection would otherwise hold the node open until the shutdown grace runs out.
   app.use((_req, res, next) => {
-    if (ctx.lifecycle.stopping) res.setHeader('Connection', 'close');
+    setCommonHeaders(ctx, res);
     next();
   });
 
@@ -89,50 +82,9 @@ export function buildApp(ctx: NodeContext, serves: Listener = 'all'): Express {
  * Tools (curl, the CLI, SDKs) send no Origin and a loopback Host, and are unaffected.
  */
 function sameSiteOnly(ctx: NodeContext): RequestHandler {
-  const loopback = isLoopbackHost(ctx.config.host);
-  const advertised = new URL(ctx.config.advertiseUrl).host.toLowerCase();
-  return (req, _res, next) => {
-    const host = (req.get('host') ?? '').toLowerCase();
-    if (loopback && host !== advertised && !isLoopbackHost(hostName(host))) {
-      return next(
-        new ShoalError('forbidden', `this node answers on loopback only, not for host ${host.slice(0, 100)}`),
-      );
-    }
-    const origin = req.get('origin');
-    if (origin !== undefined && !['GET', 'HEAD', 'OPTIONS'].includes(req.method)) {
-      let from = '';
-      try {
-        from = new URL(origin).host.toLowerCase();
-      } catch {
-        // "null" (a sandboxed page, a file: URL) or garbage: not this node's origin.
-      }
-      if (from !== host) return next(new ShoalError('forbidden', 'cross-site requests are refused'));
-    }
-    next();
-  };
+  const refusal = crossSiteRefusal(ctx);
+  return (req, _res, next) => next(refusal(req));
 }
-
-/** The host part of a Host header: `127.0.0.1:7001` -> `127.0.0.1`, `[::1]:7001` -> `::1`. */
-function hostName(hostHeader: string): string {
-  const bracketed = /^\[([^\]]+)\](:\d+)?$/.exec(hostHeader);
-  if (bracketed) return bracketed[1]!;
-  return hostHeader.replace(/:\d+$/, '');
-}
-
-const FILE_PATH = /^\/files\/([A-Za-z0-9_-]{1,64})$/;
-
-/**
- * The role a public request needs: `admin` to change the cluster (POST and DELETE under
- * /admin/), `read` to look (GET, HEAD, and making a download link, which only grants a read),
- * `write` for the rest (uploads, deletes).
- */
-export function roleNeeded(method: string, path: string): Role {
-  if (path.startsWith('/admin/') && method !== 'GET' && method !== 'HEAD') return 'admin';
-  if (method === 'GET' || method === 'HEAD' || (method === 'POST' && LINKS_PATH.test(path))) return 'read';
-  return 'write';
-}
-
-const LINKS_PATH = /^\/files\/[A-Za-z0-9_-]{1,64}\/links$/;
 
 function requireApiKey(ctx: NodeContext): RequestHandler {
   return (req, res, next) => {
@@ -161,35 +113,9 @@ function requireApiKey(ctx: NodeContext): RequestHandler {
     }
     if (!ctx.apiKeys.enabled || OPEN_PATHS.has(req.path) || (req.method === 'GET' && req.path === '/'))
       return next();
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
-    const key = ctx.apiKeys.find(match?.[1]);
-    if (!key) {
-      return next(new ShoalError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>'));
-    }
-    const needed = roleNeeded(req.method, req.path);
-    if (!allows(key.role, needed)) {
-      return next(
-        new ShoalError(
-          'forbidden',
-          `this API key has the ${key.role} role; ${req.method} ${req.path} needs ${needed}`,
-        ),
-      );
-    }
-    res.locals.apiKeyId = key.id;
-    next();
-  };
-}
-
-function measure(ctx: NodeContext): RequestHandler {
-  return (req, res, next) => {
-    const end = ctx.metrics.requests.startTimer();
-    ctx.lifecycle.inFlight.set(req, { request: `${req.method} ${req.path}`, since: Date.now() });
-    res.on('close', () => ctx.lifecycle.inFlight.delete(req));
-    res.on('finish', () => {
-      const pattern = req.route?.path as string | undefined;
-      const route = pattern ? `${req.baseUrl}${pattern}` : 'unmatched';
-      end({ method: req.method, route, status: String(res.statusCode) });
-    });
+    const verdict = bearerKey(ctx, req.headers.authorization, req.method, req.path);
+    if (verdict instanceof ShoalError) return next(verdict);
+    res.locals.apiKeyId = verdict.id;
     next();
   };
 }

@@ -1,17 +1,19 @@
-import type { ErrorRequestHandler, Request, Response } from 'express';
+import type { ErrorRequestHandler } from 'express';
 import { MulterError } from 'multer';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ShoalError, errorBody, errorText, isNoSpaceError } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
 import { capDrain, MULTIPART_LIMITS, PART_HEADER_MAX_BYTES } from '../files/upload';
+import { sendJson } from './file-response';
 
-export function sendError(res: Response, err: ShoalError): void {
+export function sendError(res: ServerResponse, err: ShoalError): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res.status(err.httpStatus).json(errorBody(err.code, err.message));
+  res.statusCode = err.httpStatus;
+  sendJson(res, errorBody(err.code, err.message));
 }
 
 /** Turns whatever went wrong into one of the contract's JSON errors. */
@@ -78,28 +80,36 @@ const HUNG_UP = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
  * browser tab): its connection is gone and the error is only the echo of that. Nothing is wrong
  * here, and there is nobody left to answer.
  */
-function clientWentAway(req: Request, err: unknown): boolean {
+function clientWentAway(req: IncomingMessage, err: unknown): boolean {
   return req.socket.destroyed && HUNG_UP.has(String((err as { code?: unknown } | undefined)?.code));
 }
 
 export function errorHandler(log: Logger): ErrorRequestHandler {
-  return (err, req, res, _next) => {
-    if (clientWentAway(req, err)) {
-      log.info({ reqId: req.reqId, err: errorText(err) }, 'client went away before the answer');
-      res.destroy();
-      return;
-    }
-    capDrain(req);
-    const known = toShoalError(err);
-    if (known) {
-      if (known.httpStatus >= 500)
-        log.warn({ reqId: req.reqId, code: known.code, err: known.message }, 'request failed');
-      sendError(res, known);
-      return;
-    }
-    log.error({ reqId: req.reqId, err }, 'unexpected error');
-    sendError(res, new ShoalError('internal', 'internal error; the node log has the details'));
-  };
+  return (err, req, res, _next) => answerError(log, req, res, req.reqId, err);
+}
+
+/** Answers a request that failed with `err`: express's last handler, and the read lane's. */
+export function answerError(
+  log: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  reqId: string,
+  err: unknown,
+): void {
+  if (clientWentAway(req, err)) {
+    log.info({ reqId, err: errorText(err) }, 'client went away before the answer');
+    res.destroy();
+    return;
+  }
+  capDrain(req, res);
+  const known = toShoalError(err);
+  if (known) {
+    if (known.httpStatus >= 500) log.warn({ reqId, code: known.code, err: known.message }, 'request failed');
+    sendError(res, known);
+    return;
+  }
+  log.error({ reqId, err }, 'unexpected error');
+  sendError(res, new ShoalError('internal', 'internal error; the node log has the details'));
 }
 
 /** How long a socket refused by the HTTP parser stays open after its answer, so the client can read it. */

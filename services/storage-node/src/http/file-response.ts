@@ -1,4 +1,4 @@
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream';
 import { errorBody } from '../../../../shared/errors';
@@ -10,8 +10,8 @@ import { endsBlock, written } from '../store/block-pool';
 import { HeldBytes } from '../store/verified-read';
 
 /** Writes the status and headers a GET or HEAD of a file answers with, for a decided read. */
-export function writeFileHeaders(res: Response, record: FileRecord, decision: ReadDecision): void {
-  res.status(decision.status);
+export function writeFileHeaders(res: ServerResponse, record: FileRecord, decision: ReadDecision): void {
+  res.statusCode = decision.status;
   res.setHeader('ETag', `"${record.sha256}"`);
   res.setHeader('Accept-Ranges', 'bytes');
   res.setHeader('Last-Modified', new Date(record.createdAt).toUTCString());
@@ -34,7 +34,7 @@ export function writeFileHeaders(res: Response, record: FileRecord, decision: Re
  * function's from the start: piped to the client or released, however the request ends.
  */
 export async function sendFile(
-  res: Response,
+  res: ServerResponse,
   record: FileRecord,
   decision: ReadDecision,
   body: Readable | undefined,
@@ -50,7 +50,8 @@ export async function sendFile(
     throw err;
   }
   if (decision.status === 416) {
-    res.json(
+    sendJson(
+      res,
       errorBody(
         'range_not_satisfiable',
         `the file has ${record.size} bytes; the requested range lies outside it`,
@@ -83,7 +84,7 @@ export async function sendFile(
  * Resolves when the response has finished; rejects, with the body released, when the body fails
  * or the client goes away first.
  */
-function pump(body: Readable, res: Response): Promise<void> {
+function pump(body: Readable, res: ServerResponse): Promise<void> {
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
       const more = endsBlock(chunk)
@@ -117,4 +118,12 @@ function pump(body: Readable, res: Response): Promise<void> {
     res.on('drain', onDrain);
     body.on('data', onData);
   });
+}
+
+/** Ends `res` with `body` as JSON, at the status already set, as express's res.json() would. */
+export function sendJson(res: ServerResponse, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', String(Buffer.byteLength(text)));
+  res.end(text);
 }

@@ -6,7 +6,7 @@ import { MAX_PAGE } from '../files/catalog';
 import { feedBusboy, MULTIPART_LIMITS, ReplicatingStorage, type PreparedFile } from '../files/upload';
 import { handOff } from '../replication/handoff';
 import type { NodeContext } from './context';
-import { sendFile } from './file-response';
+import { serveFile } from './read-lane';
 import { CONSOLE_CSP_HEADER, consoleHtml } from './console-page';
 import type { NodeStatus } from '../../../../shared/protocol';
 
@@ -135,15 +135,9 @@ export function publicRoutes(ctx: NodeContext): Router {
     res.json(await ctx.catalog.info(assertValidId(req.params.id), req.reqId));
   });
 
+  // Most downloads never get here: the read lane (read-lane.ts) answers them before express.
   router.get('/files/:id', async (req: Request, res) => {
-    const id = assertValidId(req.params.id);
-    const read = await ctx.reader.open(id, {
-      method: req.method === 'HEAD' ? 'HEAD' : 'GET',
-      range: req.get('range'),
-      ifNoneMatch: req.get('if-none-match'),
-      reqId: req.reqId,
-    });
-    await sendFile(res, read.record, read, read.body, (n) => ctx.metrics.bytesOut.inc(n));
+    await serveFile(ctx, req, res, assertValidId(req.params.id), req.reqId);
   });
 
   router.delete('/files/:id', async (req, res) => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HEADER_REQUEST_ID } from '../../../../shared/protocol';
 
 declare global {
@@ -16,9 +17,15 @@ const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function requestId(): RequestHandler {
   return (req, res, next) => {
-    const given = req.get(HEADER_REQUEST_ID);
-    req.reqId = given && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
-    res.setHeader(HEADER_REQUEST_ID, req.reqId);
+    req.reqId = assignRequestId(req, res);
     next();
   };
+}
+
+/** The request's id: the one it carries when well-formed, a new one otherwise; echoed in the answer. */
+export function assignRequestId(req: IncomingMessage, res: ServerResponse): string {
+  const given = req.headers[HEADER_REQUEST_ID];
+  const id = typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+  res.setHeader(HEADER_REQUEST_ID, id);
+  return id;
 }
