@@ -355,3 +355,31 @@ export function decodeMetaHeader(header: string | string[] | undefined): FileRec
   const parsed = FileRecordSchema.safeParse(value);
   return parsed.success ? parsed.data : undefined;
 }
+
+/** Entries of the cluster registry (S3 keys, buckets) one message may carry. */
+export const MAX_REGISTRY_ENTRIES = 100_000;
+
+/**
+ * One entry of the cluster registry (services/storage-node/src/registry): a last-writer-wins
+ * register. `value` null is a removal; `time` and `node` are its version.
+ */
+export const RegistryEntrySchema = z.object({
+  kind: z.enum(['s3-key', 'bucket'], 'registry kinds are s3-key and bucket'),
+  name: z.string().min(1).max(1024),
+  value: z.json(),
+  time: z.number().int().nonnegative(),
+  node: NodeId,
+});
+export type RegistryEntry = z.infer<typeof RegistryEntrySchema>;
+
+const RegistryDigest = z.string().regex(/^[0-9a-f]{64}$/, 'a registry digest is a sha256 in hex');
+/** The caller's digest; the answer carries every entry when the digests differ. */
+export const RegistrySyncRequestSchema = z.object({ digest: RegistryDigest });
+export const RegistrySyncAnswerSchema = z.object({
+  digest: RegistryDigest,
+  entries: z.array(RegistryEntrySchema).max(MAX_REGISTRY_ENTRIES).optional(),
+});
+export const RegistryMergeRequestSchema = z.object({
+  entries: z.array(RegistryEntrySchema).min(1).max(MAX_REGISTRY_ENTRIES),
+});
+export const RegistryMergeAnswerSchema = z.object({ merged: Count });
