@@ -22,6 +22,10 @@ import {
   PreparedUploadSchema,
   ProbeAnswerSchema,
   ProbeRequestSchema,
+  RegistryMergeAnswerSchema,
+  RegistryMergeRequestSchema,
+  RegistrySyncAnswerSchema,
+  RegistrySyncRequestSchema,
   PullAnswerSchema,
   PullRequestSchema,
   CatchUpAnswerSchema,
@@ -238,6 +242,20 @@ export const INTERNAL_ROUTES = defineRoutes({
       limit: decimal(1, MAX_LISTING_PAGE, 'limit'),
     }),
     answer: LocalListingSchema,
+  },
+  /** The cluster registry's anti-entropy: the caller's digest in; every entry out when they differ. */
+  registrySync: {
+    method: 'POST',
+    pattern: '/registry/sync',
+    body: RegistrySyncRequestSchema,
+    answer: RegistrySyncAnswerSchema,
+  },
+  /** Registry entries to take where they are newer (a write pushed at once, or a sync's other half). */
+  registryMerge: {
+    method: 'POST',
+    pattern: '/registry/merge',
+    body: RegistryMergeRequestSchema,
+    answer: RegistryMergeAnswerSchema,
   },
   /**
    * This node's copy, answered like a public GET (or HEAD: Range, If-None-Match) with the file's

@@ -158,6 +158,20 @@ describe('internal routes refuse malformed requests from a signed peer', () => {
     ['a listing after a non-id', 'GET', '/records?after=%2F&limit=1', undefined],
     ['a listing over the page limit', 'GET', '/records?after=&limit=1001', undefined],
     ['a read of a bad id', 'GET', '/blobs/%00', undefined],
+    ['a registry sync with a digest that is not hex', 'POST', '/registry/sync', { digest: 'zz' }],
+    ['a registry merge of nothing', 'POST', '/registry/merge', { entries: [] }],
+    [
+      'a registry entry of an unknown kind',
+      'POST',
+      '/registry/merge',
+      { entries: [{ kind: 'user', name: 'x', value: null, time: 1, node: 'node-1' }] },
+    ],
+    [
+      'a registry entry with a negative time',
+      'POST',
+      '/registry/merge',
+      { entries: [{ kind: 's3-key', name: 'x', value: null, time: -1, node: 'node-1' }] },
+    ],
   ])('%s: 400 bad_request', async (_what, method, path, body) => {
     const res = await call(method, path, body);
     expect(res.status).toBe(400);

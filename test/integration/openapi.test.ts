@@ -167,6 +167,7 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
   const seen = new Map<string, Set<number>>();
   const file = { id: '', sha256: '', data: randomBytes(1000) };
   let linkPath = '';
+  let s3KeyId = '';
 
   beforeAll(async () => {
     cluster = await TestCluster.start({
@@ -440,6 +441,81 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       key: 'DELETE /files/{id}',
       status: 404,
       url: () => `${base}/files/${file.id}`,
+      init: () => ({ method: 'DELETE' }),
+    },
+    {
+      why: 'a key',
+      key: 'POST /admin/s3/keys',
+      status: 201,
+      url: () => `${base}/admin/s3/keys`,
+      init: () => ({
+        method: 'POST',
+        body: JSON.stringify({ name: 'openapi' }),
+        headers: { 'content-type': 'application/json' },
+      }),
+      after: (reply) => {
+        s3KeyId = (JSON.parse(reply.text) as { accessKeyId: string }).accessKeyId;
+      },
+    },
+    {
+      why: 'no name',
+      key: 'POST /admin/s3/keys',
+      status: 400,
+      url: () => `${base}/admin/s3/keys`,
+      init: () => ({ method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } }),
+    },
+    {
+      why: 'no key',
+      key: 'POST /admin/s3/keys',
+      status: 401,
+      url: () => `${base}/admin/s3/keys`,
+      init: () => ({ method: 'POST', body: '{"name":"x"}', headers: { 'content-type': 'application/json' } }),
+      anonymous: true,
+    },
+    {
+      why: 'a read-only key',
+      key: 'POST /admin/s3/keys',
+      status: 403,
+      url: () => `${base}/admin/s3/keys`,
+      init: () => ({ method: 'POST', body: '{"name":"x"}', headers: { 'content-type': 'application/json' } }),
+      readOnly: true,
+    },
+    { why: 'the keys', key: 'GET /admin/s3/keys', status: 200, url: () => `${base}/admin/s3/keys` },
+    {
+      why: 'no key',
+      key: 'GET /admin/s3/keys',
+      status: 401,
+      url: () => `${base}/admin/s3/keys`,
+      anonymous: true,
+    },
+    {
+      why: 'no key',
+      key: 'DELETE /admin/s3/keys/{accessKeyId}',
+      status: 401,
+      url: () => `${base}/admin/s3/keys/${s3KeyId}`,
+      init: () => ({ method: 'DELETE' }),
+      anonymous: true,
+    },
+    {
+      why: 'a read-only key',
+      key: 'DELETE /admin/s3/keys/{accessKeyId}',
+      status: 403,
+      url: () => `${base}/admin/s3/keys/${s3KeyId}`,
+      init: () => ({ method: 'DELETE' }),
+      readOnly: true,
+    },
+    {
+      why: 'the key',
+      key: 'DELETE /admin/s3/keys/{accessKeyId}',
+      status: 204,
+      url: () => `${base}/admin/s3/keys/${s3KeyId}`,
+      init: () => ({ method: 'DELETE' }),
+    },
+    {
+      why: 'a key already revoked',
+      key: 'DELETE /admin/s3/keys/{accessKeyId}',
+      status: 404,
+      url: () => `${base}/admin/s3/keys/${s3KeyId}`,
       init: () => ({ method: 'DELETE' }),
     },
     // Last: a draining node takes no new copies.

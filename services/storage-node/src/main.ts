@@ -11,6 +11,9 @@ import { FileReader } from './files/download';
 import { ApiKeys, LinkSigner } from './http/access';
 import { buildApp, type Listener } from './http/app';
 import { withReadLane } from './http/read-lane';
+import { Registry } from './registry/registry';
+import { RegistrySync } from './registry/registry-sync';
+import { S3Keys } from './s3/keys';
 import { clientErrorHandler } from './http/error-handler';
 import type { Lifecycle, NodeContext } from './http/context';
 import { NodeMetrics } from './http/metrics';
@@ -53,6 +56,8 @@ const PENDING_UPLOAD_TTL_MS = 10 * 60_000;
 /** Quarantined blobs not adopted again within this long are deleted (sooner when space runs short). */
 const QUARANTINE_MAX_AGE_MS = 7 * 24 * 3600_000;
 const HOUSEKEEPING_MS = 2_000;
+/** How often a node compares its registry (S3 keys, buckets) with a random member's. */
+const REGISTRY_SYNC_MS = 3_000;
 
 /** Composition root: config -> parts -> listen. Nothing else builds parts. */
 export async function startNode(config: Config): Promise<RunningNode> {
@@ -150,6 +155,16 @@ export async function startNode(config: Config): Promise<RunningNode> {
     fetcher,
     log,
   );
+  const registry = new Registry(join(dataDir, 'registry.sqlite'), selfId);
+  const registrySync = new RegistrySync(
+    registry,
+    {
+      others: () => membership.view().flatMap((m) => (m.id !== selfId && m.state !== 'dead' ? [m.url] : [])),
+      sync: (url, digest) => peers.registrySync(url, digest),
+      merge: (url, entries, timeoutMs) => peers.registryMerge(url, entries, timeoutMs),
+    },
+    log,
+  );
   const ctx: NodeContext = {
     config,
     selfId,
@@ -183,6 +198,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
       deadlineMs: config.uploadDeadlineMs,
     }),
     lifecycle,
+    registry,
+    registrySync,
+    s3Keys: new S3Keys(registry, registrySync),
   };
   await ctx.apiKeys.start();
 
@@ -246,6 +264,12 @@ export async function startNode(config: Config): Promise<RunningNode> {
     log,
   );
   housekeeping.start();
+  const registrySyncing = new BackgroundWorker(
+    registrySync,
+    { firstMs: config.gossipIntervalMs, idleMs: REGISTRY_SYNC_MS },
+    log,
+  );
+  registrySyncing.start();
   dataDirMonitor.start();
   started = true;
   // The start-up check walks every blob and row: in the background, so that a node holding a
@@ -270,6 +294,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         housekeeping.stop(),
         dataDirMonitor.stop(),
         catchingUp.stop(),
+        registrySyncing.stop(),
       ]);
       ctx.apiKeys.stop();
       secrets.stop();
@@ -302,6 +327,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       clearTimeout(forced);
       await peers.close();
       await metadata.close();
+      registry.close();
       dataDirLock.release();
       log.info('stopped');
     })();

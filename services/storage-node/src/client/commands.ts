@@ -120,7 +120,7 @@ function aborted(signal: AbortSignal): Promise<never> {
   });
 }
 
-/** Adds `put`, `get`, `ls`, `rm`, `info`, `status` and `drain` to the bin's program. */
+/** Adds `put`, `get`, `ls`, `rm`, `info`, `status`, `drain` and `key` to the bin's program. */
 export function registerClientCommands(program: Command): void {
   withCommonOptions(
     program
@@ -214,6 +214,62 @@ export function registerClientCommands(program: Command): void {
         process.stdout.write(
           `${status.node}: ${status.done ? 'drained' : status.draining ? 'draining' : 'not draining'} (${status.files} copies held)\n`,
         );
+    });
+  });
+
+  registerKeyCommands(program);
+}
+
+/** `shoal key create|ls|rm`: S3 access keys, kept by the whole cluster. */
+function registerKeyCommands(program: Command): void {
+  const key = program
+    .command('key')
+    .description('S3 access keys: create, list, revoke (any node; the whole cluster knows them)')
+    .exitOverride(usageExit);
+
+  withCommonOptions(
+    key
+      .command('create')
+      .description('create an S3 access key; prints its id and secret (the secret is shown only here)')
+      .argument('<name>', 'a label for people'),
+  ).action(async (name: string, opts: CommonOptions) => {
+    await run(opts, async ({ client, json }) => {
+      const made = await client.createS3Key(name);
+      if (json)
+        process.stdout.write(
+          JSON.stringify({
+            accessKeyId: made.accessKeyId,
+            secretAccessKey: made.secretAccessKey,
+            name: made.name,
+          }) + '\n',
+        );
+      else
+        process.stdout.write(
+          `access key id:     ${made.accessKeyId}\nsecret access key: ${made.secretAccessKey}\n` +
+            'the secret is shown only now: keep it.\n',
+        );
+    });
+  });
+
+  withCommonOptions(key.command('ls').description('list S3 access keys (never their secrets)')).action(
+    async (opts: CommonOptions) => {
+      await run(opts, async ({ client, json }) => {
+        const keys = await client.listS3Keys();
+        if (json) process.stdout.write(JSON.stringify(keys) + '\n');
+        else
+          for (const k of keys)
+            process.stdout.write(`${k.accessKeyId}  ${k.createdAt}  ${printable(k.name)}\n`);
+      });
+    },
+  );
+
+  withCommonOptions(
+    key.command('rm').description('revoke an S3 access key everywhere').argument('<id>', 'access key id'),
+  ).action(async (id: string, opts: CommonOptions) => {
+    await run(opts, async ({ client, json }) => {
+      await client.removeS3Key(id);
+      if (json) process.stdout.write(JSON.stringify({ accessKeyId: id, revoked: true }) + '\n');
+      else process.stdout.write(`${id} revoked\n`);
     });
   });
 }

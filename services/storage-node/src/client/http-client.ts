@@ -113,6 +113,16 @@ export function parseBaseUrl(raw: string): BaseUrl {
   return { origin: url.origin, prefix: url.pathname.replace(/\/+$/, '') };
 }
 
+export interface S3KeyInfo {
+  accessKeyId: string;
+  name: string;
+  createdAt: string;
+}
+
+export interface S3KeyCreated extends S3KeyInfo {
+  secretAccessKey: string;
+}
+
 export class ShoalClient {
   private readonly agent = new Agent({ connectTimeout: 10_000, keepAliveTimeout: 4_000 });
   /** The node's URL as it may be shown: never with a key in it. */
@@ -179,6 +189,25 @@ export class ShoalClient {
     return (await res.body.json()) as DrainStatus;
   }
 
+  async createS3Key(name: string): Promise<S3KeyCreated> {
+    const res = await this.send('POST', '/admin/s3/keys', {
+      body: JSON.stringify({ name }),
+      headers: { 'content-type': 'application/json' },
+    });
+    if (res.statusCode !== 201) throw await this.failure(res);
+    return (await res.body.json()) as S3KeyCreated;
+  }
+
+  async listS3Keys(): Promise<S3KeyInfo[]> {
+    return (await this.getJson<{ keys: S3KeyInfo[] }>('/admin/s3/keys')).keys;
+  }
+
+  async removeS3Key(accessKeyId: string): Promise<void> {
+    const res = await this.send('DELETE', `/admin/s3/keys/${encodeURIComponent(accessKeyId)}`, {});
+    if (res.statusCode !== 204) throw await this.failure(res);
+    discard(res.body);
+  }
+
   /** Drops every pooled connection so the process can exit at once. */
   async close(): Promise<void> {
     await this.agent.destroy();
@@ -198,7 +227,7 @@ export class ShoalClient {
     method: Dispatcher.HttpMethod,
     path: string,
     options: {
-      body?: Readable;
+      body?: Readable | string;
       headers?: Record<string, string>;
       headersTimeout?: number;
     },

@@ -14,6 +14,9 @@ import type { Nodes } from '../replication/nodes';
 import type { Scrubber } from '../replication/scrubber';
 import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
+import type { Registry } from '../registry/registry';
+import type { RegistrySync } from '../registry/registry-sync';
+import type { S3Keys } from '../s3/keys';
 import type { ApiKeys, LinkSigner } from './access';
 import type { NodeMetrics } from './metrics';
 
@@ -64,4 +67,8 @@ export interface NodeContext {
   secrets: ClusterSecrets;
   uploads: UploadGuard;
   lifecycle: Lifecycle;
+  /** The cluster-wide state every node keeps whole: S3 keys, buckets. */
+  registry: Registry;
+  registrySync: RegistrySync;
+  s3Keys: S3Keys;
 }

@@ -86,6 +86,10 @@ export function internalRoutes(ctx: NodeContext): Router {
     return { ok: await ctx.membership.probeFor(body.url) };
   });
 
+  serve(router, routes.registrySync, ({ body }) => ctx.registrySync.answer(body.digest));
+
+  serve(router, routes.registryMerge, ({ body }) => ({ merged: ctx.registry.merge(body.entries).length }));
+
   // Everything else is this node's storage, served by the same LocalNode this node calls when it
   // is one of a file's targets itself: a call from a peer and a call to self behave alike.
   const local = ctx.local;

@@ -103,6 +103,27 @@ export function publicRoutes(ctx: NodeContext): Router {
     return { node: ctx.selfId, draining, files, done: draining && files === 0 };
   }
 
+  /**
+   * S3 access keys (`shoal key create/ls/rm`): kept in the cluster registry, so one made here
+   * signs requests at every node. The secret is in the answer to its creation and nowhere else.
+   */
+  router.post('/admin/s3/keys', express.json({ limit: '16kb' }), async (req, res) => {
+    const name = (req.body as { name?: unknown } | undefined)?.name;
+    if (typeof name !== 'string') throw new ShoalError('bad_request', 'send a JSON body {"name": "<label>"}');
+    const key = await ctx.s3Keys.create(name);
+    ctx.log.info({ reqId: req.reqId, accessKeyId: key.accessKeyId }, 'S3 access key created');
+    res.status(201).json(key);
+  });
+  router.get('/admin/s3/keys', (_req, res) => {
+    res.json({ keys: ctx.s3Keys.list() });
+  });
+  router.delete('/admin/s3/keys/:accessKeyId', async (req, res) => {
+    if (!(await ctx.s3Keys.remove(req.params.accessKeyId)))
+      throw new ShoalError('not_found', 'no such S3 access key');
+    ctx.log.info({ reqId: req.reqId, accessKeyId: req.params.accessKeyId }, 'S3 access key revoked');
+    res.status(204).end();
+  });
+
   /** A download link that works without an API key until it expires. */
   router.post('/files/:id/links', express.json({ limit: '16kb' }), async (req, res) => {
     const id = assertValidId(req.params.id);

@@ -21,6 +21,7 @@ import {
   type LocalListing,
   type NodeStatus,
   type PreparedUpload,
+  type RegistryEntry,
   type RouteBody,
   type RouteSpec,
   type CatchUpAnswer,
@@ -276,6 +277,22 @@ export class PeerClient {
     return answer.copies.map((c) => ({ id: c.id, data: Buffer.from(c.data, 'base64') }));
   }
 
+  /** The peer's registry digest, and its every entry when `digest` (this node's) is not the same. */
+  async registrySync(
+    baseUrl: string,
+    digest: string,
+  ): Promise<{ digest: string; entries?: RegistryEntry[] }> {
+    const route = INTERNAL_ROUTES.registrySync;
+    return this.call(baseUrl, route, route.path(), { body: { digest }, timeoutMs: 10_000 });
+  }
+
+  /** Hands the peer registry entries to take where they are newer than its own. */
+  async registryMerge(baseUrl: string, entries: RegistryEntry[], timeoutMs = 10_000): Promise<number> {
+    const route = INTERNAL_ROUTES.registryMerge;
+    const answer = await this.call(baseUrl, route, route.path(), { body: { entries }, timeoutMs });
+    return answer.merged;
+  }
+
   /** Asks the peer to drop its surplus copy (or a tombstone past its grace). */
   async forget(baseUrl: string, fileId: string, sha256: string | null): Promise<boolean> {
     const route = INTERNAL_ROUTES.forget;
@@ -472,7 +489,13 @@ export class PeerClient {
 }
 
 /** The routes membership calls: each peer gets its own small pool of connections for them. */
-const CONTROL_ROUTES: ReadonlySet<string> = new Set(['gossip', 'probe', 'ping']);
+const CONTROL_ROUTES: ReadonlySet<string> = new Set([
+  'gossip',
+  'probe',
+  'ping',
+  'registrySync',
+  'registryMerge',
+]);
 
 /** A peer's error answer: its code and message when the body is the protocol's error body. */
 function refusal(baseUrl: string, status: number, text: string): PeerError {
