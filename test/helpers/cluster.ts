@@ -56,6 +56,8 @@ export interface NodeHandle {
   url: string;
   /** Where peers reach it: `url`, or its internal listener (ClusterOptions.internalPorts). */
   peerUrl: string;
+  /** Its S3 listener (ClusterOptions.s3). */
+  s3Url: string | undefined;
   dataDir: string;
   logFile: string;
   proc: ChildProcess | undefined;
@@ -85,6 +87,8 @@ export interface ClusterOptions {
   dispatcher?: Dispatcher;
   /** Node-to-node routes on a port of their own (--internal-port); seeds name those ports. */
   internalPorts?: boolean;
+  /** An S3 listener on every node (--s3-port), at NodeHandle.s3Url. */
+  s3?: boolean;
 }
 
 export class TestCluster {
@@ -217,6 +221,7 @@ export class TestCluster {
     const host = this.options.host?.(index - 1);
     const port = host ? 7000 : await freePort();
     const internalPort = this.options.internalPorts ? (host ? 7100 : await freePort()) : undefined;
+    const s3Port = this.options.s3 ? (host ? 7200 : await freePort()) : undefined;
     const dataDir = join(this.root, `node-${index}`);
     const base = `${this.options.tls ? 'https' : 'http'}://${host?.address ?? '127.0.0.1'}`;
     const n: NodeHandle = {
@@ -226,6 +231,7 @@ export class TestCluster {
       wrap: host?.wrap ?? [],
       url: `${base}:${port}`,
       peerUrl: `${base}:${internalPort ?? port}`,
+      s3Url: s3Port === undefined ? undefined : `${base}:${s3Port}`,
       dataDir,
       logFile: join(this.root, `node-${index}.log`),
       proc: undefined,
@@ -271,6 +277,7 @@ export class TestCluster {
       ...(tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, '--tls-ca', tls.ca] : []),
       ...(tls && o.tls?.mutual ? ['--mutual-tls'] : []),
       ...(n.peerUrl === n.url ? [] : ['--internal-port', new URL(n.peerUrl).port]),
+      ...(n.s3Url === undefined ? [] : ['--s3-port', new URL(n.s3Url).port]),
       ...(o.args ?? []),
     ];
     if (!existsSync(n.dataDir)) {

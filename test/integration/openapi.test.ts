@@ -1,3 +1,4 @@
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
@@ -150,6 +151,17 @@ interface Case {
   after?: (reply: Reply) => void;
 }
 
+const GRANT_BUCKET = 'openapi-grants';
+
+/** A grant of read access to an S3 key, as `shoal bucket allow --read` sends it. */
+function grantBody(accessKeyId: string): RequestInit {
+  return {
+    method: 'POST',
+    body: JSON.stringify({ accessKeyId, read: true, write: false }),
+    headers: { 'content-type': 'application/json' },
+  };
+}
+
 /** The same link with one character of its signature changed. */
 function tamper(path: string): string {
   return path.replace(/sig=(.)/, (_m, c: string) => `sig=${c === '0' ? '1' : '0'}`);
@@ -176,8 +188,23 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       replicas: 1,
       apiKeys: [`admin:${KEY}`, `read:${READ_KEY}`],
       maxFileSize: MAX_FILE_SIZE,
+      s3: true,
     });
     base = cluster.url(0);
+    // A bucket to grant access to: made through the S3 listener by a key of its own.
+    const made = await fetch(`${base}/admin/s3/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'bucket owner' }),
+    });
+    const owner = (await made.json()) as { accessKeyId: string; secretAccessKey: string };
+    const s3 = new S3Client({
+      endpoint: cluster.node(0).s3Url,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: owner,
+    });
+    await s3.send(new CreateBucketCommand({ Bucket: GRANT_BUCKET }));
   });
 
   afterAll(async () => {
@@ -478,6 +505,47 @@ describe('docs/openapi.yaml matches the routes a node serves', () => {
       status: 403,
       url: () => `${base}/admin/s3/keys`,
       init: () => ({ method: 'POST', body: '{"name":"x"}', headers: { 'content-type': 'application/json' } }),
+      readOnly: true,
+    },
+    {
+      why: 'read access',
+      key: 'POST /admin/s3/buckets/{bucket}/grants',
+      status: 200,
+      url: () => `${base}/admin/s3/buckets/${GRANT_BUCKET}/grants`,
+      init: () => grantBody(s3KeyId),
+    },
+    {
+      why: 'a key and no bucket',
+      key: 'POST /admin/s3/buckets/{bucket}/grants',
+      status: 404,
+      url: () => `${base}/admin/s3/buckets/no-such-bucket/grants`,
+      init: () => grantBody(s3KeyId),
+    },
+    {
+      why: 'no rights',
+      key: 'POST /admin/s3/buckets/{bucket}/grants',
+      status: 400,
+      url: () => `${base}/admin/s3/buckets/no-such-bucket/grants`,
+      init: () => ({
+        method: 'POST',
+        body: JSON.stringify({ accessKeyId: s3KeyId, read: false, write: false }),
+        headers: { 'content-type': 'application/json' },
+      }),
+    },
+    {
+      why: 'no key',
+      key: 'POST /admin/s3/buckets/{bucket}/grants',
+      status: 401,
+      url: () => `${base}/admin/s3/buckets/no-such-bucket/grants`,
+      init: () => grantBody(s3KeyId),
+      anonymous: true,
+    },
+    {
+      why: 'a read-only key',
+      key: 'POST /admin/s3/buckets/{bucket}/grants',
+      status: 403,
+      url: () => `${base}/admin/s3/buckets/no-such-bucket/grants`,
+      init: () => grantBody(s3KeyId),
       readOnly: true,
     },
     { why: 'the keys', key: 'GET /admin/s3/keys', status: 200, url: () => `${base}/admin/s3/keys` },

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { CLI, TestCluster, waitFor } from '../helpers/cluster';
+import { TestCluster, waitFor } from '../helpers/cluster';
+import { runShoal } from '../helpers/shoal-cli';
 
 /**
  * S3 access keys through `shoal key`, against three real nodes: a key made at one node is known
@@ -10,29 +10,7 @@ import { CLI, TestCluster, waitFor } from '../helpers/cluster';
 const ADMIN = 'admin-key-for-s3-tests';
 const READER = 'reader-key-for-s3-tests';
 
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-function shoal(args: string[], apiKey = ADMIN): Promise<Run> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (v !== undefined && !k.startsWith('SHOAL_')) env[k] = v;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...env, SHOAL_API_KEY: apiKey },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
+const shoal = (args: string[], apiKey = ADMIN) => runShoal(args, apiKey);
 
 interface KeyInfo {
   accessKeyId: string;

@@ -128,6 +128,30 @@ describe('config', () => {
     );
   });
 
+  it('opens S3 only on request, on a port of its own, with a region and an optional domain', () => {
+    const off = parseConfig({ ...secret }, {});
+    expect({ port: off.s3Port, region: off.s3Region, domain: off.s3Domain }).toEqual({
+      port: 0,
+      region: 'us-east-1',
+      domain: undefined,
+    });
+    const on = parseConfig(
+      { ...secret, 's3-region': 'eu-central-1', 's3-domain': 'S3.Example.com' },
+      {
+        SHOAL_S3_PORT: '7300',
+      },
+    );
+    expect({ port: on.s3Port, region: on.s3Region, domain: on.s3Domain }).toEqual({
+      port: 7300,
+      region: 'eu-central-1',
+      domain: 's3.example.com',
+    });
+    expect(() => parseConfig({ ...secret, 's3-port': '7000' }, {})).toThrow(/--s3-port must differ/);
+    expect(() => parseConfig({ ...secret, 's3-port': '70000' }, {})).toThrow(/s3-port/);
+    expect(() => parseConfig({ ...secret, 's3-region': 'EU West' }, {})).toThrow(/--s3-region/);
+    expect(() => parseConfig({ ...secret, 's3-domain': 'http://x' }, {})).toThrow(/--s3-domain/);
+  });
+
   it('keeps the node id a data dir already has, and refuses a different one', () => {
     expect(resolveNodeId(undefined, 'node-7')).toBe('node-7');
     expect(resolveNodeId('node-7', 'node-7')).toBe('node-7');

@@ -51,6 +51,12 @@ export interface Config {
   readonly repairBytesPerSec: number;
   readonly repairConcurrency: number;
   readonly tombstoneGraceMs: number;
+  /** The S3 listener's port on --host; 0: no S3 listener. */
+  readonly s3Port: number;
+  /** The region SigV4 signatures must name. */
+  readonly s3Region: string;
+  /** Base domain for virtual-host-style buckets (`<bucket>.<domain>`); path style always works. */
+  readonly s3Domain: string | undefined;
   readonly logLevel: string;
 }
 
@@ -99,6 +105,9 @@ export const NODE_FLAGS = [
   'repair-bytes-per-sec',
   'repair-concurrency',
   'tombstone-grace-ms',
+  's3-port',
+  's3-region',
+  's3-domain',
   'log-level',
 ] as const;
 
@@ -126,6 +135,9 @@ export const DEFAULTS = Object.freeze({
   repairBytesPerSec: 100 * 1024 * 1024,
   repairConcurrency: 4,
   tombstoneGraceMs: 7 * 24 * 60 * 60 * 1000,
+  /** Off unless asked for: S3 is a second front door, opened on purpose (`npm start` opens it). */
+  s3Port: 0,
+  s3Region: 'us-east-1',
   logLevel: 'info',
 });
 
@@ -228,6 +240,15 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
     url.port = String(internalPort);
     peerUrl = baseUrl('advertise-url', url.href);
   }
+  const s3Port = integer('s3-port', raw('s3-port'), DEFAULTS.s3Port, 0, 65535);
+  if (s3Port !== 0 && (s3Port === port || s3Port === internalPort))
+    throw new ConfigError('--s3-port must differ from --port and --internal-port');
+  const s3Region = raw('s3-region') ?? DEFAULTS.s3Region;
+  if (!/^[a-z0-9-]{1,64}$/.test(s3Region))
+    throw new ConfigError('--s3-region is a region name: lower-case letters, digits and "-"');
+  const s3Domain = raw('s3-domain')?.toLowerCase();
+  if (s3Domain !== undefined && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(s3Domain))
+    throw new ConfigError('--s3-domain is a DNS name, such as s3.example.com');
   const logLevel = raw('log-level') ?? DEFAULTS.logLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
@@ -285,6 +306,9 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
       64,
     ),
     tombstoneGraceMs: integer('tombstone-grace-ms', raw('tombstone-grace-ms'), DEFAULTS.tombstoneGraceMs, 0),
+    s3Port,
+    s3Region,
+    s3Domain,
     logLevel,
   });
 }

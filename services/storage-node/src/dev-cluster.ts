@@ -14,11 +14,16 @@ export interface DevClusterOptions {
  * `npm start`: N real node processes on 127.0.0.1, each with its own data dir under ./data,
  * joined through each other as seeds, logs made readable. Ctrl-C stops every node cleanly.
  */
+/** How far above a dev node's port its S3 listener is. */
+const S3_PORT_OFFSET = 100;
+
 export async function runDevCluster(options: DevClusterOptions): Promise<void> {
   const root = resolve(options.dataDir);
   mkdirSync(root, { recursive: true });
   const secret = devSecret(root);
   const urls = Array.from({ length: options.nodes }, (_v, i) => `http://127.0.0.1:${options.basePort + i}`);
+  // Each node's S3 listener, 100 ports above its own.
+  const s3Port = (i: number): number => options.basePort + S3_PORT_OFFSET + i;
   const pretty = build({
     colorize: process.stdout.isTTY,
     ignore: 'pid,hostname',
@@ -47,6 +52,8 @@ export async function runDevCluster(options: DevClusterOptions): Promise<void> {
         secret,
         '--failure-timeout-ms',
         process.env.SHOAL_FAILURE_TIMEOUT_MS ?? '10000',
+        '--s3-port',
+        String(s3Port(i)),
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -56,7 +63,11 @@ export async function runDevCluster(options: DevClusterOptions): Promise<void> {
 
   process.stdout.write(`\nShoal dev cluster: ${options.nodes} nodes, data under ${root}\n`);
   process.stdout.write(`Web console: ${urls[0]}/\n`);
-  process.stdout.write(`Try: curl -F file=@README.md ${urls[0]}/files\n\n`);
+  process.stdout.write(`Try: curl -F file=@README.md ${urls[0]}/files\n`);
+  const s3 = urls.map((_u, i) => `http://127.0.0.1:${s3Port(i)}`);
+  process.stdout.write(
+    `S3 endpoints (region us-east-1, buckets only so far): ${s3.join(' ')}; a key: npx shoal key create me\n\n`,
+  );
 
   let exiting = false;
   const exits = children.map((c) => new Promise<number | null>((res) => c.once('exit', (code) => res(code))));

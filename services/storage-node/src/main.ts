@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -13,7 +13,9 @@ import { buildApp, type Listener } from './http/app';
 import { withReadLane } from './http/read-lane';
 import { Registry } from './registry/registry';
 import { RegistrySync } from './registry/registry-sync';
+import { S3Buckets } from './s3/buckets';
 import { S3Keys } from './s3/keys';
+import { s3RequestListener } from './s3/server';
 import { clientErrorHandler } from './http/error-handler';
 import type { Lifecycle, NodeContext } from './http/context';
 import { NodeMetrics } from './http/metrics';
@@ -201,12 +203,13 @@ export async function startNode(config: Config): Promise<RunningNode> {
     registry,
     registrySync,
     s3Keys: new S3Keys(registry, registrySync),
+    s3Buckets: new S3Buckets(registry, registrySync),
   };
   await ctx.apiKeys.start();
 
   tls?.start();
   const listening: Server[] = [];
-  const listen = async (port: number, serves: Listener): Promise<Server> => {
+  const listen = async (port: number, serves: Listener | 's3'): Promise<Server> => {
     const server = createListener(ctx, serves, tls);
     listening.push(server);
     await new Promise<void>((res, rej) => {
@@ -221,6 +224,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const server = await listen(config.port, config.internalPort === undefined ? 'all' : 'public');
   const internalServer =
     config.internalPort === undefined ? undefined : await listen(config.internalPort, 'internal');
+  if (config.s3Port !== 0) await listen(config.s3Port, 's3');
   const dataDirMonitor = new DataDirMonitor(
     { dataDir, minFreeBytes: config.minFreeBytes },
     {
@@ -336,13 +340,30 @@ export async function startNode(config: Config): Promise<RunningNode> {
   return { ctx, server, internalServer, stop };
 }
 
+/** What a public or internal listener answers with: express, behind the read lane on public ports. */
+function appHandler(ctx: NodeContext, serves: Listener): RequestListener {
+  const app = buildApp(ctx, serves);
+  return serves === 'internal' ? app : withReadLane(ctx, app);
+}
+
+function s3Handler(ctx: NodeContext): RequestListener {
+  return s3RequestListener({
+    region: ctx.config.s3Region,
+    domain: ctx.config.s3Domain,
+    keys: ctx.s3Keys,
+    buckets: ctx.s3Buckets,
+    log: ctx.log,
+    ready: () => ctx.lifecycle.ready,
+    stopping: () => ctx.lifecycle.stopping,
+  });
+}
+
 /**
  * One listener: plain HTTP, or HTTPS with the node's certificate (swapped in place when the files
  * change, for the connections that follow).
  */
-function createListener(ctx: NodeContext, serves: Listener, tls: TlsFiles | undefined): Server {
-  const app = buildApp(ctx, serves);
-  const handler = serves === 'internal' ? app : withReadLane(ctx, app);
+function createListener(ctx: NodeContext, serves: Listener | 's3', tls: TlsFiles | undefined): Server {
+  const handler = serves === 's3' ? s3Handler(ctx) : appHandler(ctx, serves);
   const options = { maxHeaderSize: MAX_HEADER_BYTES };
   let server: Server;
   if (tls) {

@@ -120,7 +120,7 @@ function aborted(signal: AbortSignal): Promise<never> {
   });
 }
 
-/** Adds `put`, `get`, `ls`, `rm`, `info`, `status`, `drain` and `key` to the bin's program. */
+/** Adds `put`, `get`, `ls`, `rm`, `info`, `status`, `drain`, `key` and `bucket` to the bin's program. */
 export function registerClientCommands(program: Command): void {
   withCommonOptions(
     program
@@ -218,6 +218,38 @@ export function registerClientCommands(program: Command): void {
   });
 
   registerKeyCommands(program);
+  registerBucketCommands(program);
+}
+
+/** `shoal bucket allow`: another S3 key may use a bucket too. */
+function registerBucketCommands(program: Command): void {
+  const bucket = program
+    .command('bucket')
+    .description('S3 buckets: grant other keys access')
+    .exitOverride(usageExit);
+  withCommonOptions(
+    bucket
+      .command('allow')
+      .description('let another S3 access key read and/or write a bucket (added to what it may already do)')
+      .argument('<bucket>', 'bucket name')
+      .requiredOption('--key <id>', 'access key id to grant')
+      .option('--read', 'may list and read objects')
+      .option('--write', 'may write and delete objects'),
+  ).action(async (name: string, opts: CommonOptions & { key: string; read?: boolean; write?: boolean }) => {
+    await run(opts, async ({ client, json }) => {
+      if (!opts.read && !opts.write) throw usageError('say what the key may do: --read, --write or both');
+      const grant = await client.allowBucket(name, {
+        accessKeyId: opts.key,
+        read: opts.read === true,
+        write: opts.write === true,
+      });
+      if (json) process.stdout.write(JSON.stringify(grant) + '\n');
+      else {
+        const rights = [grant.read ? 'read' : '', grant.write ? 'write' : ''].filter(Boolean).join(' and ');
+        process.stdout.write(`${grant.accessKeyId} may ${rights} ${printable(grant.bucket)}\n`);
+      }
+    });
+  });
 }
 
 /** `shoal key create|ls|rm`: S3 access keys, kept by the whole cluster. */

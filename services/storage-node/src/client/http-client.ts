@@ -123,6 +123,13 @@ export interface S3KeyCreated extends S3KeyInfo {
   secretAccessKey: string;
 }
 
+export interface BucketGrant {
+  bucket: string;
+  accessKeyId: string;
+  read: boolean;
+  write: boolean;
+}
+
 export class ShoalClient {
   private readonly agent = new Agent({ connectTimeout: 10_000, keepAliveTimeout: 4_000 });
   /** The node's URL as it may be shown: never with a key in it. */
@@ -206,6 +213,18 @@ export class ShoalClient {
     const res = await this.send('DELETE', `/admin/s3/keys/${encodeURIComponent(accessKeyId)}`, {});
     if (res.statusCode !== 204) throw await this.failure(res);
     discard(res.body);
+  }
+
+  async allowBucket(
+    bucket: string,
+    grant: { accessKeyId: string; read: boolean; write: boolean },
+  ): Promise<BucketGrant> {
+    const res = await this.send('POST', `/admin/s3/buckets/${encodeURIComponent(bucket)}/grants`, {
+      body: JSON.stringify(grant),
+      headers: { 'content-type': 'application/json' },
+    });
+    if (res.statusCode !== 200) throw await this.failure(res);
+    return (await res.body.json()) as BucketGrant;
   }
 
   /** Drops every pooled connection so the process can exit at once. */

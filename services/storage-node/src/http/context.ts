@@ -16,6 +16,7 @@ import type { BlobStore } from '../store/blob-store';
 import type { MetadataStore } from '../store/metadata';
 import type { Registry } from '../registry/registry';
 import type { RegistrySync } from '../registry/registry-sync';
+import type { S3Buckets } from '../s3/buckets';
 import type { S3Keys } from '../s3/keys';
 import type { ApiKeys, LinkSigner } from './access';
 import type { NodeMetrics } from './metrics';
@@ -71,4 +72,5 @@ export interface NodeContext {
   registry: Registry;
   registrySync: RegistrySync;
   s3Keys: S3Keys;
+  s3Buckets: S3Buckets;
 }

@@ -124,6 +124,32 @@ export function publicRoutes(ctx: NodeContext): Router {
     res.status(204).end();
   });
 
+  /** `shoal bucket allow`: another key may read or write a bucket too (rights only ever added here). */
+  router.post('/admin/s3/buckets/:bucket/grants', express.json({ limit: '16kb' }), async (req, res) => {
+    const { accessKeyId, read, write } = (req.body ?? {}) as {
+      accessKeyId?: unknown;
+      read?: unknown;
+      write?: unknown;
+    };
+    if (
+      typeof accessKeyId !== 'string' ||
+      typeof read !== 'boolean' ||
+      typeof write !== 'boolean' ||
+      !(read || write)
+    )
+      throw new ShoalError(
+        'bad_request',
+        'send {"accessKeyId": "...", "read": true|false, "write": true|false}, read or write true',
+      );
+    if (ctx.s3Keys.secretOf(accessKeyId) === undefined)
+      throw new ShoalError('not_found', 'no such S3 access key');
+    const bucket = req.params.bucket;
+    const now = await ctx.s3Buckets.allow(bucket, accessKeyId, { read, write });
+    if (!now) throw new ShoalError('not_found', 'no such bucket');
+    ctx.log.info({ reqId: req.reqId, bucket, accessKeyId, ...now }, 'S3 bucket access granted');
+    res.json({ bucket, accessKeyId, ...now });
+  });
+
   /** A download link that works without an API key until it expires. */
   router.post('/files/:id/links', express.json({ limit: '16kb' }), async (req, res) => {
     const id = assertValidId(req.params.id);

@@ -139,6 +139,11 @@ export class Registry {
   }
 }
 
+/** A plain record of strings, numbers, booleans and such records, as a registry value. */
+export function asJson(value: object): RegistryEntry['value'] {
+  return value as unknown as RegistryEntry['value'];
+}
+
 function keyOf(kind: string, name: string): string {
   return `${kind}\0${name}`;
 }

@@ -4,6 +4,16 @@
  */
 export type S3ErrorCode =
   | 'AccessDenied'
+  | 'BucketAlreadyExists'
+  | 'BucketAlreadyOwnedByYou'
+  | 'BucketNotEmpty'
+  | 'InternalError'
+  | 'InvalidBucketName'
+  | 'InvalidLocationConstraint'
+  | 'MalformedXML'
+  | 'MaxMessageLengthExceeded'
+  | 'NoSuchBucket'
+  | 'ServiceUnavailable'
   | 'AuthorizationHeaderMalformed'
   | 'AuthorizationQueryParametersError'
   | 'BadDigest'
@@ -20,6 +30,16 @@ export type S3ErrorCode =
 
 const STATUS: Record<S3ErrorCode, number> = {
   AccessDenied: 403,
+  BucketAlreadyExists: 409,
+  BucketAlreadyOwnedByYou: 409,
+  BucketNotEmpty: 409,
+  InternalError: 500,
+  InvalidBucketName: 400,
+  InvalidLocationConstraint: 400,
+  MalformedXML: 400,
+  MaxMessageLengthExceeded: 400,
+  NoSuchBucket: 404,
+  ServiceUnavailable: 503,
   AuthorizationHeaderMalformed: 400,
   AuthorizationQueryParametersError: 400,
   BadDigest: 400,

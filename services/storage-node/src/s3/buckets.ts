@@ -1,0 +1,116 @@
+import { asJson, type Registry } from '../registry/registry';
+import type { RegistrySync } from '../registry/registry-sync';
+import { S3Error } from './errors';
+
+/**
+ * Buckets, kept in the cluster registry like the keys that own them: every node knows every
+ * bucket, its owner and its grants, with no call to anyone. A bucket belongs to the key that made
+ * it; `shoal bucket allow` grants others read or write.
+ *
+ * Two keys that create the same name at the same moment on two nodes both hear success, and the
+ * registry's last-writer-wins keeps one owner (the later write, then the greater node id): a race
+ * S3 itself settles inside one region's metadata store. Shoal has no such store by design, and
+ * a bucket created an instant earlier is a conflict clients must be ready for anyway.
+ */
+
+const KIND = 'bucket';
+
+export interface Grant {
+  read: boolean;
+  write: boolean;
+}
+
+interface BucketRecord {
+  owner: string;
+  createdAt: string;
+  grants: Record<string, Grant>;
+}
+
+export interface BucketInfo {
+  name: string;
+  createdAt: string;
+}
+
+export class S3Buckets {
+  constructor(
+    private readonly registry: Registry,
+    private readonly sync: RegistrySync,
+  ) {}
+
+  /** What `accessKeyId` may do in `bucket`; throws NoSuchBucket, or AccessDenied for nothing. */
+  access(bucket: string, accessKeyId: string): Grant & { owner: boolean } {
+    const record = this.record(bucket);
+    if (!record) throw new S3Error('NoSuchBucket', 'The specified bucket does not exist');
+    if (record.owner === accessKeyId) return { read: true, write: true, owner: true };
+    const grant = record.grants[accessKeyId];
+    if (!grant || (!grant.read && !grant.write)) throw new S3Error('AccessDenied', 'Access Denied');
+    return { ...grant, owner: false };
+  }
+
+  /** The buckets a key owns or was granted anything in, by name. */
+  visibleTo(accessKeyId: string): BucketInfo[] {
+    return this.registry.list(KIND).flatMap(({ name, value }) => {
+      const record = value as unknown as BucketRecord;
+      const grant = record.grants[accessKeyId];
+      return record.owner === accessKeyId || grant?.read || grant?.write
+        ? [{ name, createdAt: record.createdAt }]
+        : [];
+    });
+  }
+
+  /** Creates a bucket owned by the key; 'owned' when that key already owns it. */
+  async create(bucket: string, owner: string): Promise<'created' | 'owned'> {
+    const problem = bucketNameProblem(bucket);
+    if (problem) throw new S3Error('InvalidBucketName', `The specified bucket is not valid: ${problem}`);
+    const existing = this.record(bucket);
+    if (existing) {
+      if (existing.owner === owner) return 'owned';
+      throw new S3Error(
+        'BucketAlreadyExists',
+        'The requested bucket name is not available. Select a different name and try again.',
+      );
+    }
+    const record: BucketRecord = { owner, createdAt: new Date().toISOString(), grants: {} };
+    await this.sync.spread(this.registry.put(KIND, bucket, asJson(record)));
+    return 'created';
+  }
+
+  async remove(bucket: string): Promise<void> {
+    await this.sync.spread(this.registry.put(KIND, bucket, null));
+  }
+
+  /**
+   * Grants another key read or write access to a bucket, on top of what it had; returns what it
+   * has now. Undefined when there is no such bucket.
+   */
+  async allow(bucket: string, accessKeyId: string, grant: Grant): Promise<Grant | undefined> {
+    const record = this.record(bucket);
+    if (!record) return undefined;
+    const had = record.grants[accessKeyId] ?? { read: false, write: false };
+    const now = { read: had.read || grant.read, write: had.write || grant.write };
+    const grants = { ...record.grants, [accessKeyId]: now };
+    await this.sync.spread(this.registry.put(KIND, bucket, asJson({ ...record, grants })));
+    return now;
+  }
+
+  private record(bucket: string): BucketRecord | undefined {
+    return this.registry.get(KIND, bucket) as unknown as BucketRecord | undefined;
+  }
+}
+
+/** S3's rules for bucket names (general purpose buckets); undefined when the name follows them. */
+export function bucketNameProblem(name: string): string | undefined {
+  if (name.length < 3 || name.length > 63) return 'a bucket name is 3 to 63 characters long';
+  if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(name))
+    return 'lower-case letters, digits, "." and "-", beginning and ending with a letter or digit';
+  if (name.includes('..')) return 'no two adjacent periods';
+  if (/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)) return 'not formatted as an IP address';
+  if (
+    name.startsWith('xn--') ||
+    name.startsWith('sthree-') ||
+    name.endsWith('-s3alias') ||
+    name.endsWith('--ol-s3')
+  )
+    return 'a prefix or suffix S3 reserves';
+  return undefined;
+}

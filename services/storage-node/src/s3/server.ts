@@ -1,0 +1,273 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Logger } from '../../../../shared/logging';
+import { errorText } from '../../../../shared/errors';
+import { AwsChunkedDecoder } from './aws-chunked';
+import { S3Buckets } from './buckets';
+import { S3Error } from './errors';
+import type { S3Keys } from './keys';
+import { decodePercent, parseQuery, verifySignature, type VerifiedRequest } from './sigv4';
+import { document, element, escapeXml, textOf } from './xml';
+
+/**
+ * The S3 front door: a listener of its own (--s3-port) on every node, plain node:http with no
+ * framework, since S3 routes by bucket, key and query sub-resource rather than by path patterns.
+ * Every request must carry a SigV4 signature from a key in the cluster registry; the bucket
+ * comes from the path (`/<bucket>/<key>`, always) or from the Host (`<bucket>.<--s3-domain>`).
+ *
+ * Served so far: the bucket operations (ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
+ * GetBucketLocation). Everything else answers 501 NotImplemented, never a wrong success: objects
+ * come next (issue 14).
+ */
+
+export interface S3Deps {
+  region: string;
+  domain: string | undefined;
+  keys: S3Keys;
+  buckets: S3Buckets;
+  log: Logger;
+  /** Whether the node serves requests (ready, not stopping), and if not, why. */
+  ready: () => boolean;
+  stopping: () => boolean;
+}
+
+/** The largest body a bucket operation takes (CreateBucket's configuration is a few hundred bytes). */
+const MAX_SMALL_BODY = 64 * 1024;
+
+interface S3Request {
+  req: IncomingMessage;
+  res: ServerResponse;
+  id: string;
+  bucket: string | undefined;
+  key: string | undefined;
+  query: Map<string, string>;
+  auth: VerifiedRequest;
+}
+
+export function s3RequestListener(deps: S3Deps): RequestListener {
+  return (req, res) => {
+    const id = randomBytes(8).toString('hex').toUpperCase();
+    res.setHeader('x-amz-request-id', id);
+    res.setHeader('Server', 'Shoal');
+    if (deps.stopping()) res.setHeader('Connection', 'close');
+    handle(deps, req, res, id).catch((err: unknown) => answerError(deps, req, res, id, err));
+  };
+}
+
+async function handle(deps: S3Deps, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  if (!deps.ready()) throw new S3Error('ServiceUnavailable', 'This node is not ready; try another node.');
+  const target = req.url ?? '/';
+  const q = target.indexOf('?');
+  const rawPath = q < 0 ? target : target.slice(0, q);
+  const rawQuery = q < 0 ? '' : target.slice(q + 1);
+  if (!rawPath.startsWith('/')) throw new S3Error('InvalidRequest', 'The request target must be a path');
+  const { bucket, key } = addressOf(deps.domain, req.headers.host, rawPath);
+  const auth = verifySignature(
+    { method: req.method ?? 'GET', rawPath, rawQuery, headers: req.headersDistinct },
+    { region: deps.region, secretOf: (accessKeyId) => deps.keys.secretOf(accessKeyId) },
+  );
+  const query = new Map(parseQuery(rawQuery));
+  const r: S3Request = { req, res, id, bucket, key, query, auth };
+  if (bucket === undefined) return serviceOperation(deps, r);
+  if (key === undefined) return bucketOperation(deps, r, bucket);
+  // The bucket is checked first, as S3 does: NoSuchBucket and AccessDenied mean what they say.
+  deps.buckets.access(bucket, auth.accessKeyId);
+  throw notImplemented('object operations');
+}
+
+/** The bucket and key a request addresses: virtual-host style when the Host names one, else path style. */
+function addressOf(
+  domain: string | undefined,
+  hostHeader: string | undefined,
+  rawPath: string,
+): { bucket: string | undefined; key: string | undefined } {
+  const host = (hostHeader ?? '').toLowerCase().replace(/:\d+$/, '');
+  if (domain !== undefined && host.endsWith(`.${domain}`)) {
+    const bucket = host.slice(0, -domain.length - 1);
+    const key = rawPath === '/' ? undefined : decodePercent(rawPath.slice(1));
+    return { bucket, key };
+  }
+  const slash = rawPath.indexOf('/', 1);
+  if (rawPath === '/') return { bucket: undefined, key: undefined };
+  if (slash < 0) return { bucket: decodePercent(rawPath.slice(1)), key: undefined };
+  const bucket = decodePercent(rawPath.slice(1, slash));
+  const key = rawPath.length > slash + 1 ? decodePercent(rawPath.slice(slash + 1)) : undefined;
+  return { bucket, key };
+}
+
+function serviceOperation(deps: S3Deps, r: S3Request): void {
+  if (r.req.method !== 'GET') throw notImplemented(`${r.req.method} on the service`);
+  const owner = r.auth.accessKeyId;
+  const buckets = deps.buckets.visibleTo(owner);
+  sendXml(
+    r.res,
+    200,
+    document('ListAllMyBucketsResult', [
+      element('Owner', [element('ID', owner), element('DisplayName', owner)]),
+      element(
+        'Buckets',
+        buckets.map((b) =>
+          element('Bucket', [element('Name', b.name), element('CreationDate', b.createdAt)]),
+        ),
+      ),
+    ]),
+  );
+}
+
+async function bucketOperation(deps: S3Deps, r: S3Request, bucket: string): Promise<void> {
+  const method = r.req.method;
+  const subresources = [...r.query.keys()].filter((k) => !k.startsWith('X-Amz-') && !k.startsWith('x-amz-'));
+  if (method === 'PUT' && subresources.length === 0) return createBucket(deps, r, bucket);
+  if (method === 'HEAD' && subresources.length === 0) {
+    deps.buckets.access(bucket, r.auth.accessKeyId);
+    r.res.setHeader('x-amz-bucket-region', deps.region);
+    r.res.statusCode = 200;
+    r.res.end();
+    return;
+  }
+  if (method === 'GET' && subresources.length === 1 && subresources[0] === 'location') {
+    deps.buckets.access(bucket, r.auth.accessKeyId);
+    // S3 answers an empty constraint for us-east-1, its historical default.
+    const region = deps.region === 'us-east-1' ? '' : deps.region;
+    sendXml(r.res, 200, document('LocationConstraint', [escapeXml(region)]));
+    return;
+  }
+  if (method === 'DELETE' && subresources.length === 0) {
+    const access = deps.buckets.access(bucket, r.auth.accessKeyId);
+    if (!access.owner) throw new S3Error('AccessDenied', 'Only the owner of a bucket may delete it');
+    // No object is stored in a bucket yet (objects come next), so every bucket is empty.
+    await deps.buckets.remove(bucket);
+    r.res.statusCode = 204;
+    r.res.end();
+    return;
+  }
+  const what =
+    subresources.length > 0 ? `the ?${subresources.join('&')} sub-resource` : `${method} on a bucket`;
+  throw notImplemented(what);
+}
+
+async function createBucket(deps: S3Deps, r: S3Request, bucket: string): Promise<void> {
+  const body = (await readSmallBody(r)).toString('utf8');
+  if (body.trim() !== '') {
+    if (!/<CreateBucketConfiguration[\s>]/.test(body))
+      throw new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate');
+    const constraint = textOf(body, 'LocationConstraint') ?? '';
+    if (constraint !== '' && constraint !== deps.region)
+      throw new S3Error(
+        'InvalidLocationConstraint',
+        `The specified location-constraint is not valid: this endpoint is region ${deps.region}`,
+      );
+  }
+  const outcome = await deps.buckets.create(bucket, r.auth.accessKeyId);
+  // S3 answers a repeated create by the owner with success in us-east-1 only (its legacy region).
+  if (outcome === 'owned' && deps.region !== 'us-east-1')
+    throw new S3Error(
+      'BucketAlreadyOwnedByYou',
+      'Your previous request to create the named bucket succeeded and you already own it.',
+    );
+  if (outcome === 'created') deps.log.info({ bucket, accessKeyId: r.auth.accessKeyId }, 'S3 bucket created');
+  r.res.statusCode = 200;
+  r.res.setHeader('Location', `/${bucket}`);
+  r.res.setHeader('Content-Length', '0');
+  r.res.end();
+}
+
+/**
+ * The whole body of a request that carries little (a bucket's configuration), checked against
+ * what its signature says: its sha256, or the chunk signatures of an aws-chunked body.
+ */
+async function readSmallBody(r: S3Request): Promise<Buffer> {
+  const declared = Number(r.req.headers['content-length'] ?? 0);
+  if (declared > MAX_SMALL_BODY) throw new S3Error('MaxMessageLengthExceeded', 'Your request was too big');
+  const payload = r.auth.payload;
+  let source: AsyncIterable<Buffer> = r.req;
+  if (payload.kind === 'streaming-signed' || payload.kind === 'streaming-unsigned-trailer') {
+    const decoder = new AwsChunkedDecoder({
+      chain: payload.kind === 'streaming-signed' ? r.auth.chain : undefined,
+      trailer: payload.kind === 'streaming-unsigned-trailer' || payload.trailer,
+      declaredTrailers: [r.req.headers['x-amz-trailer'] ?? '']
+        .flat()
+        .join(',')
+        .split(',')
+        .map((t) => t.trim().toLowerCase())
+        .filter((t) => t !== ''),
+      decodedLength: numberHeader(r.req.headers['x-amz-decoded-content-length']),
+    });
+    r.req.pipe(decoder);
+    r.req.on('error', (err) => decoder.destroy(err));
+    source = decoder;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of source) {
+    size += chunk.length;
+    if (size > MAX_SMALL_BODY) throw new S3Error('MaxMessageLengthExceeded', 'Your request was too big');
+    chunks.push(chunk);
+  }
+  const body = Buffer.concat(chunks);
+  if (payload.kind === 'sha256' && createHash('sha256').update(body).digest('hex') !== payload.sha256)
+    throw new S3Error(
+      'XAmzContentSHA256Mismatch',
+      "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    );
+  return body;
+}
+
+function numberHeader(value: string | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string')
+    throw new S3Error('InvalidArgument', 'x-amz-decoded-content-length is sent twice');
+  if (!/^\d{1,16}$/.test(value))
+    throw new S3Error('InvalidArgument', 'x-amz-decoded-content-length is not a number');
+  return Number(value);
+}
+
+function notImplemented(what: string): S3Error {
+  return new S3Error('NotImplemented', `Shoal's S3 API does not implement ${what} yet.`);
+}
+
+function sendXml(res: ServerResponse, status: number, xml: string): void {
+  const body = Buffer.from(xml, 'utf8');
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/xml');
+  res.setHeader('Content-Length', String(body.length));
+  res.end(body);
+}
+
+function answerError(
+  deps: S3Deps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  id: string,
+  err: unknown,
+): void {
+  const known = err instanceof S3Error ? err : undefined;
+  if (!known) deps.log.error({ reqId: id, err: errorText(err) }, 'S3 request failed unexpectedly');
+  const error = known ?? new S3Error('InternalError', 'We encountered an internal error. Please try again.');
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  // The rest of a refused body is read and thrown away (bounded), so the client sees the answer.
+  if (!req.complete) {
+    req.resume();
+    res.once('finish', () => setTimeout(() => req.complete || req.destroy(), 2_000).unref());
+  }
+  if (req.method === 'HEAD') {
+    res.statusCode = error.httpStatus;
+    res.setHeader('x-amz-error-code', error.code);
+    res.end();
+    return;
+  }
+  const resource = (req.url ?? '/').split('?')[0]!;
+  sendXml(
+    res,
+    error.httpStatus,
+    `<?xml version="1.0" encoding="UTF-8"?>\n${element('Error', [
+      element('Code', error.code),
+      element('Message', error.message),
+      element('Resource', resource),
+      element('RequestId', id),
+    ])}`,
+  );
+}

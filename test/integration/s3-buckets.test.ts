@@ -1,0 +1,189 @@
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  GetBucketLocationCommand,
+  HeadBucketCommand,
+  ListBucketsCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { TestCluster } from '../helpers/cluster';
+import { runShoal } from '../helpers/shoal-cli';
+
+/**
+ * The S3 listener's bucket operations, driven by the AWS SDK for JavaScript v3 at its default
+ * settings, against three real nodes: any node serves any bucket, a bucket belongs to the key that
+ * made it, and every refusal is S3's own error.
+ */
+
+const ADMIN = 'admin-key-for-s3-bucket-tests';
+
+/** The shoal bin with the admin API key. */
+const shoal = (args: string[]) => runShoal(args, ADMIN);
+
+interface Key {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+describe('S3 buckets through the AWS SDK', () => {
+  let cluster: TestCluster;
+  let alice: Key;
+  let bob: Key;
+
+  const client = (i: number, key: Key, region = 'us-east-1') =>
+    new S3Client({ endpoint: cluster.node(i).s3Url, region, forcePathStyle: true, credentials: key });
+
+  async function makeKey(name: string): Promise<Key> {
+    const res = await fetch(`${cluster.url(0)}/admin/s3/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+    });
+    expect(res.status).toBe(201);
+    return (await res.json()) as Key;
+  }
+
+  /** The S3 error code a call fails with (and its HTTP status), or 'ok'. */
+  async function failure(call: Promise<unknown>): Promise<string> {
+    try {
+      await call;
+      return 'ok';
+    } catch (err) {
+      if (err instanceof S3ServiceException) return `${err.$metadata.httpStatusCode} ${err.name}`;
+      throw err;
+    }
+  }
+
+  beforeAll(async () => {
+    cluster = await TestCluster.start({ nodes: 3, s3: true, apiKeys: [`admin:${ADMIN}`] });
+    alice = await makeKey('alice');
+    bob = await makeKey('bob');
+  });
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('creates a bucket at one node that every node then serves, and deletes it from another', async () => {
+    await client(0, alice).send(new CreateBucketCommand({ Bucket: 'holiday-photos' }));
+    for (let i = 0; i < 3; i++) {
+      const listed = await client(i, alice).send(new ListBucketsCommand({}));
+      expect(listed.Buckets?.map((b) => b.Name)).toContain('holiday-photos');
+      expect(
+        (await client(i, alice).send(new HeadBucketCommand({ Bucket: 'holiday-photos' }))).$metadata
+          .httpStatusCode,
+      ).toBe(200);
+    }
+    const location = await client(1, alice).send(new GetBucketLocationCommand({ Bucket: 'holiday-photos' }));
+    expect(location.LocationConstraint ?? '').toBe('');
+    // Creating it again as its owner succeeds, as S3 does in us-east-1.
+    await client(2, alice).send(new CreateBucketCommand({ Bucket: 'holiday-photos' }));
+    await client(2, alice).send(new DeleteBucketCommand({ Bucket: 'holiday-photos' }));
+    for (let i = 0; i < 3; i++) {
+      expect(await failure(client(i, alice).send(new HeadBucketCommand({ Bucket: 'holiday-photos' })))).toBe(
+        '404 NotFound',
+      );
+      expect(
+        (await client(i, alice).send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name) ?? [],
+      ).not.toContain('holiday-photos');
+    }
+  });
+
+  it("keeps one key's buckets from another until it is granted access", async () => {
+    await client(0, alice).send(new CreateBucketCommand({ Bucket: 'alice-private' }));
+    expect(await failure(client(1, bob).send(new CreateBucketCommand({ Bucket: 'alice-private' })))).toBe(
+      '409 BucketAlreadyExists',
+    );
+    // A HEAD answer has no body: the SDK sees the status alone.
+    expect(await failure(client(1, bob).send(new HeadBucketCommand({ Bucket: 'alice-private' })))).toMatch(
+      /^403 /,
+    );
+    expect(
+      (await client(1, bob).send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name) ?? [],
+    ).not.toContain('alice-private');
+    const grant = await shoal([
+      'bucket',
+      'allow',
+      'alice-private',
+      '--key',
+      bob.accessKeyId,
+      '--read',
+      '--to',
+      cluster.url(2),
+    ]);
+    expect(grant).toMatchObject({ code: 0, out: `${bob.accessKeyId} may read alice-private\n` });
+    const nowhere = await shoal([
+      'bucket',
+      'allow',
+      'no-such-bucket',
+      '--key',
+      bob.accessKeyId,
+      '--write',
+      '--to',
+      cluster.url(0),
+    ]);
+    expect(nowhere.code).toBe(3);
+    expect(
+      (await client(1, bob).send(new HeadBucketCommand({ Bucket: 'alice-private' }))).$metadata
+        .httpStatusCode,
+    ).toBe(200);
+    expect((await client(0, bob).send(new ListBucketsCommand({}))).Buckets?.map((b) => b.Name)).toContain(
+      'alice-private',
+    );
+    // Only the owner deletes a bucket.
+    expect(await failure(client(1, bob).send(new DeleteBucketCommand({ Bucket: 'alice-private' })))).toBe(
+      '403 AccessDenied',
+    );
+  });
+
+  it("answers S3's errors: bad names, wrong secrets, unknown keys, another region, unsigned requests", async () => {
+    expect(await failure(client(0, alice).send(new CreateBucketCommand({ Bucket: 'Not_A_Bucket' })))).toBe(
+      '400 InvalidBucketName',
+    );
+    expect(await failure(client(0, alice).send(new DeleteBucketCommand({ Bucket: 'never-made' })))).toBe(
+      '404 NoSuchBucket',
+    );
+    const wrongSecret = { ...alice, secretAccessKey: `${alice.secretAccessKey}x` };
+    expect(await failure(client(1, wrongSecret).send(new ListBucketsCommand({})))).toBe(
+      '403 SignatureDoesNotMatch',
+    );
+    const unknown = { accessKeyId: 'SKNOSUCHKEY000000000', secretAccessKey: alice.secretAccessKey };
+    expect(await failure(client(1, unknown).send(new ListBucketsCommand({})))).toBe('403 InvalidAccessKeyId');
+    expect(await failure(client(2, alice, 'eu-west-1').send(new ListBucketsCommand({})))).toBe(
+      '400 AuthorizationHeaderMalformed',
+    );
+    const anonymous = await fetch(`${cluster.node(0).s3Url}/`);
+    expect(anonymous.status).toBe(403);
+    const body = await anonymous.text();
+    expect(body).toContain('<Code>AccessDenied</Code>');
+    expect(anonymous.headers.get('content-type')).toBe('application/xml');
+  });
+
+  it('refuses a revoked key at every node', async () => {
+    const carol = await makeKey('carol');
+    await client(0, carol).send(new ListBucketsCommand({}));
+    const revoked = await fetch(`${cluster.url(1)}/admin/s3/keys/${carol.accessKeyId}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    expect(revoked.status).toBe(204);
+    for (let i = 0; i < 3; i++)
+      expect(await failure(client(i, carol).send(new ListBucketsCommand({})))).toBe('403 InvalidAccessKeyId');
+  });
+
+  it('answers 501 NotImplemented, never a wrong success, for what it does not do yet', async () => {
+    await client(0, alice).send(new CreateBucketCommand({ Bucket: 'objects-later' }));
+    expect(
+      await failure(
+        client(1, alice).send(new PutObjectCommand({ Bucket: 'objects-later', Key: 'a.txt', Body: 'hello' })),
+      ),
+    ).toBe('501 NotImplemented');
+    expect(
+      await failure(
+        client(1, alice).send(new PutObjectCommand({ Bucket: 'no-such-bucket', Key: 'a.txt', Body: 'x' })),
+      ),
+    ).toBe('404 NoSuchBucket');
+  });
+});
