@@ -1,7 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { S3Error } from './errors';
-import { EMPTY_SHA256, equalHex, hmac, sha256Hex, type SigningChain } from './sigv4';
+import { constantTimeEqual, sha256Hex } from '../../../../shared/hashing';
+import { EMPTY_SHA256, hmac, type SigningChain } from './sigv4';
 
 /**
  * Decodes an `aws-chunked` body (Content-Encoding: aws-chunked) into the object's bytes, as they
@@ -178,7 +179,7 @@ export class AwsChunkedDecoder extends Transform {
       dataHash,
     ].join('\n');
     const expected = hmac(chain.key, toSign).toString('hex');
-    if (!equalHex(expected, this.chunkSignature)) throw signatureMismatch();
+    if (!constantTimeEqual(expected, this.chunkSignature)) throw signatureMismatch();
     this.previousSignature = expected;
   }
 
@@ -218,7 +219,7 @@ export class AwsChunkedDecoder extends Transform {
         this.previousSignature,
         sha256Hex(signedPart.join('')),
       ].join('\n');
-      if (!equalHex(hmac(chain.key, toSign).toString('hex'), signature)) throw signatureMismatch();
+      if (!constantTimeEqual(hmac(chain.key, toSign).toString('hex'), signature)) throw signatureMismatch();
     }
     this.checkLength();
     this.state = 'done';

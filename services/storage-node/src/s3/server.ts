@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from '../../../../shared/logging';
 import { errorText } from '../../../../shared/errors';
+import { sha256Hex } from '../../../../shared/hashing';
 import { AwsChunkedDecoder } from './aws-chunked';
 import { S3Buckets } from './buckets';
 import { S3Error } from './errors';
@@ -205,7 +206,7 @@ async function readSmallBody(r: S3Request): Promise<Buffer> {
     chunks.push(chunk);
   }
   const body = Buffer.concat(chunks);
-  if (payload.kind === 'sha256' && createHash('sha256').update(body).digest('hex') !== payload.sha256)
+  if (payload.kind === 'sha256' && sha256Hex(body) !== payload.sha256)
     throw new S3Error(
       'XAmzContentSHA256Mismatch',
       "The provided 'x-amz-content-sha256' header does not match what was computed.",

@@ -1,4 +1,5 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
+import { constantTimeEqual, sha256Hex } from '../../../../shared/hashing';
 import { S3Error } from './errors';
 
 /**
@@ -319,7 +320,7 @@ function check(
   const scope = `${credential.date}/${credential.region}/${credential.service}/aws4_request`;
   const key = signingKey(secret, credential.date, credential.region, credential.service);
   const expected = hmac(key, stringToSign(amzDate, scope, sha256Hex(canonical))).toString('hex');
-  if (!equalHex(expected, given))
+  if (!constantTimeEqual(expected, given))
     throw new S3Error(
       'SignatureDoesNotMatch',
       'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
@@ -420,17 +421,6 @@ export function signingKey(secret: string, date: string, region: string, service
 
 export function hmac(key: string | Buffer, data: string): Buffer {
   return createHmac('sha256', key).update(data, 'utf8').digest();
-}
-
-export function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-/** Two hex signatures compared in constant time (a wrong length is simply unequal). */
-export function equalHex(expected: string, given: string): boolean {
-  const a = Buffer.from(expected, 'utf8');
-  const b = Buffer.from(given, 'utf8');
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function headerValue(request: SignedRequest, name: string): string | undefined {
