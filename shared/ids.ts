@@ -35,3 +35,31 @@ export function newFileId(now: number = Date.now()): string {
   for (const b of bytes) random += ALPHABET[b % 36];
   return time + random;
 }
+
+/**
+ * The files that hold S3 objects (one per version of a key) have ids of their own shape, which a
+ * native id (newFileId: base36, lower case) can never take: `O`, the key's partition in 4 hex
+ * digits, `_`, then a newFileId. Every version of a key so lands in the key's partition, on the
+ * same home members, where a read of the key finds them all; and versions of one key sort by
+ * their time, then by their random part (the tie-break of last-writer-wins).
+ */
+const OBJECT_ID = /^O([0-9a-f]{4})_[0-9a-z]{26}$/;
+
+export function objectFileId(partition: number, now: number = Date.now()): string {
+  return `O${partition.toString(16).padStart(4, '0')}_${newFileId(now)}`;
+}
+
+export function isObjectFileId(id: string): boolean {
+  return id.charCodeAt(0) === 79 /* O */ && OBJECT_ID.test(id);
+}
+
+/** The partition an object file id was made for; undefined for any other id. */
+export function objectPartitionOf(id: string): number | undefined {
+  const m = OBJECT_ID.exec(id);
+  return m ? parseInt(m[1]!, 16) : undefined;
+}
+
+/** The time (ms) in the newFileId part of an object file id: when its version was made. */
+export function objectVersionTime(id: string): number {
+  return parseInt(id.slice(6, 16), 36);
+}

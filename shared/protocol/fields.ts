@@ -114,6 +114,43 @@ export const ContentType = z
     `content types are type/subtype tokens of at most ${MAX_CONTENT_TYPE_LENGTH} characters`,
   );
 
+/** A multipart upload's id: a newFileId (time, then random), so uploads list in the order they began. */
+export const UploadId = z.string().regex(/^[0-9a-z]{26}$/, 'upload ids are 26 lowercase letters and digits');
+
+/** An S3 object key, in UTF-8 bytes (S3's own limit). */
+export const MAX_OBJECT_KEY_BYTES = 1024;
+/**
+ * An S3 object's stored metadata and headers (s3/objects.ts), as JSON. A read between nodes
+ * carries the record in one header, which must stay well under 16 KiB with a 1 KiB key.
+ */
+export const MAX_OBJECT_ATTRS_LENGTH = 4096;
+
+export function isObjectKey(value: string): boolean {
+  return (
+    value.length > 0 &&
+    (value.length * 3 <= MAX_OBJECT_KEY_BYTES || Buffer.byteLength(value) <= MAX_OBJECT_KEY_BYTES)
+  );
+}
+
+/**
+ * What makes a file a version of an S3 object: the bucket and key it answers for and the S3
+ * layer's own attributes (ETag, checksums, stored headers, user metadata), opaque to storage.
+ * It rides with the file's row, so it is replicated, repaired and deleted with the copy.
+ */
+export const ObjectTagSchema = z.object({
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'not a bucket name'),
+  key: z.string().refine(isObjectKey, `object keys are 1-${MAX_OBJECT_KEY_BYTES} bytes`),
+  /**
+   * Set on the files of a multipart upload (its record and its parts, s3/multipart.ts): they
+   * belong to the key, but are not versions of it until the upload completes.
+   */
+  upload: UploadId.optional(),
+  attrs: z
+    .string()
+    .max(MAX_OBJECT_ATTRS_LENGTH, `object attributes are at most ${MAX_OBJECT_ATTRS_LENGTH} characters`),
+});
+export type ObjectTag = z.infer<typeof ObjectTagSchema>;
+
 /** What a replica hands out for a prepared upload: 16 random bytes in hex (see BlobStore.receive). */
 export const UploadToken = z.string().regex(/^[0-9a-f]{32}$/, 'upload tokens are 32 lowercase hex digits');
 

@@ -12,7 +12,9 @@ import {
   MAX_MEMBERS,
   MemberUrl,
   NodeId,
+  ObjectTagSchema,
   PARTITION_COUNT,
+  UploadId,
   Sha256,
   Timestamp,
   UploadToken,
@@ -45,6 +47,8 @@ export const FileMetaSchema = z.object({
   sha256: Sha256,
   contentType: ContentType,
   createdAt: Timestamp,
+  /** Set on the files that hold S3 objects. */
+  object: ObjectTagSchema.optional(),
 });
 export type FileMeta = z.infer<typeof FileMetaSchema>;
 
@@ -74,6 +78,8 @@ export const FileRecordSchema = z
     deletedAt: Timestamp.nullable(),
     /** Set when this node holds the copy on behalf of a home node that was down (hinted handoff). */
     heldFor: NodeId.nullable(),
+    /** On a live copy of an S3 object's file: what it is a version of. */
+    object: ObjectTagSchema.optional(),
   })
   .refine(
     (r) =>
@@ -83,6 +89,20 @@ export const FileRecordSchema = z
     'a live record has a name, sha256 and content type and no deletedAt; a tombstone has a deletedAt',
   );
 export type FileRecord = z.infer<typeof FileRecordSchema>;
+
+/** The meta of a record: what a copy of it is stored with (an S3 object's tag included). */
+export function metaOf(r: FileMeta): FileMeta {
+  const meta: FileMeta = {
+    id: r.id,
+    name: r.name,
+    size: r.size,
+    sha256: r.sha256,
+    contentType: r.contentType,
+    createdAt: r.createdAt,
+  };
+  if (r.object) meta.object = r.object;
+  return meta;
+}
 
 export const MemberStateSchema = z.enum(
   ['alive', 'suspect', 'dead'],
@@ -278,6 +298,61 @@ export const LocalListingSchema = z.object({
   truncated: z.boolean(),
 });
 export type LocalListing = z.infer<typeof LocalListingSchema>;
+
+/** Entries of one node's answer to a bucket listing (S3 asks for at most 1000 keys a page). */
+export const MAX_OBJECT_LISTING = 1000;
+/** Versions of one key a node returns: more than one only until the older ones are reclaimed. */
+export const MAX_OBJECT_VERSIONS = 100;
+/** Files of one multipart upload a node returns: its record and S3's 10,000 parts, then some. */
+export const MAX_UPLOAD_FILES = 12_000;
+
+const BucketName = ObjectTagSchema.shape.bucket;
+const ObjectKey = ObjectTagSchema.shape.key;
+
+/** A bucket listing as one node is asked for it (s3/listing.ts scanBucket). */
+export const ObjectListRequestSchema = z.object({
+  bucket: BucketName,
+  prefix: z.union([ObjectKey, z.literal('')]),
+  delimiter: ObjectKey.optional(),
+  after: ObjectKey.optional(),
+  limit: z.int().min(1).max(MAX_OBJECT_LISTING),
+});
+export const ObjectListingSchema = z.object({
+  entries: z
+    .array(
+      z.object({
+        key: ObjectKey,
+        prefix: z.boolean().optional(),
+        dead: z.boolean().optional(),
+        record: FileRecordSchema.optional(),
+      }),
+    )
+    .max(MAX_OBJECT_LISTING),
+  truncated: z.boolean(),
+});
+export type ObjectListing = z.infer<typeof ObjectListingSchema>;
+
+export const ObjectVersionsRequestSchema = z.object({
+  bucket: BucketName,
+  key: ObjectKey,
+  /** Asks for the files of this multipart upload instead of the key's versions. */
+  upload: UploadId.optional(),
+});
+/** A bucket's multipart uploads as one node holds them: their records after (key, upload id). */
+export const UploadListRequestSchema = z.object({
+  bucket: BucketName,
+  afterKey: z.union([ObjectKey, z.literal('')]),
+  afterUpload: z.union([UploadId, z.literal('')]),
+  limit: z.int().min(1).max(MAX_OBJECT_LISTING),
+});
+export const UploadListingSchema = z.object({
+  records: z.array(FileRecordSchema).max(MAX_OBJECT_LISTING),
+  truncated: z.boolean(),
+});
+export type UploadListing = z.infer<typeof UploadListingSchema>;
+export const ObjectVersionsAnswerSchema = z.object({
+  versions: z.array(FileRecordSchema).max(MAX_UPLOAD_FILES),
+});
 
 /** What a node reports about itself to peers and to `GET /cluster`. */
 export const NodeStatusSchema = z.object({

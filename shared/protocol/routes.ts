@@ -33,6 +33,12 @@ import {
   StoreCopiesRequestSchema,
   ReadCopiesAnswerSchema,
   ReadCopiesRequestSchema,
+  ObjectListRequestSchema,
+  ObjectListingSchema,
+  ObjectVersionsAnswerSchema,
+  ObjectVersionsRequestSchema,
+  UploadListRequestSchema,
+  UploadListingSchema,
 } from './messages';
 
 export const INTERNAL_PREFIX = '/internal/v1';
@@ -242,6 +248,27 @@ export const INTERNAL_ROUTES = defineRoutes({
       limit: decimal(1, MAX_LISTING_PAGE, 'limit'),
     }),
     answer: LocalListingSchema,
+  },
+  /** The live versions of one S3 key this node holds, newest first (POST: keys are long). */
+  objectVersions: {
+    method: 'POST',
+    pattern: '/objects/versions',
+    body: ObjectVersionsRequestSchema,
+    answer: ObjectVersionsAnswerSchema,
+  },
+  /** This node's next entries of a bucket listing (s3/listing.ts). */
+  objectListing: {
+    method: 'POST',
+    pattern: '/objects/list',
+    body: ObjectListRequestSchema,
+    answer: ObjectListingSchema,
+  },
+  /** The records of a bucket's multipart uploads this node holds, after a (key, upload id). */
+  uploadListing: {
+    method: 'POST',
+    pattern: '/objects/uploads',
+    body: UploadListRequestSchema,
+    answer: UploadListingSchema,
   },
   /** The cluster registry's anti-entropy: the caller's digest in; every entry out when they differ. */
   registrySync: {

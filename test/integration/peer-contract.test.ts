@@ -5,10 +5,15 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { checksumsOf } from '../../shared/blocks';
 import { ShoalError } from '../../shared/errors';
-import { newFileId } from '../../shared/ids';
+import { newFileId, objectFileId } from '../../shared/ids';
 import { silentLogger } from '../../shared/logging';
 import type { FileMeta } from '../../shared/protocol';
-import { partitionOf, PARTITION_COUNT } from '../../services/storage-node/src/placement/placement';
+import {
+  keyPartition,
+  partitionOf,
+  PARTITION_COUNT,
+} from '../../services/storage-node/src/placement/placement';
+import { DELETE_MARKER_TYPE, UPLOAD_RECORD_TYPE } from '../../services/storage-node/src/s3/listing';
 import type { Peer } from '../../services/storage-node/src/peers/peer';
 import { PeerClient, PeerError } from '../../services/storage-node/src/peers/peer-client';
 import { RemotePeer } from '../../services/storage-node/src/peers/remote-peer';
@@ -258,6 +263,55 @@ describe.each([
     const digests = await peer.digests(bitmap);
     expect(Object.keys(digests)).toEqual([String(p)]);
     expect(digests[String(p)]).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("keeps an S3 object's files as versions of its key, apart from uploads and the native listing", async () => {
+    const bucket = `b${randomBytes(12).toString('hex')}`;
+    const storeObject = async (key: string, contentType: string, upload?: string): Promise<FileMeta> => {
+      const data = randomBytes(50);
+      const meta: FileMeta = {
+        ...metaFor(data, key),
+        id: objectFileId(keyPartition(bucket, key)),
+        contentType,
+        object: { bucket, key, attrs: '{"etag":"x"}', ...(upload ? { upload } : {}) },
+      };
+      const prepared = await peer.receive(meta.id, Readable.from([data]));
+      await peer.commit(meta.id, commitOf(prepared.token, meta, data));
+      return meta;
+    };
+    const v1 = await storeObject('photos/a.jpg', 'application/octet-stream');
+    const v2 = await storeObject('photos/a.jpg', 'application/octet-stream');
+    await storeObject('photos/b.jpg', 'application/octet-stream');
+    await storeObject('gone', DELETE_MARKER_TYPE);
+    const upload = newFileId();
+    const part = await storeObject('photos/a.jpg', 'application/x-shoal-part', upload);
+    const record = await storeObject('photos/a.jpg', UPLOAD_RECORD_TYPE, upload);
+
+    // Newest version first, the tag as stored; an upload's files only when asked for by upload.
+    const versions = await peer.objectVersions(bucket, 'photos/a.jpg');
+    expect(versions.map((v) => v.id)).toEqual([v2.id, v1.id]);
+    expect(versions[0]!.object).toEqual(v2.object);
+    expect((await peer.objectVersions(bucket, 'photos/a.jpg', { upload })).map((v) => v.id).sort()).toEqual(
+      [part.id, record.id].sort(),
+    );
+    expect(await peer.objectVersions(bucket, 'never')).toEqual([]);
+
+    const rolled = await peer.listObjects({ bucket, prefix: '', delimiter: '/', limit: 10 });
+    expect(rolled.entries.map((e) => [e.key, e.prefix ?? false])).toEqual([
+      ['gone', false],
+      ['photos/', true],
+    ]);
+    const flat = await peer.listObjects({ bucket, prefix: 'photos/', limit: 1 });
+    expect(flat).toMatchObject({
+      entries: [{ key: 'photos/a.jpg', record: { id: v2.id } }],
+      truncated: true,
+    });
+    const uploads = await peer.listUploads(bucket, { key: '', upload: '' }, 10);
+    expect(uploads.records.map((r) => r.id)).toEqual([record.id]);
+
+    // The files of S3 objects are not the native API's: its listing leaves them out.
+    const native = await peer.list('', 1_000);
+    expect(native.records.some((r) => r.object !== undefined)).toBe(false);
   });
 
   it('pulls a copy from a member, verified, once', async () => {

@@ -1,6 +1,6 @@
 import { ShoalError, errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
-import type { FileMeta, FileRecord, LocalListing } from '../../../../shared/protocol';
+import { metaOf, type FileMeta, type FileRecord, type LocalListing } from '../../../../shared/protocol';
 import type { Membership } from '../membership/membership';
 import type { Nodes } from '../replication/nodes';
 import { callQuorum, requireQuorum } from '../replication/quorum';
@@ -143,7 +143,7 @@ export class Catalog {
       lastSeen = id;
       const entry = byId.get(id)!;
       if (entry.deleted || entry.holders.length === 0) continue;
-      files.push({ ...toMeta(entry.record), replicas: entry.holders.sort(byteOrder) });
+      files.push({ ...metaOf(entry.record), replicas: entry.holders.sort(byteOrder) });
     }
     const more = horizon !== undefined || ids.length > (lastSeen ? ids.indexOf(lastSeen) + 1 : 0);
     return { files, next: more && lastSeen !== undefined ? lastSeen : null };
@@ -187,19 +187,8 @@ export class Catalog {
     if (!record || deleted) throw new ShoalError('not_found', 'no such file');
     const replicas: ReplicaState[] = home.map((id) => states.get(id) ?? state(id, 'unreachable'));
     for (const s of states.values()) if (s.state === 'ok' && !home.includes(s.nodeId)) replicas.push(s);
-    return { ...toMeta(record), replicas };
+    return { ...metaOf(record), replicas };
   }
-}
-
-export function toMeta(r: FileMeta): FileMeta {
-  return {
-    id: r.id,
-    name: r.name,
-    size: r.size,
-    sha256: r.sha256,
-    contentType: r.contentType,
-    createdAt: r.createdAt,
-  };
 }
 
 function byteOrder(a: string, b: string): number {

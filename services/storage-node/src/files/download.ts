@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { ShoalError, errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
-import type { FileRecord } from '../../../../shared/protocol';
+import { metaOf, type FileRecord } from '../../../../shared/protocol';
 import type { ReadDecision, ReadRequest } from '../../../../shared/read-decision';
 import { ResumingReadable, discard, type ByteSource } from '../../../../shared/streams';
 import type { Membership } from '../membership/membership';
@@ -9,7 +9,6 @@ import type { CopyRead, Peer } from '../peers/peer';
 import type { CopyFetcher } from '../replication/copy-fetcher';
 import type { Nodes } from '../replication/nodes';
 import { HeldBytes } from '../store/verified-read';
-import { toMeta } from './catalog';
 
 export type { ReadDecision, ReadRequest };
 
@@ -121,7 +120,7 @@ export class FileReader {
   private repairIfHome(record: FileRecord, sourceUrl: string): void {
     if (Date.now() < this.membership.settledAt()) return;
     if (!this.membership.placement().place(record.id).home.includes(this.nodes.self.id)) return;
-    this.fetcher.pull(toMeta(record), [sourceUrl]).then(
+    this.fetcher.pull(metaOf(record), [sourceUrl]).then(
       (bytes) => {
         if (bytes > 0)
           this.log.info({ fileId: record.id, bytes }, 'read repair: fetched the missing local copy');

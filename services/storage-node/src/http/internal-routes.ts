@@ -171,6 +171,16 @@ export function internalRoutes(ctx: NodeContext): Router {
 
   serve(router, routes.listing, ({ query }) => local.list(query.after, query.limit));
 
+  serve(router, routes.objectVersions, async ({ body }) => ({
+    versions: await local.objectVersions(body.bucket, body.key, { upload: body.upload }),
+  }));
+
+  serve(router, routes.uploadListing, ({ body }) =>
+    local.listUploads(body.bucket, { key: body.afterKey, upload: body.afterUpload }, body.limit),
+  );
+
+  serve(router, routes.objectListing, ({ body }) => local.listObjects(body));
+
   /**
    * This node's own copy, answered like a public GET plus the record in a header; asked for framed
    * blocks, whole blocks behind their checksums (the reader checks them again).

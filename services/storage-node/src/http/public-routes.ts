@@ -1,7 +1,7 @@
 import express, { Router, type Request } from 'express';
 import multer from 'multer';
 import { ShoalError } from '../../../../shared/errors';
-import { assertValidId, isValidId } from '../../../../shared/ids';
+import { assertValidId, isObjectFileId, isValidId } from '../../../../shared/ids';
 import { MAX_PAGE } from '../files/catalog';
 import { feedBusboy, MULTIPART_LIMITS, ReplicatingStorage, type PreparedFile } from '../files/upload';
 import { handOff } from '../replication/handoff';
@@ -152,7 +152,7 @@ export function publicRoutes(ctx: NodeContext): Router {
 
   /** A download link that works without an API key until it expires. */
   router.post('/files/:id/links', express.json({ limit: '16kb' }), async (req, res) => {
-    const id = assertValidId(req.params.id);
+    const id = nativeFileId(req.params.id);
     if (!ctx.links.available)
       throw new ShoalError('conflict', 'signed links need a cluster secret; this node runs --insecure');
     const requested = (req.body as { expiresInSeconds?: unknown } | undefined)?.expiresInSeconds ?? 3600;
@@ -179,16 +179,16 @@ export function publicRoutes(ctx: NodeContext): Router {
   });
 
   router.get('/files/:id/info', async (req, res) => {
-    res.json(await ctx.catalog.info(assertValidId(req.params.id), req.reqId));
+    res.json(await ctx.catalog.info(nativeFileId(req.params.id), req.reqId));
   });
 
   // Most downloads never get here: the read lane (read-lane.ts) answers them before express.
   router.get('/files/:id', async (req: Request, res) => {
-    await serveFile(ctx, req, res, assertValidId(req.params.id), req.reqId);
+    await serveFile(ctx, req, res, nativeFileId(req.params.id), req.reqId);
   });
 
   router.delete('/files/:id', async (req, res) => {
-    const id = assertValidId(req.params.id);
+    const id = nativeFileId(req.params.id);
     await ctx.catalog.delete(id, req.reqId);
     ctx.log.info({ reqId: req.reqId, fileId: id }, 'file deleted');
     res.status(204).end();
@@ -233,4 +233,14 @@ export function publicRoutes(ctx: NodeContext): Router {
   });
 
   return router;
+}
+
+/**
+ * A file id of the native API. The files that hold S3 objects are the S3 API's (it keeps their
+ * versions and index straight): here they do not exist.
+ */
+function nativeFileId(id: unknown): string {
+  const valid = assertValidId(id);
+  if (isObjectFileId(valid)) throw new ShoalError('not_found', 'no such file');
+  return valid;
 }

@@ -1,6 +1,7 @@
 import type { Express } from 'express';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { ShoalError } from '../../../../shared/errors';
+import { isObjectFileId } from '../../../../shared/ids';
 import { FILE_PATH, bearerKey, crossSiteRefusal, measure, setCommonHeaders } from './gate';
 import type { NodeContext } from './context';
 import { answerError } from './error-handler';
@@ -55,6 +56,8 @@ export async function serveFile(
   id: string,
   reqId: string,
 ): Promise<void> {
+  // The files of S3 objects are served through S3 only (see nativeFileId).
+  if (isObjectFileId(id)) throw new ShoalError('not_found', 'no such file');
   const read = await ctx.reader.open(id, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
     range: req.headers.range,

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Agent, request, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { ListRequest } from '../s3/listing';
 import { statusOfCode } from '../../../../shared/errors';
 import {
   ErrorBodySchema,
@@ -15,6 +16,8 @@ import {
   type CommitBatchRequest,
   type CommitRequest,
   type FileMeta,
+  type ObjectListing,
+  type UploadListing,
   type FileRecord,
   type GossipMessage,
   type InternalRoute,
@@ -319,6 +322,48 @@ export class PeerClient {
     }
     if (record.id !== fileId) throw this.malformed(baseUrl, route, 200, 'a record of another file');
     return record;
+  }
+
+  async objectVersions(
+    baseUrl: string,
+    bucket: string,
+    key: string,
+    upload: string | undefined,
+    timeoutMs: number,
+    reqId?: string,
+  ): Promise<FileRecord[]> {
+    const route = INTERNAL_ROUTES.objectVersions;
+    const body = { bucket, key, ...(upload === undefined ? {} : { upload }) };
+    const answer = await this.call(baseUrl, route, route.path(), { body, timeoutMs, reqId });
+    const foreign = (v: FileRecord): boolean =>
+      v.state !== 'live' || v.object?.bucket !== bucket || v.object.key !== key || v.object.upload !== upload;
+    if (answer.versions.some(foreign))
+      throw this.malformed(baseUrl, route, 200, 'a file that is not one of the key (or upload) asked for');
+    return answer.versions;
+  }
+
+  async listUploads(
+    baseUrl: string,
+    bucket: string,
+    after: { key: string; upload: string },
+    limit: number,
+    reqId?: string,
+  ): Promise<UploadListing> {
+    const route = INTERNAL_ROUTES.uploadListing;
+    const body = { bucket, afterKey: after.key, afterUpload: after.upload, limit };
+    return this.call(baseUrl, route, route.path(), { body, timeoutMs: 10_000, reqId });
+  }
+
+  async listObjects(baseUrl: string, request: ListRequest, reqId?: string): Promise<ObjectListing> {
+    const route = INTERNAL_ROUTES.objectListing;
+    const body = {
+      bucket: request.bucket,
+      prefix: request.prefix,
+      limit: request.limit,
+      ...(request.delimiter === undefined ? {} : { delimiter: request.delimiter }),
+      ...(request.after === undefined ? {} : { after: request.after }),
+    };
+    return this.call(baseUrl, route, route.path(), { body, timeoutMs: 10_000, reqId });
   }
 
   async listRecords(baseUrl: string, after: string, limit: number, reqId?: string): Promise<LocalListing> {

@@ -7,9 +7,12 @@ import type {
   FileRecord,
   LocalListing,
   NodeStatus,
+  ObjectListing,
+  UploadListing,
   PreparedUpload,
 } from '../../../../shared/protocol';
 import type { ReadDecision, ReadRequest } from '../../../../shared/read-decision';
+import type { ListRequest } from '../s3/listing';
 
 /** A copy opened for reading: what to answer, the record it belongs to, and the bytes to send. */
 export interface CopyRead extends ReadDecision {
@@ -69,6 +72,24 @@ export interface Peer {
   record(fileId: string, opts?: { timeoutMs?: number; reqId?: string }): Promise<FileRecord | undefined>;
   /** The node's records (live and tombstones) after `after`, in byte order of id. */
   list(after: string, limit: number, reqId?: string): Promise<LocalListing>;
+  /**
+   * The live versions of an S3 key the node holds (delete markers included), newest first; with
+   * `upload`, the files of that multipart upload instead.
+   */
+  objectVersions(
+    bucket: string,
+    key: string,
+    opts?: { upload?: string | undefined; timeoutMs?: number; reqId?: string },
+  ): Promise<FileRecord[]>;
+  /** The records of a bucket's multipart uploads the node holds, after (key, upload id). */
+  listUploads(
+    bucket: string,
+    after: { key: string; upload: string },
+    limit: number,
+    reqId?: string,
+  ): Promise<UploadListing>;
+  /** The node's next entries of a bucket listing (s3/listing.ts scanBucket). */
+  listObjects(request: ListRequest, reqId?: string): Promise<ObjectListing>;
   /** Anti-entropy digests of the partitions set in `bitmap` that the node has rows in. */
   digests(bitmap: Buffer): Promise<Record<string, string>>;
   partitionRecords(partition: number): Promise<FileRecord[]>;

@@ -9,8 +9,11 @@ import {
   type FileRecord,
   type LocalListing,
   type NodeStatus,
+  type ObjectListing,
+  type UploadListing,
   type PreparedUpload,
 } from '../../../../shared/protocol';
+import type { ListRequest } from '../s3/listing';
 import { pipeline } from 'node:stream';
 import { FrameVerifier, blocksCovering } from '../../../../shared/blocks';
 import { HEADER_FRAMED } from '../../../../shared/protocol';
@@ -86,6 +89,34 @@ export class RemotePeer implements Peer {
 
   list(after: string, limit: number, reqId?: string): Promise<LocalListing> {
     return this.client.listRecords(this.url, after, limit, reqId);
+  }
+
+  objectVersions(
+    bucket: string,
+    key: string,
+    opts: { upload?: string | undefined; timeoutMs?: number; reqId?: string } = {},
+  ): Promise<FileRecord[]> {
+    return this.client.objectVersions(
+      this.url,
+      bucket,
+      key,
+      opts.upload,
+      opts.timeoutMs ?? 5_000,
+      opts.reqId,
+    );
+  }
+
+  listUploads(
+    bucket: string,
+    after: { key: string; upload: string },
+    limit: number,
+    reqId?: string,
+  ): Promise<UploadListing> {
+    return this.client.listUploads(this.url, bucket, after, limit, reqId);
+  }
+
+  listObjects(request: ListRequest, reqId?: string): Promise<ObjectListing> {
+    return this.client.listObjects(this.url, request, reqId);
   }
 
   digests(bitmap: Buffer): Promise<Record<string, string>> {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 // The count is part of the wire protocol (partition bitmaps and digests carry it), so it lives there.
+import { objectPartitionOf } from '../../../../shared/ids';
 import { PARTITION_COUNT } from '../../../../shared/protocol';
 
 /**
@@ -20,7 +21,17 @@ import { PARTITION_COUNT } from '../../../../shared/protocol';
 export { PARTITION_COUNT };
 
 export function partitionOf(fileId: string): number {
+  // An S3 object's file carries its key's partition (shared/ids.ts): every version of a key
+  // lives with the others.
+  const own = objectPartitionOf(fileId);
+  if (own !== undefined && own < PARTITION_COUNT) return own;
   const digest = createHash('sha256').update(fileId).digest();
+  return digest.readUInt32BE(0) % PARTITION_COUNT;
+}
+
+/** The partition of an S3 key: where every version of it lives (see objectFileId). */
+export function keyPartition(bucket: string, key: string): number {
+  const digest = createHash('sha256').update(`${bucket}\u0000${key}`).digest();
   return digest.readUInt32BE(0) % PARTITION_COUNT;
 }
 

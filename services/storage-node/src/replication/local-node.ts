@@ -8,9 +8,12 @@ import type {
   FileRecord,
   LocalListing,
   NodeStatus,
+  ObjectListing,
   PreparedUpload,
+  UploadListing,
 } from '../../../../shared/protocol';
-import { MAX_BATCH_BYTES } from '../../../../shared/protocol';
+import { MAX_BATCH_BYTES, MAX_OBJECT_VERSIONS, MAX_UPLOAD_FILES } from '../../../../shared/protocol';
+import { UPLOAD_RECORD_TYPE, scanBucket, type ListRequest } from '../s3/listing';
 import { decideRead, sendsBody, type ReadRequest } from '../../../../shared/read-decision';
 import { CorruptCopyError } from '../../../../shared/streams';
 import { PARTITION_COUNT } from '../placement/placement';
@@ -106,6 +109,40 @@ export class LocalNode implements Peer {
     this.assertServing();
     const records = this.metadata.listAfter(after, limit + 1);
     return { records: records.slice(0, limit), truncated: records.length > limit };
+  }
+
+  async objectVersions(
+    bucket: string,
+    key: string,
+    opts: { upload?: string | undefined } = {},
+  ): Promise<FileRecord[]> {
+    this.assertServing();
+    // An upload's files are its record and up to 10,000 parts (S3's limit), newest first.
+    const files = this.metadata.objectVersions(bucket, key, opts.upload);
+    return files.slice(0, opts.upload === undefined ? MAX_OBJECT_VERSIONS : MAX_UPLOAD_FILES);
+  }
+
+  async listUploads(
+    bucket: string,
+    after: { key: string; upload: string },
+    limit: number,
+  ): Promise<UploadListing> {
+    this.assertServing();
+    const records = this.metadata.uploadRows(
+      bucket,
+      { key: Buffer.from(after.key, 'utf8'), upload: after.upload },
+      UPLOAD_RECORD_TYPE,
+      limit + 1,
+    );
+    return { records: records.slice(0, limit), truncated: records.length > limit };
+  }
+
+  async listObjects(request: ListRequest): Promise<ObjectListing> {
+    this.assertServing();
+    return scanBucket(
+      (after, end, limit) => this.metadata.objectRows(request.bucket, after, end, limit),
+      request,
+    );
   }
 
   async digests(bitmap: Buffer): Promise<Record<string, string>> {

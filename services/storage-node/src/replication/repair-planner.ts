@@ -1,4 +1,4 @@
-import type { FileMeta, FileRecord } from '../../../../shared/protocol';
+import { metaOf, type FileMeta, type FileRecord } from '../../../../shared/protocol';
 
 /**
  * The decisions of anti-entropy, apart from any I/O: what the leader of a partition should do
@@ -171,14 +171,7 @@ function planLive(
     plan.pendingBytes += meta.size * missing.length;
   } else if (missing.length > 0) {
     plan.copies.push({
-      meta: {
-        id,
-        name: meta.name,
-        size: meta.size,
-        sha256,
-        contentType: meta.contentType,
-        createdAt: meta.createdAt,
-      },
+      meta: metaOf({ ...meta, id, sha256 }),
       to: missing,
       from: good,
       copiesNow: good.length,

@@ -14,10 +14,15 @@ interface Row {
   state: 'live' | 'deleted';
   deleted_at: string | null;
   held_for: string | null;
+  /** Set on the live copy of an S3 object's file (FileMeta.object). */
+  obj_bucket: string | null;
+  obj_key: Buffer | null;
+  obj_attrs: string | null;
+  obj_upload: string | null;
 }
 
 function toRecord(row: Row): FileRecord {
-  return {
+  const record: FileRecord = {
     id: row.id,
     name: row.name,
     size: row.size,
@@ -28,7 +33,15 @@ function toRecord(row: Row): FileRecord {
     deletedAt: row.deleted_at,
     heldFor: row.held_for,
   };
+  if (row.obj_bucket !== null && row.obj_key !== null && row.obj_attrs !== null) {
+    record.object = { bucket: row.obj_bucket, key: row.obj_key.toString('utf8'), attrs: row.obj_attrs };
+    if (row.obj_upload !== null) record.object.upload = row.obj_upload;
+  }
+  return record;
 }
+
+/** The columns an object's row adds (null on every other row, and on tombstones). */
+const OBJECT_COLUMNS = ['obj_bucket TEXT', 'obj_key BLOB', 'obj_attrs TEXT', 'obj_upload TEXT'];
 
 export type PutResult = 'stored' | 'already-stored' | 'deleted';
 
@@ -148,7 +161,8 @@ export class MetadataStore {
         created_at TEXT NOT NULL,
         state TEXT NOT NULL CHECK (state IN ('live', 'deleted')),
         deleted_at TEXT,
-        held_for TEXT
+        held_for TEXT,
+        ${OBJECT_COLUMNS.join(',\n        ')}
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS files_by_partition ON files (partition, id);
       CREATE INDEX IF NOT EXISTS tombstones_by_time ON files (deleted_at) WHERE state = 'deleted';
@@ -169,14 +183,19 @@ export class MetadataStore {
         tombstones INTEGER NOT NULL
       );
     `);
+    this.addObjectColumns();
     this.stmts = {
       get: this.db.prepare<[string], Row>('SELECT * FROM files WHERE id = ?'),
       insertLive: this.db.prepare(
-        `INSERT INTO files (id, partition, name, size, sha256, content_type, created_at, state, deleted_at, held_for)
-         VALUES (@id, @partition, @name, @size, @sha256, @contentType, @createdAt, 'live', NULL, @heldFor)`,
+        `INSERT INTO files (id, partition, name, size, sha256, content_type, created_at, state, deleted_at, held_for,
+           obj_bucket, obj_key, obj_attrs, obj_upload)
+         VALUES (@id, @partition, @name, @size, @sha256, @contentType, @createdAt, 'live', NULL, @heldFor,
+           @objBucket, @objKey, @objAttrs, @objUpload)`,
       ),
       markDeleted: this.db.prepare(
-        `UPDATE files SET state = 'deleted', deleted_at = @deletedAt, held_for = NULL WHERE id = @id AND state = 'live'`,
+        `UPDATE files SET state = 'deleted', deleted_at = @deletedAt, held_for = NULL,
+           obj_bucket = NULL, obj_key = NULL, obj_attrs = NULL, obj_upload = NULL
+         WHERE id = @id AND state = 'live'`,
       ),
       insertTombstone: this.db.prepare(
         `INSERT INTO files (id, partition, name, size, sha256, content_type, created_at, state, deleted_at, held_for)
@@ -211,8 +230,33 @@ export class MetadataStore {
       tombstonesSince: this.db.prepare<[string, number], { id: string; deleted_at: string }>(
         `SELECT id, deleted_at FROM files WHERE state = 'deleted' AND deleted_at >= ? ORDER BY deleted_at LIMIT ?`,
       ),
+      // The files of S3 objects (ids 'O...', shared/ids.ts) are not the native API's files.
       listAfter: this.db.prepare<[string, number], Row>(
-        'SELECT * FROM files WHERE id > ? ORDER BY id LIMIT ?',
+        `SELECT * FROM files WHERE id > ? AND NOT (id >= 'O' AND id < 'P') ORDER BY id LIMIT ?`,
+      ),
+      objectVersions: this.db.prepare<[string, Buffer], Row>(
+        'SELECT * FROM files WHERE obj_bucket = ? AND obj_key = ? AND obj_upload IS NULL ORDER BY id DESC',
+      ),
+      uploadFiles: this.db.prepare<[string, Buffer, string], Row>(
+        'SELECT * FROM files WHERE obj_bucket = ? AND obj_key = ? AND obj_upload = ? ORDER BY id DESC',
+      ),
+      // (key, id) after the cursor, below `end`: a bucket's live object rows in key order, each
+      // key's versions oldest first. Only live rows have obj_bucket set.
+      objectRows: this.db.prepare<[string, Buffer, string, Buffer, number], Row>(
+        `SELECT * FROM files WHERE obj_bucket = ? AND (obj_key, id) > (?, ?) AND obj_key < ? AND obj_upload IS NULL
+         ORDER BY obj_key, id LIMIT ?`,
+      ),
+      objectRowsToEnd: this.db.prepare<[string, Buffer, string, number], Row>(
+        `SELECT * FROM files WHERE obj_bucket = ? AND (obj_key, id) > (?, ?) AND obj_upload IS NULL
+         ORDER BY obj_key, id LIMIT ?`,
+      ),
+      uploadRows: this.db.prepare<[string, Buffer, string, string, number], Row>(
+        `SELECT * FROM files WHERE obj_bucket = ? AND obj_upload IS NOT NULL AND (obj_key, obj_upload) > (?, ?)
+           AND content_type = ?
+         ORDER BY obj_key, obj_upload, id LIMIT ?`,
+      ),
+      uploadsBefore: this.db.prepare<[string, string], Row>(
+        'SELECT * FROM files WHERE obj_upload IS NOT NULL AND content_type = ? AND created_at < ? LIMIT 1000',
       ),
       summaries: this.db.prepare<[], { partition: number } & Summary>('SELECT * FROM partitions'),
       putSummary: this.db.prepare(
@@ -234,6 +278,20 @@ export class MetadataStore {
       this.totals.bytes += summary.bytes;
       this.totals.tombstones += summary.tombstones;
     }
+  }
+
+  /** Adds the object columns to a files table made before S3 objects were stored. */
+  private addObjectColumns(): void {
+    const columns = new Set(
+      (this.db.pragma('table_info(files)') as Array<{ name: string }>).map((c) => c.name),
+    );
+    for (const column of OBJECT_COLUMNS) {
+      if (!columns.has(column.split(' ')[0]!)) this.db.exec(`ALTER TABLE files ADD COLUMN ${column}`);
+    }
+    this.db.exec(`
+      CREATE INDEX IF NOT EXISTS objects_by_key ON files (obj_bucket, obj_key, id) WHERE obj_bucket IS NOT NULL;
+      CREATE INDEX IF NOT EXISTS uploads_by_key ON files (obj_bucket, obj_key, obj_upload) WHERE obj_upload IS NOT NULL;
+    `);
   }
 
   /**
@@ -418,7 +476,21 @@ export class MetadataStore {
     const { meta, partition, heldFor, checksums, inline } = put;
     const existing = this.stmts.get.get(meta.id);
     if (existing) return existing.state === 'deleted' ? 'deleted' : 'already-stored';
-    this.stmts.insertLive.run({ ...meta, partition, heldFor });
+    const object = meta.object;
+    this.stmts.insertLive.run({
+      id: meta.id,
+      name: meta.name,
+      size: meta.size,
+      sha256: meta.sha256,
+      contentType: meta.contentType,
+      createdAt: meta.createdAt,
+      partition,
+      heldFor,
+      objBucket: object?.bucket ?? null,
+      objKey: object ? Buffer.from(object.key, 'utf8') : null,
+      objAttrs: object?.attrs ?? null,
+      objUpload: object?.upload ?? null,
+    });
     this.stmts.putChecksums.run(meta.id, checksums);
     if (inline) this.stmts.putInline.run(meta.id, inline);
     change({ sign: +1, partition, id: meta.id, state: 'live', sha256: meta.sha256, size: meta.size });
@@ -453,6 +525,56 @@ export class MetadataStore {
   /** Records (live and tombstones) with id > after, in plain byte order of id. */
   listAfter(after: string, limit: number): FileRecord[] {
     return this.stmts.listAfter.all(after, limit).map(toRecord);
+  }
+
+  /**
+   * The live versions of one S3 key held here, newest first; or, with `upload`, the files of that
+   * multipart upload (its record and its parts).
+   */
+  objectVersions(bucket: string, key: string, upload?: string): FileRecord[] {
+    const keyBytes = Buffer.from(key, 'utf8');
+    const rows =
+      upload === undefined
+        ? this.stmts.objectVersions.all(bucket, keyBytes)
+        : this.stmts.uploadFiles.all(bucket, keyBytes, upload);
+    return rows.map(toRecord);
+  }
+
+  /**
+   * Up to `limit` live object rows of a bucket after the (key, id) cursor and below `end` (key
+   * bytes, exclusive; undefined for no end), ordered by key bytes, then by id (oldest version first).
+   */
+  objectRows(
+    bucket: string,
+    after: { key: Buffer; id: string },
+    end: Buffer | undefined,
+    limit: number,
+  ): Array<{ key: Buffer; record: FileRecord }> {
+    const rows = end
+      ? this.stmts.objectRows.all(bucket, after.key, after.id, end, limit)
+      : this.stmts.objectRowsToEnd.all(bucket, after.key, after.id, limit);
+    return rows.map((row) => ({ key: row.obj_key!, record: toRecord(row) }));
+  }
+
+  /**
+   * Up to `limit` rows of a bucket's multipart uploads after (key, upload id), of one content type
+   * (the S3 layer's type for an upload's record, s3/multipart.ts).
+   */
+  uploadRows(
+    bucket: string,
+    after: { key: Buffer; upload: string },
+    contentType: string,
+    limit: number,
+  ): FileRecord[] {
+    return this.stmts.uploadRows.all(bucket, after.key, after.upload, contentType, limit).map(toRecord);
+  }
+
+  /**
+   * Up to 1000 multipart upload rows held here of one content type (the S3 layer's type for an
+   * upload's record) made before `before` (ISO time): the sweep of abandoned uploads.
+   */
+  uploadsBefore(contentType: string, before: string): FileRecord[] {
+    return this.stmts.uploadsBefore.all(contentType, before).map(toRecord);
   }
 
   counts(): { files: number; bytes: number; tombstones: number } {
