@@ -2,13 +2,15 @@ import {
   CreateBucketCommand,
   DeleteBucketCommand,
   GetBucketLocationCommand,
+  GetBucketVersioningCommand,
   HeadBucketCommand,
   ListBucketsCommand,
   PutObjectCommand,
+  PutObjectTaggingCommand,
   S3Client,
-  S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { TestCluster } from '../helpers/cluster';
+import { s3Failure as failure } from '../helpers/s3';
 import { runShoal } from '../helpers/shoal-cli';
 
 /**
@@ -43,17 +45,6 @@ describe('S3 buckets through the AWS SDK', () => {
     });
     expect(res.status).toBe(201);
     return (await res.json()) as Key;
-  }
-
-  /** The S3 error code a call fails with (and its HTTP status), or 'ok'. */
-  async function failure(call: Promise<unknown>): Promise<string> {
-    try {
-      await call;
-      return 'ok';
-    } catch (err) {
-      if (err instanceof S3ServiceException) return `${err.$metadata.httpStatusCode} ${err.name}`;
-      throw err;
-    }
   }
 
   beforeAll(async () => {
@@ -173,11 +164,23 @@ describe('S3 buckets through the AWS SDK', () => {
       expect(await failure(client(i, carol).send(new ListBucketsCommand({})))).toBe('403 InvalidAccessKeyId');
   });
 
-  it('answers 501 NotImplemented, never a wrong success, for what it does not do yet', async () => {
-    await client(0, alice).send(new CreateBucketCommand({ Bucket: 'objects-later' }));
+  it('answers 501 NotImplemented, never a wrong success, for what it does not do', async () => {
+    await client(0, alice).send(new CreateBucketCommand({ Bucket: 'not-everything' }));
+    expect(
+      await failure(client(1, alice).send(new GetBucketVersioningCommand({ Bucket: 'not-everything' }))),
+    ).toBe('501 NotImplemented');
+    await client(1, alice).send(
+      new PutObjectCommand({ Bucket: 'not-everything', Key: 'a.txt', Body: 'hello' }),
+    );
     expect(
       await failure(
-        client(1, alice).send(new PutObjectCommand({ Bucket: 'objects-later', Key: 'a.txt', Body: 'hello' })),
+        client(2, alice).send(
+          new PutObjectTaggingCommand({
+            Bucket: 'not-everything',
+            Key: 'a.txt',
+            Tagging: { TagSet: [{ Key: 'k', Value: 'v' }] },
+          }),
+        ),
       ),
     ).toBe('501 NotImplemented');
     expect(

@@ -50,6 +50,7 @@ const FLAG_HELP: Record<(typeof NODE_FLAGS)[number], string> = {
   's3-port': `port of this node's S3 listener, on --host; 0 turns it off (default ${DEFAULTS.s3Port}: off)`,
   's3-region': `region that SigV4 signatures must name (default ${DEFAULTS.s3Region})`,
   's3-domain': 'base domain for virtual-host-style buckets (<bucket>.<domain>); path style always works',
+  's3-upload-expiry-ms': `a multipart upload neither completed nor aborted this long after it began is removed (default ${DEFAULTS.s3UploadExpiryMs})`,
   'failure-timeout-ms': `how long a silent peer stays before it is declared dead (default ${DEFAULTS.failureTimeoutMs})`,
   'gossip-interval-ms': `how often membership is exchanged (default ${DEFAULTS.gossipIntervalMs})`,
   'scrub-interval-ms': `how often blobs are re-read and verified (default ${DEFAULTS.scrubIntervalMs})`,

@@ -57,6 +57,8 @@ export interface Config {
   readonly s3Region: string;
   /** Base domain for virtual-host-style buckets (`<bucket>.<domain>`); path style always works. */
   readonly s3Domain: string | undefined;
+  /** A multipart upload neither completed nor aborted this long after it began is removed. */
+  readonly s3UploadExpiryMs: number;
   readonly logLevel: string;
 }
 
@@ -108,6 +110,7 @@ export const NODE_FLAGS = [
   's3-port',
   's3-region',
   's3-domain',
+  's3-upload-expiry-ms',
   'log-level',
 ] as const;
 
@@ -138,6 +141,7 @@ export const DEFAULTS = Object.freeze({
   /** Off unless asked for: S3 is a second front door, opened on purpose (`npm start` opens it). */
   s3Port: 0,
   s3Region: 'us-east-1',
+  s3UploadExpiryMs: 24 * 60 * 60 * 1000,
   logLevel: 'info',
 });
 
@@ -249,6 +253,13 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
   const s3Domain = raw('s3-domain')?.toLowerCase();
   if (s3Domain !== undefined && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(s3Domain))
     throw new ConfigError('--s3-domain is a DNS name, such as s3.example.com');
+  const s3UploadExpiryMs = integer(
+    's3-upload-expiry-ms',
+    raw('s3-upload-expiry-ms'),
+    DEFAULTS.s3UploadExpiryMs,
+    1000,
+    365 * 24 * 60 * 60 * 1000,
+  );
   const logLevel = raw('log-level') ?? DEFAULTS.logLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
@@ -309,6 +320,7 @@ export function parseConfig(flags: RawFlags, env: NodeJS.ProcessEnv = process.en
     s3Port,
     s3Region,
     s3Domain,
+    s3UploadExpiryMs,
     logLevel,
   });
 }

@@ -15,6 +15,9 @@ import { Registry } from './registry/registry';
 import { RegistrySync } from './registry/registry-sync';
 import { S3Buckets } from './s3/buckets';
 import { S3Keys } from './s3/keys';
+import { UPLOAD_RECORD_TYPE } from './s3/listing';
+import { S3Multipart } from './s3/multipart';
+import { S3Objects } from './s3/objects';
 import { s3RequestListener } from './s3/server';
 import { clientErrorHandler } from './http/error-handler';
 import type { Lifecycle, NodeContext } from './http/context';
@@ -208,9 +211,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
   await ctx.apiKeys.start();
 
   tls?.start();
+  const s3 = config.s3Port !== 0 ? s3Parts(ctx) : undefined;
   const listening: Server[] = [];
   const listen = async (port: number, serves: Listener | 's3'): Promise<Server> => {
-    const server = createListener(ctx, serves, tls);
+    const server = createListener(ctx, serves, tls, s3);
     listening.push(server);
     await new Promise<void>((res, rej) => {
       server.once('error', rej);
@@ -274,6 +278,17 @@ export async function startNode(config: Config): Promise<RunningNode> {
     log,
   );
   registrySyncing.start();
+  const uploadSweeping = s3
+    ? new BackgroundWorker(
+        uploadSweeper(s3.multipart, metadata, config.s3UploadExpiryMs),
+        {
+          firstMs: Math.min(config.s3UploadExpiryMs, 60_000),
+          idleMs: Math.min(Math.max(config.s3UploadExpiryMs / 4, 1_000), 10 * 60_000),
+        },
+        log,
+      )
+    : undefined;
+  uploadSweeping?.start();
   dataDirMonitor.start();
   started = true;
   // The start-up check walks every blob and row: in the background, so that a node holding a
@@ -299,6 +314,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         dataDirMonitor.stop(),
         catchingUp.stop(),
         registrySyncing.stop(),
+        uploadSweeping?.stop(),
       ]);
       ctx.apiKeys.stop();
       secrets.stop();
@@ -346,24 +362,62 @@ function appHandler(ctx: NodeContext, serves: Listener): RequestListener {
   return serves === 'internal' ? app : withReadLane(ctx, app);
 }
 
-function s3Handler(ctx: NodeContext): RequestListener {
+function s3Handler(ctx: NodeContext, s3: S3Parts): RequestListener {
   return s3RequestListener({
     region: ctx.config.s3Region,
     domain: ctx.config.s3Domain,
     keys: ctx.s3Keys,
     buckets: ctx.s3Buckets,
+    objects: s3.objects,
+    multipart: s3.multipart,
+    reader: ctx.reader,
     log: ctx.log,
     ready: () => ctx.lifecycle.ready,
     stopping: () => ctx.lifecycle.stopping,
   });
 }
 
+interface S3Parts {
+  objects: S3Objects;
+  multipart: S3Multipart;
+}
+
+function s3Parts(ctx: NodeContext): S3Parts {
+  const objects = new S3Objects(
+    { replicas: ctx.config.replicas, writeQuorum: ctx.config.writeQuorum },
+    ctx.membership,
+    ctx.nodes,
+    ctx.writer,
+    ctx.reader,
+    ctx.catalog,
+    ctx.log,
+  );
+  return { objects, multipart: new S3Multipart(objects, ctx.reader, ctx.membership, ctx.nodes, ctx.log) };
+}
+
+/** Removes abandoned multipart uploads (--s3-upload-expiry-ms), checking a few times per expiry period. */
+function uploadSweeper(multipart: S3Multipart, metadata: MetadataStore, expiryMs: number): Worker {
+  return {
+    name: 's3-upload-sweep',
+    async work() {
+      await multipart.sweep(expiryMs, (before) => metadata.uploadsBefore(UPLOAD_RECORD_TYPE, before));
+      return 'idle';
+    },
+  };
+}
+
 /**
  * One listener: plain HTTP, or HTTPS with the node's certificate (swapped in place when the files
  * change, for the connections that follow).
  */
-function createListener(ctx: NodeContext, serves: Listener | 's3', tls: TlsFiles | undefined): Server {
-  const handler = serves === 's3' ? s3Handler(ctx) : appHandler(ctx, serves);
+function createListener(
+  ctx: NodeContext,
+  serves: Listener | 's3',
+  tls: TlsFiles | undefined,
+  s3: S3Parts | undefined,
+): Server {
+  const handler =
+    serves === 's3' && s3 ? s3Handler(ctx, s3) : appHandler(ctx, serves === 's3' ? 'public' : serves);
   const options = { maxHeaderSize: MAX_HEADER_BYTES };
   let server: Server;
   if (tls) {

@@ -63,6 +63,19 @@ export async function sendFile(
     res.end();
     return;
   }
+  await sendBody(res, body, onBytes);
+}
+
+/**
+ * Sends a read's body after its headers, with backpressure; the body is released however the
+ * response ends. A client that goes away, or a read that fails past its first byte (every copy
+ * failed mid-way), cuts the connection: the status has gone out already.
+ */
+export async function sendBody(
+  res: ServerResponse,
+  body: Readable,
+  onBytes?: (n: number) => void,
+): Promise<void> {
   if (body instanceof HeldBytes) {
     // A small verified copy in memory: one write, no pipeline to set up and tear down.
     onBytes?.(body.bytes.length);
@@ -73,7 +86,6 @@ export async function sendFile(
   try {
     await pump(body, res);
   } catch {
-    // The client went away or every copy failed mid-way: cut the connection.
     res.destroy();
   }
 }

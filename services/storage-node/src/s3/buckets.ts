@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { asJson, type Registry } from '../registry/registry';
 import type { RegistrySync } from '../registry/registry-sync';
 import { S3Error } from './errors';
@@ -15,12 +16,26 @@ import { S3Error } from './errors';
 
 const KIND = 'bucket';
 
+/** A bucket as one key may use it (S3Buckets.access). */
+export interface BucketAccess extends Grant {
+  id: string;
+  /** The key that owns the bucket. */
+  owner: string;
+  /** Whether the asking key is that owner. */
+  isOwner: boolean;
+}
+
 export interface Grant {
   read: boolean;
   write: boolean;
 }
 
 interface BucketRecord {
+  /**
+   * What the bucket's objects are filed under: a name deleted and made again is a new bucket, and
+   * sees nothing of the old one's objects. Buckets made before ids were kept use their name.
+   */
+  id?: string;
   owner: string;
   createdAt: string;
   grants: Record<string, Grant>;
@@ -37,14 +52,19 @@ export class S3Buckets {
     private readonly sync: RegistrySync,
   ) {}
 
-  /** What `accessKeyId` may do in `bucket`; throws NoSuchBucket, or AccessDenied for nothing. */
-  access(bucket: string, accessKeyId: string): Grant & { owner: boolean } {
+  /**
+   * What `accessKeyId` may do in `bucket`, with the bucket's id and owner; throws NoSuchBucket, or
+   * AccessDenied for a key that may do nothing there.
+   */
+  access(bucket: string, accessKeyId: string): BucketAccess {
     const record = this.record(bucket);
     if (!record) throw new S3Error('NoSuchBucket', 'The specified bucket does not exist');
-    if (record.owner === accessKeyId) return { read: true, write: true, owner: true };
+    const id = record.id ?? bucket;
+    if (record.owner === accessKeyId)
+      return { id, owner: record.owner, read: true, write: true, isOwner: true };
     const grant = record.grants[accessKeyId];
     if (!grant || (!grant.read && !grant.write)) throw new S3Error('AccessDenied', 'Access Denied');
-    return { ...grant, owner: false };
+    return { id, owner: record.owner, ...grant, isOwner: false };
   }
 
   /** The buckets a key owns or was granted anything in, by name. */
@@ -70,7 +90,12 @@ export class S3Buckets {
         'The requested bucket name is not available. Select a different name and try again.',
       );
     }
-    const record: BucketRecord = { owner, createdAt: new Date().toISOString(), grants: {} };
+    const record: BucketRecord = {
+      id: newBucketId(),
+      owner,
+      createdAt: new Date().toISOString(),
+      grants: {},
+    };
     await this.sync.spread(this.registry.put(KIND, bucket, asJson(record)));
     return 'created';
   }
@@ -96,6 +121,11 @@ export class S3Buckets {
   private record(bucket: string): BucketRecord | undefined {
     return this.registry.get(KIND, bucket) as unknown as BucketRecord | undefined;
   }
+}
+
+/** A bucket id: 24 hex digits after a letter, so that it passes as a bucket name on the wire. */
+function newBucketId(): string {
+  return `b${randomBytes(12).toString('hex')}`;
 }
 
 /** S3's rules for bucket names (general purpose buckets); undefined when the name follows them. */

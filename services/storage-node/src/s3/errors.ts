@@ -26,7 +26,19 @@ export type S3ErrorCode =
   | 'NotImplemented'
   | 'RequestTimeTooSkewed'
   | 'SignatureDoesNotMatch'
-  | 'XAmzContentSHA256Mismatch';
+  | 'XAmzContentSHA256Mismatch'
+  | 'EntityTooLarge'
+  | 'EntityTooSmall'
+  | 'InsufficientStorage'
+  | 'InvalidPart'
+  | 'InvalidPartOrder'
+  | 'InvalidRange'
+  | 'KeyTooLongError'
+  | 'MetadataTooLarge'
+  | 'NoSuchKey'
+  | 'NoSuchUpload'
+  | 'PreconditionFailed'
+  | 'SlowDown';
 
 const STATUS: Record<S3ErrorCode, number> = {
   AccessDenied: 403,
@@ -53,6 +65,19 @@ const STATUS: Record<S3ErrorCode, number> = {
   RequestTimeTooSkewed: 403,
   SignatureDoesNotMatch: 403,
   XAmzContentSHA256Mismatch: 400,
+  EntityTooLarge: 400,
+  EntityTooSmall: 400,
+  // Not one of S3's codes (it never runs out of room); the status says it all.
+  InsufficientStorage: 507,
+  InvalidPart: 400,
+  InvalidPartOrder: 400,
+  InvalidRange: 416,
+  KeyTooLongError: 400,
+  MetadataTooLarge: 400,
+  NoSuchKey: 404,
+  NoSuchUpload: 404,
+  PreconditionFailed: 412,
+  SlowDown: 503,
 };
 
 export class S3Error extends Error {

@@ -1,12 +1,33 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from '../../../../shared/logging';
-import { errorText } from '../../../../shared/errors';
-import { sha256Hex } from '../../../../shared/hashing';
-import { AwsChunkedDecoder } from './aws-chunked';
-import { S3Buckets } from './buckets';
-import { S3Error } from './errors';
+import { ShoalError, errorText, type ErrorCode } from '../../../../shared/errors';
+import type { FileReader } from '../files/download';
+import type { S3Buckets } from './buckets';
+import { S3Error, type S3ErrorCode } from './errors';
 import type { S3Keys } from './keys';
+import {
+  checkKey,
+  copyObject,
+  deleteObject,
+  deleteObjects,
+  getObject,
+  listObjects,
+  putObject,
+  sendXml,
+} from './object-routes';
+import type { S3Multipart } from './multipart';
+import {
+  abortUpload,
+  completeUpload,
+  createUpload,
+  listParts,
+  listUploads,
+  uploadPart,
+  uploadPartCopy,
+} from './multipart-routes';
+import type { S3Objects } from './objects';
+import { readSmallBody } from './request-body';
 import { decodePercent, parseQuery, verifySignature, type VerifiedRequest } from './sigv4';
 import { document, element, escapeXml, textOf } from './xml';
 
@@ -16,9 +37,9 @@ import { document, element, escapeXml, textOf } from './xml';
  * Every request must carry a SigV4 signature from a key in the cluster registry; the bucket
  * comes from the path (`/<bucket>/<key>`, always) or from the Host (`<bucket>.<--s3-domain>`).
  *
- * Served so far: the bucket operations (ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
- * GetBucketLocation). Everything else answers 501 NotImplemented, never a wrong success: objects
- * come next (issue 14).
+ * Served: the bucket operations (ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
+ * GetBucketLocation) and the object operations of object-routes.ts. Everything else answers 501
+ * NotImplemented, never a wrong success.
  */
 
 export interface S3Deps {
@@ -26,6 +47,9 @@ export interface S3Deps {
   domain: string | undefined;
   keys: S3Keys;
   buckets: S3Buckets;
+  objects: S3Objects;
+  multipart: S3Multipart;
+  reader: FileReader;
   log: Logger;
   /** Whether the node serves requests (ready, not stopping), and if not, why. */
   ready: () => boolean;
@@ -35,7 +59,7 @@ export interface S3Deps {
 /** The largest body a bucket operation takes (CreateBucket's configuration is a few hundred bytes). */
 const MAX_SMALL_BODY = 64 * 1024;
 
-interface S3Request {
+export interface S3Request {
   req: IncomingMessage;
   res: ServerResponse;
   id: string;
@@ -71,9 +95,49 @@ async function handle(deps: S3Deps, req: IncomingMessage, res: ServerResponse, i
   const r: S3Request = { req, res, id, bucket, key, query, auth };
   if (bucket === undefined) return serviceOperation(deps, r);
   if (key === undefined) return bucketOperation(deps, r, bucket);
+  return objectOperation(deps, r, bucket, key);
+}
+
+/** Sub-resources of an object that S3 has and Shoal does not. */
+const OBJECT_SUBRESOURCES = [
+  'acl',
+  'tagging',
+  'retention',
+  'legal-hold',
+  'torrent',
+  'restore',
+  'select',
+  'attributes',
+];
+
+async function objectOperation(deps: S3Deps, r: S3Request, name: string, key: string): Promise<void> {
   // The bucket is checked first, as S3 does: NoSuchBucket and AccessDenied mean what they say.
-  deps.buckets.access(bucket, auth.accessKeyId);
-  throw notImplemented('object operations');
+  const bucket = deps.buckets.access(name, r.auth.accessKeyId);
+  checkKey(key);
+  const unsupported = OBJECT_SUBRESOURCES.find((s) => r.query.has(s));
+  if (unsupported) throw notImplemented(`the ?${unsupported} sub-resource`);
+  const method = r.req.method;
+  const sourceBucket = (source: string) => deps.buckets.access(source, r.auth.accessKeyId);
+  const copy = r.req.headers['x-amz-copy-source'] !== undefined;
+  if (r.query.has('uploads')) {
+    if (method === 'POST') return createUpload(deps, r, bucket, key);
+    throw notImplemented(`${method} of ?uploads on an object`);
+  }
+  if (r.query.has('uploadId')) {
+    if (method === 'PUT' && copy) return uploadPartCopy(deps, r, bucket, key, sourceBucket);
+    if (method === 'PUT') return uploadPart(deps, r, bucket, key);
+    if (method === 'GET') return listParts(deps, r, bucket, key);
+    if (method === 'POST') return completeUpload(deps, r, bucket, key);
+    if (method === 'DELETE') return abortUpload(deps, r, bucket, key);
+    throw notImplemented(`${method} of an upload`);
+  }
+  if (method === 'GET' || method === 'HEAD') return getObject(deps, r, bucket, key);
+  if (method === 'PUT') {
+    if (copy) return copyObject(deps, r, bucket, key, sourceBucket);
+    return putObject(deps, r, bucket, key);
+  }
+  if (method === 'DELETE') return deleteObject(deps, r, bucket, key);
+  throw notImplemented(`${method} on an object`);
 }
 
 /** The bucket and key a request addresses: virtual-host style when the Host names one, else path style. */
@@ -133,10 +197,43 @@ async function bucketOperation(deps: S3Deps, r: S3Request, bucket: string): Prom
     sendXml(r.res, 200, document('LocationConstraint', [escapeXml(region)]));
     return;
   }
+  const listing = [
+    'list-type',
+    'prefix',
+    'delimiter',
+    'max-keys',
+    'continuation-token',
+    'start-after',
+    'marker',
+    'encoding-type',
+    'fetch-owner',
+  ];
+  if (method === 'GET' && subresources.every((s) => listing.includes(s)))
+    return listObjects(deps, r, deps.buckets.access(bucket, r.auth.accessKeyId), bucket);
+  const uploadListing = [
+    'uploads',
+    'prefix',
+    'delimiter',
+    'key-marker',
+    'upload-id-marker',
+    'max-uploads',
+    'encoding-type',
+  ];
+  if (
+    method === 'GET' &&
+    subresources.includes('uploads') &&
+    subresources.every((s) => uploadListing.includes(s))
+  )
+    return listUploads(deps, r, deps.buckets.access(bucket, r.auth.accessKeyId));
+  if (method === 'POST' && subresources.length === 1 && subresources[0] === 'delete')
+    return deleteObjects(deps, r, deps.buckets.access(bucket, r.auth.accessKeyId));
   if (method === 'DELETE' && subresources.length === 0) {
     const access = deps.buckets.access(bucket, r.auth.accessKeyId);
-    if (!access.owner) throw new S3Error('AccessDenied', 'Only the owner of a bucket may delete it');
-    // No object is stored in a bucket yet (objects come next), so every bucket is empty.
+    if (!access.isOwner) throw new S3Error('AccessDenied', 'Only the owner of a bucket may delete it');
+    if (!(await deps.objects.isEmpty(access.id, r.id)))
+      throw new S3Error('BucketNotEmpty', 'The bucket you tried to delete is not empty');
+    if ((await deps.multipart.list(access.id, '', { key: '', upload: '' }, 1, r.id)).uploads.length > 0)
+      throw new S3Error('BucketNotEmpty', 'The bucket you tried to delete has multipart uploads in progress');
     await deps.buckets.remove(bucket);
     r.res.statusCode = 204;
     r.res.end();
@@ -148,7 +245,7 @@ async function bucketOperation(deps: S3Deps, r: S3Request, bucket: string): Prom
 }
 
 async function createBucket(deps: S3Deps, r: S3Request, bucket: string): Promise<void> {
-  const body = (await readSmallBody(r)).toString('utf8');
+  const body = (await readSmallBody(r.req, r.auth, MAX_SMALL_BODY)).toString('utf8');
   if (body.trim() !== '') {
     if (!/<CreateBucketConfiguration[\s>]/.test(body))
       throw new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate');
@@ -173,66 +270,8 @@ async function createBucket(deps: S3Deps, r: S3Request, bucket: string): Promise
   r.res.end();
 }
 
-/**
- * The whole body of a request that carries little (a bucket's configuration), checked against
- * what its signature says: its sha256, or the chunk signatures of an aws-chunked body.
- */
-async function readSmallBody(r: S3Request): Promise<Buffer> {
-  const declared = Number(r.req.headers['content-length'] ?? 0);
-  if (declared > MAX_SMALL_BODY) throw new S3Error('MaxMessageLengthExceeded', 'Your request was too big');
-  const payload = r.auth.payload;
-  let source: AsyncIterable<Buffer> = r.req;
-  if (payload.kind === 'streaming-signed' || payload.kind === 'streaming-unsigned-trailer') {
-    const decoder = new AwsChunkedDecoder({
-      chain: payload.kind === 'streaming-signed' ? r.auth.chain : undefined,
-      trailer: payload.kind === 'streaming-unsigned-trailer' || payload.trailer,
-      declaredTrailers: [r.req.headers['x-amz-trailer'] ?? '']
-        .flat()
-        .join(',')
-        .split(',')
-        .map((t) => t.trim().toLowerCase())
-        .filter((t) => t !== ''),
-      decodedLength: numberHeader(r.req.headers['x-amz-decoded-content-length']),
-    });
-    r.req.pipe(decoder);
-    r.req.on('error', (err) => decoder.destroy(err));
-    source = decoder;
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of source) {
-    size += chunk.length;
-    if (size > MAX_SMALL_BODY) throw new S3Error('MaxMessageLengthExceeded', 'Your request was too big');
-    chunks.push(chunk);
-  }
-  const body = Buffer.concat(chunks);
-  if (payload.kind === 'sha256' && sha256Hex(body) !== payload.sha256)
-    throw new S3Error(
-      'XAmzContentSHA256Mismatch',
-      "The provided 'x-amz-content-sha256' header does not match what was computed.",
-    );
-  return body;
-}
-
-function numberHeader(value: string | string[] | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string')
-    throw new S3Error('InvalidArgument', 'x-amz-decoded-content-length is sent twice');
-  if (!/^\d{1,16}$/.test(value))
-    throw new S3Error('InvalidArgument', 'x-amz-decoded-content-length is not a number');
-  return Number(value);
-}
-
 function notImplemented(what: string): S3Error {
   return new S3Error('NotImplemented', `Shoal's S3 API does not implement ${what} yet.`);
-}
-
-function sendXml(res: ServerResponse, status: number, xml: string): void {
-  const body = Buffer.from(xml, 'utf8');
-  res.statusCode = status;
-  res.setHeader('Content-Type', 'application/xml');
-  res.setHeader('Content-Length', String(body.length));
-  res.end(body);
 }
 
 function answerError(
@@ -242,7 +281,7 @@ function answerError(
   id: string,
   err: unknown,
 ): void {
-  const known = err instanceof S3Error ? err : undefined;
+  const known = err instanceof S3Error ? err : err instanceof ShoalError ? fromStorage(err) : undefined;
   if (!known) deps.log.error({ reqId: id, err: errorText(err) }, 'S3 request failed unexpectedly');
   const error = known ?? new S3Error('InternalError', 'We encountered an internal error. Please try again.');
   if (res.headersSent) {
@@ -251,6 +290,7 @@ function answerError(
   }
   // The rest of a refused body is read and thrown away (bounded), so the client sees the answer.
   if (!req.complete) {
+    req.unpipe();
     req.resume();
     res.once('finish', () => setTimeout(() => req.complete || req.destroy(), 2_000).unref());
   }
@@ -271,4 +311,22 @@ function answerError(
       element('RequestId', id),
     ])}`,
   );
+}
+
+/** The S3 error for what the storage engine refused with. */
+const FROM_STORAGE: Partial<Record<ErrorCode, S3ErrorCode>> = {
+  payload_too_large: 'EntityTooLarge',
+  quorum_unavailable: 'ServiceUnavailable',
+  replica_unavailable: 'ServiceUnavailable',
+  not_ready: 'ServiceUnavailable',
+  too_many_uploads: 'SlowDown',
+  insufficient_storage: 'InsufficientStorage',
+  not_found: 'NoSuchKey',
+  bad_request: 'InvalidRequest',
+  request_timeout: 'IncompleteBody',
+};
+
+function fromStorage(err: ShoalError): S3Error | undefined {
+  const code = FROM_STORAGE[err.code];
+  return code ? new S3Error(code, err.message) : undefined;
 }

@@ -29,9 +29,16 @@ export function document(root: string, children: string[]): string {
 /** The text of the first `<name>` element in a small XML body, unescaped; undefined if absent. */
 export function textOf(xml: string, name: string): string | undefined {
   const m = new RegExp(`<${name}(?:\\s[^>]*)?>([^<]*)</${name}>`).exec(xml);
-  if (!m) return undefined;
-  return m[1]!.replace(
-    /&(amp|lt|gt|quot|apos);/g,
-    (_e, n: string) => ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" })[n]!,
-  );
+  return m ? unescapeXml(m[1]!) : undefined;
+}
+
+const NAMED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+
+/** Element text as written: the five named entities and numeric character references decoded. */
+export function unescapeXml(text: string): string {
+  return text.replace(/&(amp|lt|gt|quot|apos|#x[0-9a-fA-F]{1,6}|#[0-9]{1,7});/g, (entity, name: string) => {
+    if (name[0] !== '#') return NAMED[name]!;
+    const code = name[1] === 'x' ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10);
+    return code <= 0x10ffff ? String.fromCodePoint(code) : entity;
+  });
 }
