@@ -392,7 +392,17 @@ function s3Parts(ctx: NodeContext): S3Parts {
     ctx.catalog,
     ctx.log,
   );
-  return { objects, multipart: new S3Multipart(objects, ctx.reader, ctx.membership, ctx.nodes, ctx.log) };
+  return {
+    objects,
+    multipart: new S3Multipart(
+      objects,
+      ctx.reader,
+      ctx.membership,
+      ctx.nodes,
+      ctx.config.writeQuorum,
+      ctx.log,
+    ),
+  };
 }
 
 /** Removes abandoned multipart uploads (--s3-upload-expiry-ms), checking a few times per expiry period. */

@@ -71,6 +71,7 @@ export class S3Multipart {
     private readonly reader: FileReader,
     private readonly membership: Membership,
     private readonly nodes: Nodes,
+    private readonly writeQuorum: number,
     private readonly log: Logger,
   ) {}
 
@@ -245,10 +246,11 @@ export class S3Multipart {
     const result = await callQuorum(live, (peer) => peer.listUploads(bucket, after, limit, reqId), {
       quorum: live.length,
     });
-    if (result.failed.length > 0)
+    // As for listing keys (S3Objects.list): an upload's record is on W members at least.
+    if (result.failed.length >= this.writeQuorum || result.succeeded.length === 0)
       throw new S3Error(
         'ServiceUnavailable',
-        'A node holding part of this bucket could not list its uploads; try again.',
+        'Nodes holding part of this bucket could not list its uploads; try again.',
       );
     // As for a listing of keys: nothing past the first point where a member's answer was cut short.
     let horizon: UploadSummary | undefined;

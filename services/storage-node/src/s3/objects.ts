@@ -178,8 +178,10 @@ export class S3Objects {
   }
 
   /**
-   * One page of a bucket's listing, merged from every live member's (s3/listing.ts). Needs every
-   * live member's answer: a member that cannot list may hold the only copy of some keys.
+   * One page of a bucket's listing, merged from every live member's (s3/listing.ts). Every
+   * version (and delete marker) that was acknowledged is on W members at least, so the answers
+   * of all but W - 1 of them hold all of it: a member that has died but is not declared dead yet
+   * does not stop listings.
    */
   async list(request: ListRequest, reqId: string): Promise<MergedListing> {
     const entries: MergedListing['entries'] = [];
@@ -200,14 +202,14 @@ export class S3Objects {
     const result = await callQuorum(live, (peer) => peer.listObjects(request, reqId), {
       quorum: live.length,
     });
-    if (result.failed.length > 0) {
-      for (const { target, error } of result.failed)
-        this.log.warn({ peer: target.id, reqId, err: errorText(error) }, 'member could not list a bucket');
+    for (const { target, error } of result.failed)
+      this.log.warn({ peer: target.id, reqId, err: errorText(error) }, 'member could not list a bucket');
+    if (result.failed.length >= this.options.writeQuorum || result.succeeded.length === 0)
       throw new S3Error(
         'ServiceUnavailable',
-        'A node holding part of this bucket could not list it; try again.',
+        `${result.failed.length} of the nodes holding part of this bucket could not list it; try again.`,
       );
-    }
+    // A member that did not answer leaves no horizon: what it alone holds was never acknowledged.
     const answers: NodeListing[] = result.succeeded.map((s) => s.value);
     return resolveDisputes(mergeListings(answers, request.limit), (prefix) =>
       this.holdsLiveKey(request.bucket, prefix, reqId),
