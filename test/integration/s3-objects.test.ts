@@ -472,3 +472,58 @@ describe('S3 objects through the AWS SDK', () => {
       );
   });
 });
+
+describe('abandoned multipart uploads', () => {
+  let cluster: TestCluster;
+  let key: S3Key;
+
+  beforeAll(async () => {
+    cluster = await TestCluster.start({
+      nodes: 3,
+      s3: true,
+      apiKeys: [`admin:${ADMIN}`],
+      args: ['--s3-upload-expiry-ms', '3000'],
+    });
+    key = await makeS3Key(cluster, ADMIN, 'forgetful');
+  });
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+  });
+
+  it('are removed, parts and all, once they are older than --s3-upload-expiry-ms', async () => {
+    const c = (i: number) => s3Client(cluster, i, key);
+    await c(0).send(new CreateBucketCommand({ Bucket: 'uploads' }));
+    const { UploadId } = await c(0).send(
+      new CreateMultipartUploadCommand({ Bucket: 'uploads', Key: 'left' }),
+    );
+    await c(1).send(
+      new UploadPartCommand({
+        Bucket: 'uploads',
+        Key: 'left',
+        UploadId,
+        PartNumber: 1,
+        Body: randomBytes(MiB),
+      }),
+    );
+    const listed = await c(2).send(new ListMultipartUploadsCommand({ Bucket: 'uploads' }));
+    expect((listed.Uploads ?? []).map((u) => u.UploadId)).toEqual([UploadId]);
+    const stored = async (): Promise<number> => {
+      const res = await fetch(`${cluster.url(0)}/cluster`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const body = (await res.json()) as { nodes: Array<{ bytes?: number }> };
+      return body.nodes.reduce((n, node) => n + (node.bytes ?? 0), 0);
+    };
+    expect(await stored()).toBeGreaterThanOrEqual(3 * MiB);
+    const deadline = Date.now() + 20_000;
+    while ((await stored()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    expect(await stored()).toBe(0);
+    expect((await c(1).send(new ListMultipartUploadsCommand({ Bucket: 'uploads' }))).Uploads ?? []).toEqual(
+      [],
+    );
+    expect(
+      await s3Failure(c(0).send(new ListPartsCommand({ Bucket: 'uploads', Key: 'left', UploadId }))),
+    ).toBe('404 NoSuchUpload');
+    // The bucket holds nothing now, and can go.
+    await c(2).send(new DeleteBucketCommand({ Bucket: 'uploads' }));
+  });
+});

@@ -152,6 +152,12 @@ describe('config', () => {
     expect(() => parseConfig({ ...secret, 's3-domain': 'http://x' }, {})).toThrow(/--s3-domain/);
   });
 
+  it('removes abandoned multipart uploads after a day, or the time given', () => {
+    expect(parseConfig({ ...secret }, {}).s3UploadExpiryMs).toBe(86_400_000);
+    expect(parseConfig({ ...secret }, { SHOAL_S3_UPLOAD_EXPIRY_MS: '5000' }).s3UploadExpiryMs).toBe(5000);
+    expect(() => parseConfig({ ...secret, 's3-upload-expiry-ms': '10' }, {})).toThrow(/s3-upload-expiry-ms/);
+  });
+
   it('keeps the node id a data dir already has, and refuses a different one', () => {
     expect(resolveNodeId(undefined, 'node-7')).toBe('node-7');
     expect(resolveNodeId('node-7', 'node-7')).toBe('node-7');

@@ -66,7 +66,7 @@ export async function runDevCluster(options: DevClusterOptions): Promise<void> {
   process.stdout.write(`Try: curl -F file=@README.md ${urls[0]}/files\n`);
   const s3 = urls.map((_u, i) => `http://127.0.0.1:${s3Port(i)}`);
   process.stdout.write(
-    `S3 endpoints (region us-east-1, buckets only so far): ${s3.join(' ')}; a key: npx shoal key create me\n\n`,
+    `S3 endpoints (region us-east-1): ${s3.join(' ')}; a key: npx shoal key create me\n\n`,
   );
 
   let exiting = false;

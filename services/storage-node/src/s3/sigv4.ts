@@ -88,6 +88,9 @@ export function verifySignature(request: SignedRequest, options: VerifyOptions):
   if (authorization !== undefined) return verifyHeader(request, query, authorization, options);
   if (query.some(([k]) => k === 'X-Amz-Algorithm' || k === 'X-Amz-Signature'))
     return verifyPresigned(request, query, options);
+  // A Signature Version 2 URL (what aws-cli v1's `s3 presign` makes unless told s3v4).
+  if (query.some(([k]) => k === 'AWSAccessKeyId') && query.some(([k]) => k === 'Signature'))
+    throw new S3Error('InvalidRequest', 'Signature Version 2 is not supported; use AWS4-HMAC-SHA256.');
   throw new S3Error('AccessDenied', 'Anonymous access is not allowed; sign the request with an access key.');
 }
 
