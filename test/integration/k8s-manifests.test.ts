@@ -376,7 +376,11 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
   it('listens on all interfaces at the ports the container, probes and Services use', () => {
     const config = r.config(r.podNames()[0] as string);
     expect(['0.0.0.0', '::']).toContain(config.host);
-    expect(r.container.ports?.map((p) => p.containerPort)).toEqual([config.port, config.internalPort]);
+    expect(r.container.ports?.map((p) => p.containerPort)).toEqual([
+      config.port,
+      config.internalPort,
+      config.s3Port,
+    ]);
     const c = r.container;
     for (const probe of [c.startupProbe, c.livenessProbe, c.readinessProbe]) {
       expect(r.containerPort(probe?.httpGet?.port)).toBe(config.port);
@@ -386,8 +390,10 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     for (const service of r.all<IService>('Service')) {
       expect(selects(service.spec?.selector, r.statefulSet.spec?.template.metadata?.labels)).toBe(true);
       const targets = (service.spec?.ports ?? []).map((p) => r.containerPort(p.targetPort ?? p.port));
-      // Clients get the public port only; the headless Service names the internal one too.
-      expect(targets).toEqual(service === r.headless ? [config.port, config.internalPort] : [config.port]);
+      // Clients get the public port and S3; the headless Service names the internal port too.
+      expect(targets).toEqual(
+        service === r.headless ? [config.port, config.internalPort] : [config.port, config.s3Port],
+      );
     }
   });
 
@@ -402,8 +408,10 @@ describe.each(RENDERINGS)('$dir', ({ dir, namespace }) => {
     const rules = policy?.ingress ?? [];
     const admitting = (port: number) =>
       rules.filter((rule) => (rule.ports ?? []).some((p) => r.containerPort(p.port) === port));
-    // The public port: anyone (no `from`). The internal port: one rule, from these pods only.
+    // The public port and S3: anyone (no `from`). The internal port: one rule, from these pods only.
     expect(admitting(config.port).map((rule) => rule.from)).toEqual([undefined]);
+    expect(config.s3Port).toBe(7200);
+    expect(admitting(config.s3Port).map((rule) => rule.from)).toEqual([undefined]);
     const internal = admitting(config.internalPort as number);
     expect(internal).toHaveLength(1);
     expect(internal[0]?.from).toHaveLength(1);
