@@ -29,6 +29,7 @@ import {
   Bare3System,
   DEFAULT_SWIFT_SETUP,
   NginxSystem,
+  S3System,
   ShoalSystem,
   SwiftSystem,
   curlAvailable,
@@ -46,6 +47,8 @@ import { runWrk, splitConnections, wrkAvailable, type WrkResult } from './wrk';
  * `npm run bench`: the workloads of the performance issue, side by side in one run on this
  * machine, against
  *   - Shoal: 3 real node processes, N=3, W=2;
+ *   - s3: the same 3 nodes through their S3 listeners (PutObject and GetObject, SigV4), for the
+ *     goal of an S3 API within 10% of the native one;
  *   - bare3: a bare node:http server writing 3 fsync'd copies of each upload (baseline-server.ts),
  *     the ceiling for uploads;
  *   - nginx: serving bare3's copies from the same disk, the ceiling for downloads;
@@ -58,13 +61,14 @@ import { runWrk, splitConnections, wrkAvailable, type WrkResult } from './wrk';
  *   --rounds N          repeat every workload N times (systems interleaved), report median and range
  *   --small-seconds S   length of each 16 KiB phase, default 10
  *   --big-mib N         size of the large file, default 256
- *   --only a,b          systems to run, of shoal, bare3, nginx, swift (default: all that can start)
+ *   --only a,b          systems to run, of shoal, s3, bare3, nginx, swift (default: all that can start)
  *   --no-swift          skip Swift;  --keep-swift  leave a Swift this run started running
  *   --swift-setup PATH  Swift's setup.sh (or SHOAL_BENCH_SWIFT_SETUP), default /work/shared/tools/swift/setup.sh
  *   --quiet-wait S      before each system's turn, wait up to S s (default 120; 0: never) for 3 s in
  *                       which other programs use under 15% of the machine
- *   --profile           Shoal only, every node under `node --cpu-prof`; the profiles, cut by phase
- *                       and summarised, go to .bench/profile-<time>/ (see cpuprofile-summary.ts)
+ *   --profile           Shoal only (native and S3, or those of them --only names), every node under
+ *                       `node --cpu-prof`; the profiles, cut by phase and summarised, go to
+ *                       .bench/profile-<time>/ (see cpuprofile-summary.ts)
  */
 
 const SMALL_BYTES = 16 * 1024;
@@ -79,7 +83,9 @@ const SMALL_VERIFY = 32;
 /** A small-upload phase stops at whichever comes first: its time or this many operations. */
 const SMALL_MAX_OPS = 200_000;
 
-const ALL_SYSTEMS: readonly SystemName[] = ['shoal', 'bare3', 'nginx', 'swift'];
+const ALL_SYSTEMS: readonly SystemName[] = ['shoal', 's3', 'bare3', 'nginx', 'swift'];
+/** The systems that run on the Shoal cluster. */
+const SHOAL_SYSTEMS: readonly SystemName[] = ['shoal', 's3'];
 
 /** The issue's goals: Shoal against Swift and against the ceiling of each workload. */
 const GOALS = {
@@ -88,6 +94,8 @@ const GOALS = {
   smallUpload: { swift: 10, ceiling: 0.7, ceilingName: 'bare3' as const, cpuMsPerOp: 1 },
   smallDownload: { swift: 20, ceiling: 0.25, ceilingName: 'nginx' as const },
   rssMiB: 200,
+  /** S3 PUT and GET within 10% of the native API: S3's rate over native's, in every workload. */
+  s3VsNative: 0.9,
 };
 
 type Workload = 'bigUpload' | 'bigDownload' | 'smallUpload' | 'smallDownload';
@@ -151,7 +159,10 @@ function parseArgs(argv: string[]): Options {
       options.systems = new Set(names as SystemName[]);
     } else throw new Error(`unknown argument ${arg}`);
   }
-  if (options.profile) options.systems = new Set(['shoal']);
+  if (options.profile) {
+    const shoal = SHOAL_SYSTEMS.filter((s) => options.systems.has(s));
+    options.systems = new Set(shoal.length > 0 ? shoal : ['shoal']);
+  }
   return options;
 }
 
@@ -278,12 +289,12 @@ async function benchSystem(system: SystemUnderTest, rc: RoundContext): Promise<S
     watch.phase(`${rc.round}:${system.name}:${name}`, fn);
   const out: SystemRound = {};
   const endpointName = (via: number): string =>
-    system.name === 'shoal' ? `node-${(via % system.endpoints.length) + 1}` : system.name;
+    SHOAL_SYSTEMS.includes(system.name) ? `node-${(via % system.endpoints.length) + 1}` : system.name;
   const uploadVia = 0;
   // Read back from a node other than the one that took the upload.
   const downloadVia = system.endpoints.length > 1 ? 1 : 0;
   const url = (via: number, id: string): string =>
-    `${system.endpoints[via % system.endpoints.length]}${system.pathOf(id)}`;
+    `${system.endpoints[via % system.endpoints.length]}${system.pathOf(id, via)}`;
 
   // Large file.
   let big: Uploaded | undefined;
@@ -367,12 +378,12 @@ async function benchSystem(system: SystemUnderTest, rc: RoundContext): Promise<S
           throw new Error(`16 KiB download of ${file.id}: ${got.bytes} bytes, sha256 ${got.sha256}`);
       }
       // One wrk per endpoint, the 16 connections split between them: Shoal's load is spread over
-      // its 3 nodes, each walking every file (all 3 hold a copy of each) from its own offset.
-      const paths = small.map((f) => system.pathOf(f.id));
+      // its 3 nodes, each walking every file (all 3 hold a copy of each) from its own offset. S3's
+      // paths are presigned for the host they go to.
       const conns = splitConnections(CONCURRENCY, system.endpoints.length);
       const targets = system.endpoints.map((baseUrl, i) => ({
         baseUrl,
-        paths,
+        paths: small.map((f) => system.pathOf(f.id, i)),
         connections: conns[i]!,
         threads: system.endpoints.length > 1 ? 1 : 2,
       }));
@@ -561,6 +572,66 @@ function goalChecks(
   return checks;
 }
 
+interface S3Check {
+  label: string;
+  native: number | undefined;
+  s3: number | undefined;
+  /** S3's median rate over native's. */
+  vsNative: number | undefined;
+  /** The same ratio round by round (the two run back to back in a round, on the same nodes). */
+  perRound: number[];
+  /** Server CPU in ms per `cpuUnit` (an operation, or a MiB of the large file), and S3's over native's. */
+  cpuUnit: 'op' | 'MiB';
+  nativeCpu: number | undefined;
+  s3Cpu: number | undefined;
+  cpuVsNative: number | undefined;
+  verdict: 'PASS' | 'MISS' | 'n/a';
+}
+
+function rateOf(o: Outcome<BigResult | SmallResult> | undefined): number | undefined {
+  if (!o?.ok) return undefined;
+  return 'mibPerSec' in o.value ? o.value.mibPerSec : o.value.opsPerSec;
+}
+
+/** The goal of the S3 API: PUT and GET at 0.9x the native API's rate or better, in every workload. */
+function s3Checks(
+  figs: Record<SystemName, Partial<Record<Workload, WorkloadFigures>>>,
+  rounds: Array<Partial<Record<SystemName, SystemRound>>>,
+  bigLabel: string,
+): S3Check[] {
+  const labels: Record<Workload, string> = {
+    bigUpload: `${bigLabel} PUT (upload), MiB/s`,
+    bigDownload: `${bigLabel} GET (download), MiB/s`,
+    smallUpload: `16 KiB PUTs, ${CONCURRENCY} clients, ops/s`,
+    smallDownload: `16 KiB GETs, ${CONCURRENCY} conns (wrk), ops/s`,
+  };
+  const r1 = (n: number | undefined): number | undefined => (n === undefined ? undefined : round(n, 1));
+  const r3 = (n: number | undefined): number | undefined => (n === undefined ? undefined : round(n, 3));
+  return WORKLOADS.map((w) => {
+    const native = r1(figs.shoal[w]?.rate.median);
+    const s3 = r1(figs.s3[w]?.rate.median);
+    const vsNative = ratio(s3, native);
+    const perRound = rounds.flatMap((r) => {
+      const x = ratio(rateOf(r.s3?.[w]), rateOf(r.shoal?.[w]));
+      return x === undefined ? [] : [x];
+    });
+    const nativeCpu = r3(figs.shoal[w]?.cpuMsPerUnit.median);
+    const s3Cpu = r3(figs.s3[w]?.cpuMsPerUnit.median);
+    return {
+      label: labels[w],
+      native,
+      s3,
+      vsNative,
+      perRound,
+      cpuUnit: w.startsWith('big') ? 'MiB' : 'op',
+      nativeCpu,
+      s3Cpu,
+      cpuVsNative: ratio(s3Cpu, nativeCpu),
+      verdict: vsNative === undefined ? 'n/a' : vsNative >= GOALS.s3VsNative ? 'PASS' : 'MISS',
+    };
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running it
 
@@ -574,6 +645,8 @@ async function main(): Promise<number> {
   const profileDir = options.profile ? join(repoRoot(), '.bench', `profile-${stamp}`) : undefined;
   const systems: Partial<Record<SystemName, SystemUnderTest>> = {};
   const skipped: Partial<Record<SystemName, string>> = {};
+  /** The Shoal cluster: the native API and the S3 API are two ways into the same nodes. */
+  let cluster: TestCluster | undefined;
   let cleanedUp = false;
   let abandoned = false;
 
@@ -583,8 +656,7 @@ async function main(): Promise<number> {
     watch.stop();
     await (systems.swift as SwiftSystem | undefined)?.stop(log).catch(() => undefined);
     await dispatcher.close().catch(() => undefined);
-    const shoal = systems.shoal as ShoalSystem | undefined;
-    if (shoal) await shoal.cluster.stopAll().catch(() => undefined);
+    if (cluster) await cluster.stopAll().catch(() => undefined);
     await (systems.nginx as NginxSystem | undefined)?.stop().catch(() => undefined);
     await (systems.bare3 as Bare3System | undefined)?.stop().catch(() => undefined);
     killPids(ownChildPids());
@@ -603,7 +675,8 @@ async function main(): Promise<number> {
   }
   // Bounds a hung run: generous for what the flags ask, cleaned up whatever state it is in.
   const watchdogMs =
-    (300 + options.rounds * 4 * (2 * options.smallSeconds + 90 + options.quietWaitSeconds)) * 1000;
+    (300 + options.rounds * ALL_SYSTEMS.length * (2 * options.smallSeconds + 90 + options.quietWaitSeconds)) *
+    1000;
   const watchdog = setTimeout(() => {
     abandoned = true;
     log(`still running after ${watchdogMs / 1000} s: giving up`);
@@ -639,9 +712,10 @@ async function main(): Promise<number> {
         }
       }
     }
-    if (options.systems.has('shoal')) {
+    const shoalSystems = SHOAL_SYSTEMS.filter((s) => options.systems.has(s));
+    if (shoalSystems.length > 0) {
       log(
-        `starting a ${NODES}-node Shoal cluster (N=${REPLICAS}, W=${WRITE_QUORUM})${options.profile ? ' under --cpu-prof' : ''}`,
+        `starting a ${NODES}-node Shoal cluster (N=${REPLICAS}, W=${WRITE_QUORUM})${options.systems.has('s3') ? ' with S3 listeners' : ''}${options.profile ? ' under --cpu-prof' : ''}`,
       );
       if (profileDir) mkdirSync(join(profileDir, 'raw'), { recursive: true });
       const started = await attempt(() =>
@@ -651,14 +725,23 @@ async function main(): Promise<number> {
           writeQuorum: WRITE_QUORUM,
           failureTimeoutMs: 10_000,
           gossipIntervalMs: 500,
+          s3: options.systems.has('s3'),
           ...(profileDir
             ? { runtimeFlags: ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, 'raw')}`] }
             : {}),
         }),
       );
-      if (started.ok) systems.shoal = new ShoalSystem(started.value, dispatcher);
-      else {
-        skipped.shoal = `the cluster did not start: ${started.error}`;
+      if (started.ok) {
+        const nodes = started.value;
+        cluster = nodes;
+        if (options.systems.has('shoal')) systems.shoal = new ShoalSystem(nodes, dispatcher);
+        if (options.systems.has('s3')) {
+          const s3 = await attempt(() => S3System.start(nodes, dispatcher));
+          if (s3.ok) systems.s3 = s3.value;
+          else skipped.s3 = `no S3 key or bucket: ${s3.error}`;
+        }
+      } else {
+        for (const s of shoalSystems) skipped[s] = `the cluster did not start: ${started.error}`;
         // Nodes that did start are children of ours; the others carry on.
         const keep = new Set(
           Object.values(systems).flatMap((s) => s.processGroups().flatMap((g) => g.pids())),
@@ -678,16 +761,19 @@ async function main(): Promise<number> {
 
     // Rounds: every system once per round, the order rotated so that a noisy stretch of the
     // machine does not always land on the same one. nginx follows bare3 (it serves bare3's files).
+    // Native and S3 run back to back on their shared nodes, so that their ratio compares like
+    // with like; which of them goes first alternates, so neither always finds the other's files.
     const rounds: Array<Partial<Record<SystemName, SystemRound>>> = [];
     const quietWaits: Array<{ round: number; system: string; waitedSeconds: number; othersShare: number }> =
       [];
-    const units: SystemName[][] = [['shoal'], ['bare3', 'nginx'], ['swift']];
+    const units: SystemName[][] = [['shoal', 's3'], ['bare3', 'nginx'], ['swift']];
     for (let r = 1; r <= options.rounds && !abandoned; r++) {
       const rc: RoundContext = { round: r, watch, dispatcher, workDir: root, big, options };
       const results: Partial<Record<SystemName, SystemRound>> = {};
       const order = [...units.slice((r - 1) % units.length), ...units.slice(0, (r - 1) % units.length)];
       for (const unit of order) {
-        for (const name of unit) {
+        const names = unit[0] === 'shoal' && r % 2 === 0 ? [...unit].reverse() : unit;
+        for (const name of names) {
           const system = systems[name];
           if (!system) continue;
           if (options.quietWaitSeconds > 0) {
@@ -708,8 +794,7 @@ async function main(): Promise<number> {
     if (abandoned) return 1;
 
     let profile: unknown;
-    if (profileDir && systems.shoal)
-      profile = await finishProfiles(systems.shoal as ShoalSystem, profileDir, watch.phases);
+    if (profileDir && cluster) profile = await finishProfiles(cluster, profileDir, watch.phases);
 
     const groupsOf = (name: SystemName): string[] => systems[name]?.processGroups().map((g) => g.label) ?? [];
     const figs = Object.fromEntries(
@@ -725,7 +810,8 @@ async function main(): Promise<number> {
     ) as Record<SystemName, Partial<Record<Workload, WorkloadFigures>>>;
     const bigLabel = fmtMiB(options.bigBytes).replace('.0 ', ' ');
     const checks = goalChecks(figs, bigLabel);
-    const nodeLabels = groupsOf('shoal');
+    const s3 = s3Checks(figs, rounds, bigLabel);
+    const nodeLabels = cluster?.nodes.map((n) => n.id) ?? [];
     const nodeRss = Object.fromEntries(
       nodeLabels.map((n) => [
         n,
@@ -741,7 +827,7 @@ async function main(): Promise<number> {
     );
     const failures = [
       ...Object.entries(skipped)
-        .filter(([n]) => n === 'shoal')
+        .filter(([n]) => SHOAL_SYSTEMS.includes(n as SystemName))
         .map(([n, w]) => `${n}: ${w}`),
       ...ALL_SYSTEMS.flatMap((s) =>
         WORKLOADS.flatMap((w) => (figs[s][w]?.errors ?? []).map((e) => `${s} ${w}: ${e}`)),
@@ -755,6 +841,7 @@ async function main(): Promise<number> {
       phases: watch.phases,
       figs,
       checks,
+      s3Checks: s3,
       nodeRss,
       rssPeak,
       failures,
@@ -784,12 +871,12 @@ async function main(): Promise<number> {
  * profile after its node and summarises them phase by phase.
  */
 async function finishProfiles(
-  shoal: ShoalSystem,
+  cluster: TestCluster,
   dir: string,
   phases: Record<string, PhaseUsage>,
 ): Promise<unknown> {
-  const pidToNode = new Map(shoal.cluster.nodes.map((n) => [n.proc?.pid, n.id]));
-  await Promise.all(shoal.cluster.nodes.map((_n, i) => shoal.cluster.kill(i, 'SIGTERM')));
+  const pidToNode = new Map(cluster.nodes.map((n) => [n.proc?.pid, n.id]));
+  await Promise.all(cluster.nodes.map((_n, i) => cluster.kill(i, 'SIGTERM')));
   const raw = join(dir, 'raw');
   const files: Record<string, string> = {};
   for (const f of readdirSync(raw)) {
@@ -833,6 +920,7 @@ interface Run {
   phases: Record<string, PhaseUsage>;
   figs: Record<SystemName, Partial<Record<Workload, WorkloadFigures>>>;
   checks: GoalCheck[];
+  s3Checks: S3Check[];
   nodeRss: Record<string, Record<Workload, number | undefined>>;
   rssPeak: number;
   failures: string[];
@@ -847,7 +935,7 @@ function renderReport(run: Run, bigLabel: string): string {
     '',
     `Shoal bench, ${run.startedAt.toISOString()}: ${options.rounds} round(s); ${cpus().length} CPUs, Node ${process.version}` +
       `${options.profile ? '; PROFILED RUN (nodes under --cpu-prof): figures are not comparable' : ''}`,
-    `Shoal: ${NODES} local nodes, N=${REPLICAS}, W=${WRITE_QUORUM}. bare3: node:http, 3 fsync'd copies. ` +
+    `Shoal: ${NODES} local nodes, N=${REPLICAS}, W=${WRITE_QUORUM}. s3: the same nodes, S3 API. bare3: node:http, 3 fsync'd copies. ` +
       "nginx: bare3's files from disk. Swift: all-in-one, 3 replicas.",
   ];
   for (const [name, why] of Object.entries(run.skipped)) out.push(`SKIPPED ${name}: ${why}`);
@@ -884,6 +972,31 @@ function renderReport(run: Run, bigLabel: string): string {
   ]);
   out.push(table(goalRows));
 
+  if (run.s3Checks.some((c) => c.native !== undefined || c.s3 !== undefined)) {
+    out.push(
+      '',
+      `S3 API against the native API, same nodes (median over rounds; goal: S3 >= ${GOALS.s3VsNative}x native in every workload):`,
+    );
+    const s3Rows: string[][] = [
+      ['workload', 'native', 'S3', 'S3/native', 'per round', 'server CPU native', 'S3', 'CPU S3/native', ''],
+    ];
+    for (const c of run.s3Checks) {
+      const cpuUnit = ` ms/${c.cpuUnit}`;
+      s3Rows.push([
+        c.label,
+        cell(c.native),
+        cell(c.s3),
+        cell(c.vsNative, 'x'),
+        c.perRound.length > 1 ? c.perRound.map((x) => `${x}x`).join(' ') : '',
+        cell(c.nativeCpu, cpuUnit),
+        cell(c.s3Cpu, cpuUnit),
+        cell(c.cpuVsNative, 'x'),
+        c.verdict,
+      ]);
+    }
+    out.push(table(s3Rows));
+  }
+
   out.push('', 'Every figure (median, with the range over rounds when there are several):');
   const rows: string[][] = [
     ['workload', 'system', 'rate', 'server CPU', 'peak RSS, MiB', 'latency p50/p99 ms', 'client CPU s'],
@@ -906,7 +1019,7 @@ function renderReport(run: Run, bigLabel: string): string {
         f.cpuMsPerUnit.median === undefined ? 'n/a' : `${fmtFigure(f.cpuMsPerUnit, 3)} ${cpuUnit}`,
         Object.entries(f.peakRssMiB)
           .map(([g, v]) =>
-            s === 'shoal'
+            SHOAL_SYSTEMS.includes(s)
               ? `${g.replace('node-', 'n')} ${v} (anon ${f.peakRssAnonMiB[g] ?? '?'})`
               : String(v),
           )
@@ -930,9 +1043,10 @@ function renderReport(run: Run, bigLabel: string): string {
         'other',
       ],
     ];
-    for (const w of WORKLOADS) {
+    // Native and S3 one above the other, workload by workload.
+    for (const [w, system] of WORKLOADS.flatMap((x) => SHOAL_SYSTEMS.map((y) => [x, y] as const))) {
       const perRound = run.rounds
-        .map((_r, i) => run.phases[`${i + 1}:shoal:${PHASE_OF[w]}`]?.threadCpuSeconds)
+        .map((_r, i) => run.phases[`${i + 1}:${system}:${PHASE_OF[w]}`]?.threadCpuSeconds)
         .filter((t): t is Record<string, Record<string, number>> => t !== undefined)
         .map((t) => {
           const sum: Record<string, number> = { main: 0, threadpool: 0, v8: 0, other: 0 };
@@ -945,7 +1059,13 @@ function renderReport(run: Run, bigLabel: string): string {
       const all = total('main') + total('threadpool') + total('v8') + total('other');
       const cellOf = (k: string): string =>
         `${round(total(k), 2)} s (${all > 0 ? Math.round((100 * total(k)) / all) : 0}%)`;
-      threadRows.push([w, cellOf('main'), cellOf('threadpool'), cellOf('v8'), cellOf('other')]);
+      threadRows.push([
+        system === 'shoal' ? w : `${w} (S3)`,
+        cellOf('main'),
+        cellOf('threadpool'),
+        cellOf('v8'),
+        cellOf('other'),
+      ]);
     }
     if (threadRows.length > 1) out.push('', table(threadRows));
   }
@@ -985,9 +1105,10 @@ function renderReport(run: Run, bigLabel: string): string {
   );
   out.push(
     `- Shoal uploads are multipart POST /files, counted until the 201 (W=${WRITE_QUORUM} copies fsync'd and sha256-checked); bare3 and Swift take a raw PUT body. Large downloads read from a node other than the uploader's, after all ${REPLICAS} copies are in place; they are timed without hashing, then read again and sha256-checked.`,
-    `- 16 KiB uploads: ${CONCURRENCY} concurrent clients in this process (undici), ${options.smallSeconds} s after a 1 s warm-up, a fresh payload each. 16 KiB downloads: wrk, ${CONCURRENCY} keep-alive connections (Shoal: one wrk per node, 6/5/5 connections), ${options.smallSeconds} s after a 1 s warm-up, over the files just uploaded; ${SMALL_VERIFY} of them are sha256-checked first.`,
+    `- s3: the same nodes through their S3 listeners, one bucket. Uploads are PutObject, a raw body with its Content-Length, signed (SigV4) in the Authorization header with x-amz-content-sha256: UNSIGNED-PAYLOAD, counted until the 200, its ETag checked against the MD5 sent. Downloads are GetObject through presigned URLs (presigned per node: the host is signed), which curl and wrk fetch as plain GETs. Native and S3 run back to back in each round, the first of them alternating.`,
+    `- 16 KiB uploads: ${CONCURRENCY} concurrent clients in this process (undici), ${options.smallSeconds} s after a 1 s warm-up, a fresh payload each. 16 KiB downloads: wrk, ${CONCURRENCY} keep-alive connections (Shoal and s3: one wrk per node, 6/5/5 connections), ${options.smallSeconds} s after a 1 s warm-up, over the files just uploaded; ${SMALL_VERIFY} of them are sha256-checked first.`,
     '- Peak RSS of a node is shown with its anonymous part (JavaScript heap, buffers, SQLite and malloc); the rest is file-backed (the node binary and libraries, about 55 MiB).',
-    '- Server CPU: utime+stime from /proc of every process of the system over the phase (Shoal: the 3 nodes; Swift: proxy, 3 object servers, account, container, memcached and their workers; nginx: master and workers), divided by operations (or MiB). Peak RSS: highest VmRSS sampled every 100 ms in the phase (Shoal: per node; others: the sum of their processes).',
+    '- Server CPU: utime+stime from /proc of every process of the system over the phase (Shoal and s3: the 3 nodes; Swift: proxy, 3 object servers, account, container, memcached and their workers; nginx: master and workers), divided by operations (or MiB). Peak RSS: highest VmRSS sampled every 100 ms in the phase (Shoal and s3: per node; others: the sum of their processes).',
     '- MiB/s is 2^20 bytes per second.',
   );
   if (run.failures.length > 0) out.push('', 'Failures:', ...run.failures.map((f) => `- ${f}`));
@@ -1022,6 +1143,7 @@ function toJson(run: Run): unknown {
     skipped: run.skipped,
     goals: GOALS,
     checks: run.checks,
+    s3Checks: run.s3Checks,
     nodeRssMiB: run.nodeRss,
     rssPeakMiB: run.rssPeak,
     figures: run.figs,

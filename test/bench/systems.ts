@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -6,14 +7,16 @@ import { createInterface } from 'node:readline';
 import { request, type Dispatcher } from 'undici';
 import { freePort, type TestCluster } from '../helpers/cluster';
 import { sleep, stopChild, withDescendants, type ProcessGroup } from './bench-kit';
+import { S3Signer, objectPath, type S3Credentials } from './s3-signer';
 
 /**
  * The systems `npm run bench` puts side by side, behind one interface: Shoal (3 real nodes),
- * bare3 (baseline-server.ts: 3 fsync'd copies, nothing else), OpenStack Swift all-in-one (3
- * replicas) and nginx (serving bare3's copies from disk; downloads only).
+ * Shoal's S3 API (the same nodes, through their S3 listeners), bare3 (baseline-server.ts: 3
+ * fsync'd copies, nothing else), OpenStack Swift all-in-one (3 replicas) and nginx (serving
+ * bare3's copies from disk; downloads only).
  */
 
-export type SystemName = 'shoal' | 'bare3' | 'swift' | 'nginx';
+export type SystemName = 'shoal' | 's3' | 'bare3' | 'swift' | 'nginx';
 
 export interface Uploaded {
   id: string;
@@ -41,8 +44,8 @@ export interface SystemUnderTest {
   /** The large file, uploaded by curl straight from disk. */
   uploadFile(file: SourceFile, via: number): Promise<TimedUpload>;
   uploadBuffer(data: Buffer, via: number): Promise<Uploaded>;
-  /** The URL path a GET of `id` goes to. */
-  pathOf(id: string): string;
+  /** The URL path a GET of `id` from endpoint `via` goes to (S3: a presigned one, per host). */
+  pathOf(id: string, via: number): string;
   /** Resolves once every copy of `id` is in place; false if that did not happen in time. */
   waitForAllCopies(id: string, via: number, timeoutMs: number): Promise<boolean>;
 }
@@ -175,6 +178,11 @@ function multipartFrame(filename: string): { head: Buffer; tail: Buffer; content
   return { head, tail, contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
+/** One process group per node: native and S3 share the nodes, and their labels. */
+function nodeGroups(cluster: TestCluster): ProcessGroup[] {
+  return cluster.nodes.map((n) => ({ label: n.id, pids: () => (n.proc?.pid ? [n.proc.pid] : []) }));
+}
+
 export class ShoalSystem implements SystemUnderTest {
   readonly name = 'shoal';
   readonly takesUploads = true;
@@ -189,7 +197,7 @@ export class ShoalSystem implements SystemUnderTest {
   }
 
   processGroups(): ProcessGroup[] {
-    return this.cluster.nodes.map((n) => ({ label: n.id, pids: () => (n.proc?.pid ? [n.proc.pid] : []) }));
+    return nodeGroups(this.cluster);
   }
 
   private url(via: number): string {
@@ -264,6 +272,158 @@ export class ShoalSystem implements SystemUnderTest {
       await sleep(200);
     }
     return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shoal's S3 API: the same cluster, through every node's S3 listener (--s3-port)
+
+/** Presigned GETs stay valid this long: S3's longest, more than any run takes. */
+const PRESIGN_SECONDS = 604_800;
+const BUCKET = 'shoal-bench';
+
+export class S3System implements SystemUnderTest {
+  readonly name = 's3';
+  readonly takesUploads = true;
+  /** Uploads sign their own headers and downloads carry their signature in the URL. */
+  readonly headers = {};
+  readonly endpoints: string[];
+  private readonly hosts: string[];
+  private counter = 0;
+
+  private constructor(
+    readonly cluster: TestCluster,
+    private readonly signer: S3Signer,
+    private readonly dispatcher: Dispatcher,
+  ) {
+    this.endpoints = cluster.nodes.map((n) => {
+      if (!n.s3Url) throw new Error(`${n.id} has no S3 listener`);
+      return n.s3Url;
+    });
+    this.hosts = this.endpoints.map((u) => new URL(u).host);
+  }
+
+  /**
+   * Makes an access key through node 1's admin API and the bench's bucket with it, then waits
+   * until every node knows both (they spread through the cluster registry).
+   */
+  static async start(cluster: TestCluster, dispatcher: Dispatcher): Promise<S3System> {
+    const res = await request(`${cluster.url(0)}/admin/s3/keys`, {
+      method: 'POST',
+      dispatcher,
+      headers: { ...cluster.authHeaders(), 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'bench' }),
+      ...SMALL_TIMEOUTS,
+    });
+    const key = JSON.parse(await expectStatus(res, 201, 'POST /admin/s3/keys')) as S3Credentials;
+    const system = new S3System(cluster, new S3Signer(key), dispatcher);
+    await system.signer.selfCheck(system.hosts[0]!, objectPath(BUCKET, 'o0'));
+    const created = await system.send('PUT', 0, `/${BUCKET}`);
+    await expectStatus(created, 200, `S3 PUT /${BUCKET}`);
+    const deadline = Date.now() + 10_000;
+    for (let via = 0; via < system.endpoints.length; via++) {
+      for (;;) {
+        const head = await system.send('HEAD', via, `/${BUCKET}`);
+        await head.body.text();
+        if (head.statusCode === 200) break;
+        if (Date.now() > deadline)
+          throw new Error(
+            `${cluster.nodes[via]!.id} does not know the bucket (HEAD answered ${head.statusCode})`,
+          );
+        await sleep(100);
+      }
+    }
+    return system;
+  }
+
+  processGroups(): ProcessGroup[] {
+    return nodeGroups(this.cluster);
+  }
+
+  /** A request signed in its headers, its body (if any) unsigned. */
+  private send(method: string, via: number, path: string, body?: Buffer): Promise<Dispatcher.ResponseData> {
+    const i = via % this.endpoints.length;
+    return request(`${this.endpoints[i]}${path}`, {
+      method: method as Dispatcher.HttpMethod,
+      dispatcher: this.dispatcher,
+      headers: this.signer.headers(method, this.hosts[i]!, path),
+      ...(body ? { body } : {}),
+      ...SMALL_TIMEOUTS,
+    });
+  }
+
+  async uploadFile(file: SourceFile, via: number): Promise<TimedUpload> {
+    const key = this.newKey();
+    const i = via % this.endpoints.length;
+    const path = objectPath(BUCKET, key);
+    const headerFile = `${file.path}.s3-headers`;
+    // PutObject, the body streamed from disk by curl: a raw PUT with a Content-Length.
+    const r = await curl([
+      '-T',
+      file.path,
+      '-D',
+      headerFile,
+      ...headerArgs(this.signer.headers('PUT', this.hosts[i]!, path)),
+      `${this.endpoints[i]}${path}`,
+    ]);
+    if (r.status !== 200) throw new Error(`S3 PUT answered ${r.status}: ${r.body.slice(0, 300)}`);
+    const etag = /^etag:\s*"?([0-9a-f]+)"?/im.exec(readFileSync(headerFile, 'utf8'))?.[1];
+    if (etag !== file.md5) throw new Error(`S3 PUT stored md5 ${etag}, sent ${file.md5}`);
+    return { uploaded: { id: key, via, sha256: file.sha256, size: file.size }, seconds: r.seconds };
+  }
+
+  async uploadBuffer(data: Buffer, via: number): Promise<Uploaded> {
+    const key = this.newKey();
+    const res = await this.send('PUT', via, objectPath(BUCKET, key), data);
+    await expectStatus(res, 200, 'S3 PUT');
+    // The ETag is the MD5 of what the node stored, as the client's check of a PutObject.
+    const etag = String(res.headers['etag'] ?? '').replace(/"/g, '');
+    if (etag !== md5Hex(data)) throw new Error(`S3 PUT stored md5 ${etag}, sent ${md5Hex(data)}`);
+    return { id: key, via, sha256: sha256Hex(data), size: data.length };
+  }
+
+  /** A presigned GetObject for endpoint `via`: wrk and curl fetch it as a plain GET. */
+  pathOf(key: string, via: number): string {
+    return this.signer.presignedPath(
+      'GET',
+      this.hosts[via % this.hosts.length]!,
+      objectPath(BUCKET, key),
+      PRESIGN_SECONDS,
+    );
+  }
+
+  /**
+   * The S3 API does not say where an object's copies are, and the native /files/<id>/info does
+   * not serve the files that hold objects: each node's own metadata (SQLite, in WAL mode, so a
+   * reader does not get in the node's way; test/helpers/copies.ts reads it the same way) says
+   * whether it has a live copy of the key's version.
+   */
+  async waitForAllCopies(key: string, _via: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const missing = new Set(this.cluster.nodes.map((n) => n.dataDir));
+    while (Date.now() < deadline) {
+      for (const dataDir of [...missing]) {
+        const db = new Database(join(dataDir, 'metadata.sqlite'), { readonly: true, fileMustExist: true });
+        try {
+          // Object files have ids 'O...' (shared/ids.ts objectFileId) and the key as their name.
+          const row = db
+            .prepare<[string], { id: string }>(
+              `SELECT id FROM files WHERE id >= 'O' AND id < 'P' AND name = ? AND state = 'live' LIMIT 1`,
+            )
+            .get(key);
+          if (row) missing.delete(dataDir);
+        } finally {
+          db.close();
+        }
+      }
+      if (missing.size === 0) return true;
+      await sleep(200);
+    }
+    return false;
+  }
+
+  private newKey(): string {
+    return `o${this.counter++}`;
   }
 }
 
