@@ -89,6 +89,8 @@ export interface ClusterOptions {
   internalPorts?: boolean;
   /** An S3 listener on every node (--s3-port), at NodeHandle.s3Url. */
   s3?: boolean;
+  /** How long a node may take to answer /readyz after it is spawned (default 20 s). */
+  startTimeoutMs?: number;
 }
 
 export class TestCluster {
@@ -299,7 +301,7 @@ export class TestCluster {
         const res = await httpGet(`${n.url}${until}`, {}, o.dispatcher).catch(() => undefined);
         return res?.status === 200;
       },
-      20_000,
+      o.startTimeoutMs ?? 20_000,
       `${n.id} to answer ${until}`,
     );
   }

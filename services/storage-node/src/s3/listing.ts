@@ -56,8 +56,12 @@ export type RowSource = (
   limit: number,
 ) => Array<{ key: Buffer; record: FileRecord }>;
 
-/** Rows read from SQLite at a time while scanning. */
-const SCAN_BATCH = 256;
+/**
+ * Rows read from SQLite at a time while scanning: few right after a jump past a common prefix
+ * (the next key is often the next prefix already), doubling while rows keep being used.
+ */
+const FIRST_BATCH = 4;
+const MAX_BATCH = 256;
 
 export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
@@ -136,8 +140,10 @@ export function scanBucket(source: RowSource, request: ListRequest): NodeListing
     return past(rolled);
   };
 
+  let batch = FIRST_BATCH;
   scan: while (cursor && entries.length <= limit) {
-    const rows = source(cursor, end, SCAN_BATCH);
+    const rows = source(cursor, end, batch);
+    batch = Math.min(batch * 2, MAX_BATCH);
     if (rows.length === 0) {
       settle();
       passDead();
@@ -150,6 +156,7 @@ export function scanBucket(source: RowSource, request: ListRequest): NodeListing
         const next = settle();
         if (next !== 'on') {
           cursor = next;
+          batch = FIRST_BATCH;
           continue scan;
         }
         if (entries.length > limit) break scan;
