@@ -20,7 +20,10 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { Hash } from '@smithy/hash-node';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { createHash, randomBytes } from 'node:crypto';
+import { request } from 'undici';
 import { TestCluster } from '../helpers/cluster';
 import { makeS3Key, s3Client, s3Failure, type S3Key } from '../helpers/s3';
 
@@ -47,7 +50,12 @@ describe('S3 objects through the AWS SDK', () => {
   const c = (i: number): S3Client => s3Client(cluster, i, alice);
 
   beforeAll(async () => {
-    cluster = await TestCluster.start({ nodes: 3, s3: true, apiKeys: [`admin:${ADMIN}`] });
+    cluster = await TestCluster.start({
+      nodes: 3,
+      s3: true,
+      apiKeys: [`admin:${ADMIN}`],
+      args: ['--s3-domain', 's3.shoal.test'],
+    });
     alice = await makeS3Key(cluster, ADMIN, 'alice');
     await c(0).send(new CreateBucketCommand({ Bucket: 'objects' }));
   });
@@ -441,6 +449,47 @@ describe('S3 objects through the AWS SDK', () => {
     const late = await fetch(getUrl);
     expect(late.status).toBe(403);
     expect(await late.text()).toContain('<Code>AccessDenied</Code>');
+  });
+
+  it('addresses a bucket by the Host header under --s3-domain (virtual-host style)', async () => {
+    const signer = new SignatureV4({
+      credentials: alice,
+      region: 'us-east-1',
+      service: 's3',
+      sha256: Hash.bind(null, 'sha256'),
+      uriEscapePath: false,
+    });
+    const port = Number(new URL(cluster.node(1).s3Url!).port);
+    const send = async (method: string, path: string, body?: string) => {
+      const host = `objects.s3.shoal.test:${port}`;
+      const signed = await signer.sign({
+        method,
+        protocol: 'http:',
+        hostname: 'objects.s3.shoal.test',
+        port,
+        path,
+        query: {},
+        headers: {
+          host,
+          'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+          ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }),
+        },
+      });
+      // The name resolves nowhere: the request goes to the node, with the Host that names the bucket.
+      return request(`http://127.0.0.1:${port}${path}`, {
+        method: method as 'GET',
+        headers: signed.headers,
+        body,
+      });
+    };
+    const put = await send('PUT', '/virtual/hosted.txt', 'by host');
+    expect(put.statusCode).toBe(200);
+    await put.body.dump();
+    const got = await send('GET', '/virtual/hosted.txt');
+    expect(got.statusCode).toBe(200);
+    expect(await got.body.text()).toBe('by host');
+    // The same object, path style, through another node.
+    expect((await bytesOf(c(2), 'objects', 'virtual/hosted.txt')).toString()).toBe('by host');
   });
 
   it('refuses bodies that do not match what their request declared, and keeps nothing of them', async () => {
