@@ -7,6 +7,7 @@ import type { Catalog } from '../files/catalog';
 import type { FileReader } from '../files/download';
 import type { Membership } from '../membership/membership';
 import { keyPartition } from '../placement/placement';
+import type { Peer } from '../peers/peer';
 import type { Nodes } from '../replication/nodes';
 import type { PreparedWrite, QuorumWriter } from '../replication/quorum-write';
 import { callQuorum } from '../replication/quorum';
@@ -82,6 +83,13 @@ export class S3Objects {
 
   /**
    * Every live version of the key that the cluster holds, newest first, delete markers included.
+   *
+   * N - W + 1 of the key's N homes meet at least one of the W that acknowledged the newest write.
+   * When the cluster is calm (every member alive, none draining, no newcomer in the last settle
+   * period), the write went to those homes, and asking that many of them is enough: this node
+   * first when it is one, so a read costs one call to a peer in a cluster of three. Otherwise,
+   * and when one of them fails, every live member is asked: while the cluster grows or a member
+   * drains or dies, the newest version may sit on a member that is not among the key's homes now.
    * Throws ServiceUnavailable when fewer than N - W + 1 of the key's first N live members answer.
    */
   async versions(bucket: string, key: string, reqId: string, upload?: string): Promise<FileRecord[]> {
@@ -89,15 +97,21 @@ export class S3Objects {
     const live = this.nodes.live();
     const liveIds = new Set(live.map((p) => p.id));
     const homes = order.filter((id) => liveIds.has(id)).slice(0, this.options.replicas);
-    // Every live member is asked, not only the key's homes: while the cluster grows, or a member
-    // drains, the newest version may still sit on a member that is no longer among them.
-    const result = await callQuorum(
-      live,
-      (peer) => peer.objectVersions(bucket, key, { upload, timeoutMs: LOOKUP_TIMEOUT_MS, reqId }),
-      { quorum: live.length },
-    );
-    const answeredHomes = result.succeeded.filter((s) => homes.includes(s.target.id)).length;
     const needed = Math.min(this.options.replicas - this.options.writeQuorum + 1, homes.length);
+    const ask = (peers: Peer[]) =>
+      callQuorum(
+        peers,
+        (peer) => peer.objectVersions(bucket, key, { upload, timeoutMs: LOOKUP_TIMEOUT_MS, reqId }),
+        { quorum: peers.length },
+      );
+    const self = this.nodes.self.id;
+    if (this.calm()) {
+      const nearest = [...homes].sort((a, b) => Number(b === self) - Number(a === self)).slice(0, needed);
+      const quick = await ask(nearest.flatMap((id) => this.nodes.get(id) ?? []));
+      if (quick.failed.length === 0 && quick.succeeded.length === needed) return newestFirst(quick.succeeded);
+    }
+    const result = await ask(live);
+    const answeredHomes = result.succeeded.filter((s) => homes.includes(s.target.id)).length;
     if (answeredHomes < needed) {
       for (const { target, error } of result.failed)
         this.log.warn({ peer: target.id, reqId, err: errorText(error) }, 'member could not look up a key');
@@ -106,9 +120,13 @@ export class S3Objects {
         `Only ${answeredHomes} of the nodes holding this key answered, ${needed} are needed; try again.`,
       );
     }
-    const byId = new Map<string, FileRecord>();
-    for (const { value } of result.succeeded) for (const record of value) byId.set(record.id, record);
-    return [...byId.values()].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    return newestFirst(result.succeeded);
+  }
+
+  /** Every member alive and staying, and no newcomer within the settle period. */
+  private calm(): boolean {
+    if (Date.now() < this.membership.settledAt()) return false;
+    return this.membership.view().every((m) => m.state === 'alive' && !m.leaving);
   }
 
   /** The current version of a key, or undefined when there is none (never written, or deleted). */
@@ -312,6 +330,13 @@ export class S3Objects {
     for await (const chunk of read.body ?? []) chunks.push(chunk as Buffer);
     return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Manifest;
   }
+}
+
+/** The versions the members answered with, each once, newest first. */
+function newestFirst(answers: Array<{ value: FileRecord[] }>): FileRecord[] {
+  const byId = new Map<string, FileRecord>();
+  for (const { value } of answers) for (const record of value) byId.set(record.id, record);
+  return [...byId.values()].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
 }
 
 /** What a multipart object's version file holds: its parts in order, each a file of its own. */
