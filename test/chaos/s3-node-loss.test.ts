@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { TestCluster } from '../helpers/cluster';
-import { makeS3Key, s3Client, s3Failure, type S3Key } from '../helpers/s3';
+import { makeS3Key, s3Bytes as bytesOf, s3Client, s3Failure, type S3Key } from '../helpers/s3';
 
 /**
  * Losing a node changes nothing for S3 clients: with N = 3 and W = 2, one node SIGKILLed in the
@@ -23,11 +23,6 @@ import { makeS3Key, s3Client, s3Failure, type S3Key } from '../helpers/s3';
 
 const ADMIN = 'admin-key-for-s3-node-loss';
 const MiB = 1024 * 1024;
-
-async function bytesOf(client: S3Client, Bucket: string, Key: string): Promise<Buffer> {
-  const res = await client.send(new GetObjectCommand({ Bucket, Key }));
-  return Buffer.from(await res.Body!.transformToByteArray());
-}
 
 describe('S3 with a node lost', () => {
   let cluster: TestCluster;

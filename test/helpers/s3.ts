@@ -1,4 +1,4 @@
-import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import type { TestCluster } from './cluster';
 
 /** An S3 access key as `POST /admin/s3/keys` (and `shoal key create --json`) gives it. */
@@ -32,4 +32,10 @@ export async function s3Failure(call: Promise<unknown>): Promise<string> {
     if (err instanceof S3ServiceException) return `${err.$metadata.httpStatusCode} ${err.name}`;
     throw err;
   }
+}
+
+/** An object's whole body, read through `client`. */
+export async function s3Bytes(client: S3Client, Bucket: string, Key: string): Promise<Buffer> {
+  const res = await client.send(new GetObjectCommand({ Bucket, Key }));
+  return Buffer.from(await res.Body!.transformToByteArray());
 }

@@ -25,7 +25,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { TestCluster } from '../helpers/cluster';
-import { makeS3Key, s3Client, s3Failure, type S3Key } from '../helpers/s3';
+import { makeS3Key, s3Bytes as bytesOf, s3Client, s3Failure, type S3Key } from '../helpers/s3';
 
 /**
  * S3 objects through the AWS SDK for JavaScript v3 at its default settings (CRC32 checksums sent
@@ -38,11 +38,6 @@ const ADMIN = 'admin-key-for-s3-object-tests';
 const MiB = 1024 * 1024;
 
 const md5 = (data: Buffer | string): string => createHash('md5').update(data).digest('hex');
-
-async function bytesOf(client: S3Client, Bucket: string, Key: string): Promise<Buffer> {
-  const res = await client.send(new GetObjectCommand({ Bucket, Key }));
-  return Buffer.from(await res.Body!.transformToByteArray());
-}
 
 describe('S3 objects through the AWS SDK', () => {
   let cluster: TestCluster;
