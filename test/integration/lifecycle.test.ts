@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -21,7 +21,14 @@ describe('node lifecycle', () => {
   it('on SIGTERM finishes the request in flight, then exits 0', async () => {
     const data = randomBytes(8 * 1024 * 1024);
     const inFlight = upload(cluster.url(2), data, 'in-flight.bin');
-    await new Promise((r) => setTimeout(r, 30));
+    // SIGTERM once the node is streaming the upload to a replica (a temp copy appears there), not
+    // after a fixed pause: on a loaded machine the request may not have reached the node yet, and
+    // a connection with no request on it yet is one that a stopping node closes.
+    const receiving = () => [0, 1].some((i) => readdirSync(join(cluster.node(i).dataDir, 'tmp')).length > 0);
+    let answered = false;
+    void inFlight.finally(() => (answered = true));
+    const deadline = Date.now() + 10_000;
+    while (!answered && !receiving() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
     const exitCode = cluster.kill(2, 'SIGTERM');
     const res = await inFlight;
     expect(res.status).toBe(201);
