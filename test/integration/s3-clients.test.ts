@@ -27,8 +27,12 @@ const run = promisify(execFile);
 const ADMIN = 'admin-key-for-s3-client-tests';
 const MiB = 1024 * 1024;
 
-/** The aws CLIs on this machine: Debian's is required; a newer one (pyenv) is tried too when present. */
-const AWS_CLIS = ['/usr/bin/aws', '/root/.pyenv/shims/aws'].filter((p, i) => i === 0 || existsSync(p));
+/**
+ * The aws CLI the tree and multipart tests drive: a newer one (pyenv's, whose botocore sends CRC
+ * checksums by default, in aws-chunked trailers) where this machine has it, else Debian's, which
+ * the 1 GiB stream always uses. One CLI each keeps the suite's time in bounds.
+ */
+const NEWEST_AWS = existsSync('/root/.pyenv/shims/aws') ? '/root/.pyenv/shims/aws' : '/usr/bin/aws';
 
 const describeClients = systemDescribe({
   needs: [executable('/usr/bin/aws', 'awscli (aws)', 'apt-get install awscli'), command('rclone', 'rclone')],
@@ -85,8 +89,9 @@ describeClients('S3 clients: the aws CLI and rclone', () => {
     AWS_PAGER: '',
   });
 
-  describe.each(AWS_CLIS.map((cli) => [cli]))('%s', (cli) => {
-    const bucket = `cli-${AWS_CLIS.indexOf(cli)}`;
+  describe(`the aws CLI (${NEWEST_AWS})`, () => {
+    const cli = NEWEST_AWS;
+    const bucket = 'cli';
     const aws = async (node: number, ...args: string[]): Promise<string> => {
       const { stdout } = await run(cli, ['--endpoint-url', cluster.node(node).s3Url!, ...args], {
         env: { ...awsEnv(), ...config },
