@@ -426,8 +426,8 @@ function createListener(
   tls: TlsFiles | undefined,
   s3: S3Parts | undefined,
 ): Server {
-  const handler =
-    serves === 's3' && s3 ? s3Handler(ctx, s3) : appHandler(ctx, serves === 's3' ? 'public' : serves);
+  if (serves === 's3' && !s3) throw new Error('an S3 listener needs the S3 objects and multipart parts');
+  const handler = serves === 's3' ? s3Handler(ctx, s3!) : appHandler(ctx, serves);
   const options = { maxHeaderSize: MAX_HEADER_BYTES };
   let server: Server;
   if (tls) {
