@@ -3,7 +3,14 @@ import { ShoalError } from '../../../../shared/errors';
 import type { BucketAccess } from './buckets';
 import { S3Error } from './errors';
 import { MAX_PARTS } from './multipart';
-import { copySourceRead, type ObjectDeps, sendXml, storedAttrs, uploadedBody } from './object-routes';
+import {
+  copySourceRead,
+  releasing,
+  type ObjectDeps,
+  sendXml,
+  storedAttrs,
+  uploadedBody,
+} from './object-routes';
 import { readSmallBody } from './request-body';
 import type { S3Request } from './server';
 import { uriEncode } from './sigv4';
@@ -113,17 +120,19 @@ export async function uploadPartCopy(
     r.req.headers['x-amz-copy-source-range'],
     () => algorithm,
   );
-  const attrs = await deps.multipart.uploadPart(
-    bucket.id,
-    key,
-    upload,
-    part,
-    hasher,
-    () => {
-      const value = hasher.checksum();
-      return { etag: hasher.md5(), ...(algorithm && value ? { checksum: { algorithm, value } } : {}) };
-    },
-    r.id,
+  const attrs = await releasing(hasher, () =>
+    deps.multipart.uploadPart(
+      bucket.id,
+      key,
+      upload,
+      part,
+      hasher,
+      () => {
+        const value = hasher.checksum();
+        return { etag: hasher.md5(), ...(algorithm && value ? { checksum: { algorithm, value } } : {}) };
+      },
+      r.id,
+    ),
   );
   sendXml(
     r.res,

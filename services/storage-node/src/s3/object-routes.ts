@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import { ShoalError } from '../../../../shared/errors';
 import { checksumAlgorithmOf, checksumHeader, type ChecksumAlgorithm } from '../../../../shared/checksums';
 import { MAX_OBJECT_KEY_BYTES } from '../../../../shared/protocol';
@@ -155,17 +155,19 @@ export async function copyObject(
           ...(current.attrs.meta ? { meta: current.attrs.meta } : {}),
         }
       : storedAttrs(r);
-  const put = await deps.objects.put(
-    bucket.id,
-    key,
-    hasher,
-    (write) => {
-      if (write.size !== objectSize(current))
-        throw new S3Error('InternalError', 'The copy read fewer bytes than the source holds.');
-      const value = hasher.checksum();
-      return { ...kept, etag: hasher.md5(), ...(value ? { checksum: { algorithm, value } } : {}) };
-    },
-    r.id,
+  const put = await releasing(hasher, () =>
+    deps.objects.put(
+      bucket.id,
+      key,
+      hasher,
+      (write) => {
+        if (write.size !== objectSize(current))
+          throw new S3Error('InternalError', 'The copy read fewer bytes than the source holds.');
+        const value = hasher.checksum();
+        return { ...kept, etag: hasher.md5(), ...(value ? { checksum: { algorithm, value } } : {}) };
+      },
+      r.id,
+    ),
   );
   const checksum = put.attrs.checksum;
   sendXml(
@@ -221,9 +223,21 @@ export async function copySourceRead(
   const read = await openObject(deps, current, { method: 'GET', range, reqId: r.id });
   const body = read.body ?? Readable.from([]);
   const bytes = new ObjectHasher(algorithm());
-  body.on('error', (err) => bytes.destroy(err));
-  body.pipe(bytes);
+  // pipeline, not pipe: both ends have an error listener from here on, before the upload that
+  // reads `bytes` attaches its own (a source peer that dies meanwhile must not end the node), and
+  // destroying `bytes` releases the source.
+  pipeline(body, bytes, () => undefined);
   return { current, bytes };
+}
+
+/** Runs `use` with a copy's source; if it fails, the source is let go (its file or peer response). */
+export async function releasing<T>(source: Readable, use: () => Promise<T>): Promise<T> {
+  try {
+    return await use();
+  } catch (err) {
+    source.destroy();
+    throw err;
+  }
 }
 
 /** The size of an object: a multipart one's is in its attributes (its file holds the part list). */
