@@ -410,6 +410,25 @@ export const CommitBatchAnswerSchema = z.object({
 });
 export type CommitBatchAnswer = z.infer<typeof CommitBatchAnswerSchema>;
 
+/** The most key lookups one batch carries. */
+export const MAX_BATCH_LOOKUPS = 64;
+/**
+ * Several keys' versions in one request: a reader's lookups to a peer queue while one batch is on
+ * its way, and go together in the next (as commits do). Keys only: an upload's files can be many
+ * thousands, and are asked for one upload at a time.
+ */
+export const ObjectLookupBatchRequestSchema = z.object({
+  lookups: z
+    .array(ObjectVersionsRequestSchema.omit({ upload: true }))
+    .min(1)
+    .max(MAX_BATCH_LOOKUPS),
+});
+export type ObjectLookupBatchRequest = z.infer<typeof ObjectLookupBatchRequestSchema>;
+/** One answer per lookup, in order: the key's versions, or the error it alone failed with. */
+export const ObjectLookupBatchAnswerSchema = z.object({
+  results: z.array(z.union([ObjectVersionsAnswerSchema, ErrorBodySchema])).max(MAX_BATCH_LOOKUPS),
+});
+
 /**
  * The x-shoal-meta header on a peer's copy: the record of the file served, so the reader can
  * decide ranges and validators before a byte arrives. base64url JSON, so any record fits a header.

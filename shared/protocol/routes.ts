@@ -37,6 +37,8 @@ import {
   ObjectListingSchema,
   ObjectVersionsAnswerSchema,
   ObjectVersionsRequestSchema,
+  ObjectLookupBatchRequestSchema,
+  ObjectLookupBatchAnswerSchema,
   UploadListRequestSchema,
   UploadListingSchema,
 } from './messages';
@@ -255,6 +257,13 @@ export const INTERNAL_ROUTES = defineRoutes({
     pattern: '/objects/versions',
     body: ObjectVersionsRequestSchema,
     answer: ObjectVersionsAnswerSchema,
+  },
+  /** The live versions of several S3 keys (ObjectLookupBatchRequestSchema). */
+  objectLookupBatch: {
+    method: 'POST',
+    pattern: '/objects/lookups',
+    body: ObjectLookupBatchRequestSchema,
+    answer: ObjectLookupBatchAnswerSchema,
   },
   /** This node's next entries of a bucket listing (s3/listing.ts). */
   objectListing: {

@@ -295,6 +295,16 @@ describe.each([
       [part.id, record.id].sort(),
     );
     expect(await peer.objectVersions(bucket, 'never')).toEqual([]);
+    // Asked together (batched to a remote node), each key gets its own versions.
+    const together = await Promise.all(
+      ['photos/b.jpg', 'never', 'photos/a.jpg', 'gone'].map((k) => peer.objectVersions(bucket, k)),
+    );
+    expect(together.map((vs) => vs.map((v) => v.object?.key))).toEqual([
+      ['photos/b.jpg'],
+      [],
+      ['photos/a.jpg', 'photos/a.jpg'],
+      ['gone'],
+    ]);
 
     const rolled = await peer.listObjects({ bucket, prefix: '', delimiter: '/', limit: 10 });
     expect(rolled.entries.map((e) => [e.key, e.prefix ?? false])).toEqual([

@@ -91,11 +91,11 @@ describe('BatchQueue', () => {
 });
 
 /**
- * A node of the version before batched commits, as far as commits go: it knows only the
- * one-by-one route, and answers the batch route 404 as any unknown route. During a rolling
- * upgrade the new nodes must still commit on it.
+ * A node of the version before batched commits and key lookups, as far as those go: it knows only
+ * the one-by-one routes, and answers the batch routes 404 as any unknown route. During a rolling
+ * upgrade the new nodes must still commit on it and read through it.
  */
-describe('RemotePeer committing on a node that does not batch', () => {
+describe('RemotePeer on a node that does not batch', () => {
   let server: Server;
   let base: string;
   const seen: string[] = [];
@@ -109,6 +109,8 @@ describe('RemotePeer committing on a node that does not batch', () => {
         res.setHeader('content-type', 'application/json');
         if (req.url?.endsWith('/commit')) {
           res.end('{"result":"stored"}');
+        } else if (req.url?.endsWith('/objects/versions')) {
+          res.end('{"versions":[]}');
         } else {
           res.statusCode = 404;
           res.end('{"error":{"code":"not_found","message":"no such route"}}');
@@ -150,5 +152,16 @@ describe('RemotePeer committing on a node that does not batch', () => {
     // The first commit went alone as a batch, the other four waited for it and went as one more.
     expect(batchCalls).toHaveLength(2);
     expect(single.sort()).toEqual([...ids, more].map((id) => `POST /internal/v1/blobs/${id}/commit`).sort());
+  });
+
+  it('looks keys up one by one after the first 404, and asks for batches no more', async () => {
+    const peer = new RemotePeer('old', base, client);
+    const keys = ['a', 'b', 'c', 'd'];
+    await expect(Promise.all(keys.map((k) => peer.objectVersions('bucket1', k)))).resolves.toEqual(
+      keys.map(() => []),
+    );
+    await expect(peer.objectVersions('bucket1', 'e')).resolves.toEqual([]);
+    expect(seen.filter((s) => s.endsWith('/objects/lookups'))).toHaveLength(2);
+    expect(seen.filter((s) => s.endsWith('/objects/versions'))).toHaveLength(5);
   });
 });

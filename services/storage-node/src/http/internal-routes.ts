@@ -13,6 +13,8 @@ import {
   check,
   encodeMetaHeader,
   type CommitBatchRequest,
+  type ErrorBody,
+  type ObjectLookupBatchRequest,
   type InternalRoute,
   type RouteAnswer,
   type RouteRequest,
@@ -112,15 +114,7 @@ export function internalRoutes(ctx: NodeContext): Router {
       if (commit.meta.id !== id) throw new ShoalError('bad_request', "meta.id is not the commit's id");
       return { result: await local.commit(id, commit) };
     };
-    const settled = await Promise.allSettled(body.commits.map(commitOne));
-    return {
-      results: settled.map((s) => {
-        if (s.status === 'fulfilled') return s.value;
-        if (s.reason instanceof ShoalError) return errorBody(s.reason.code, s.reason.message);
-        ctx.log.error({ err: errorText(s.reason) }, 'a batched commit failed');
-        return errorBody('internal', 'the commit failed on this node');
-      }),
-    };
+    return { results: await eachOnItsOwn(body.commits, commitOne, 'commit', ctx) };
   });
 
   serve(router, routes.abort, async ({ params }, _req, res) => {
@@ -175,6 +169,13 @@ export function internalRoutes(ctx: NodeContext): Router {
     versions: await local.objectVersions(body.bucket, body.key, { upload: body.upload }),
   }));
 
+  serve(router, routes.objectLookupBatch, async ({ body }) => {
+    const lookUp = async ({ bucket, key }: ObjectLookupBatchRequest['lookups'][number]) => ({
+      versions: await local.objectVersions(bucket, key),
+    });
+    return { results: await eachOnItsOwn(body.lookups, lookUp, 'key lookup', ctx) };
+  });
+
   serve(router, routes.uploadListing, ({ body }) =>
     local.listUploads(body.bucket, { key: body.afterKey, upload: body.afterUpload }, body.limit),
   );
@@ -214,6 +215,22 @@ export function internalRoutes(ctx: NodeContext): Router {
  * bytes) returns nothing. The answer is not checked here: its type is, at compile time, and the
  * caller checks it anyway.
  */
+/** Runs `run` on every item of a batch, each answered on its own: its result, or its error. */
+async function eachOnItsOwn<I, R>(
+  items: readonly I[],
+  run: (item: I) => Promise<R>,
+  what: string,
+  ctx: NodeContext,
+): Promise<Array<R | ErrorBody>> {
+  const settled = await Promise.allSettled(items.map(run));
+  return settled.map((s) => {
+    if (s.status === 'fulfilled') return s.value;
+    if (s.reason instanceof ShoalError) return errorBody(s.reason.code, s.reason.message);
+    ctx.log.error({ err: errorText(s.reason) }, `a batched ${what} failed`);
+    return errorBody('internal', `the ${what} failed on this node`);
+  });
+}
+
 function serve<S extends RouteSpec>(
   router: Router,
   route: InternalRoute<S>,

@@ -17,10 +17,11 @@ export class BatchQueue<I, R> {
     private readonly options: { maxBatch: number; deadlineMs: number; timeoutError: () => Error },
   ) {}
 
-  add(item: I): Promise<R> {
+  /** Queues `item`; it fails after `deadlineMs` (the queue's deadline unless given) if not answered. */
+  add(item: I, deadlineMs = this.options.deadlineMs): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const pending: Pending<I, R> = { item, settled: false, resolve, reject, timer: undefined };
-      pending.timer = setTimeout(() => settle(pending, this.options.timeoutError()), this.options.deadlineMs);
+      pending.timer = setTimeout(() => settle(pending, this.options.timeoutError()), deadlineMs);
       this.queue.push(pending);
       this.pump();
     });

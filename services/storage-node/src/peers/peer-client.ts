@@ -14,6 +14,8 @@ import {
   decodeMetaHeader,
   type CheckedAnswer,
   type CommitBatchRequest,
+  type ErrorBody,
+  type ObjectLookupBatchRequest,
   type CommitRequest,
   type FileMeta,
   type ObjectListing,
@@ -189,17 +191,7 @@ export class PeerClient {
         200,
         `${answer.results.length} results for ${commits.length} commits`,
       );
-    return answer.results.map((r) =>
-      'result' in r
-        ? r.result
-        : new PeerError(
-            baseUrl,
-            'status',
-            `peer refused the commit: ${r.error.message.slice(0, 300)}`,
-            statusOfCode(r.error.code),
-            r.error.code,
-          ),
-    );
+    return answer.results.map((r) => ('result' in r ? r.result : this.refused(baseUrl, 'commit', r.error)));
   }
 
   async abortUpload(baseUrl: string, token: string, reqId?: string): Promise<void> {
@@ -335,11 +327,34 @@ export class PeerClient {
     const route = INTERNAL_ROUTES.objectVersions;
     const body = { bucket, key, ...(upload === undefined ? {} : { upload }) };
     const answer = await this.call(baseUrl, route, route.path(), { body, timeoutMs, reqId });
-    const foreign = (v: FileRecord): boolean =>
-      v.state !== 'live' || v.object?.bucket !== bucket || v.object.key !== key || v.object.upload !== upload;
-    if (answer.versions.some(foreign))
+    if (answer.versions.some((v) => foreignVersion(v, bucket, key, upload)))
       throw this.malformed(baseUrl, route, 200, 'a file that is not one of the key (or upload) asked for');
     return answer.versions;
+  }
+
+  /** Several keys' versions in one request: each the key's versions, or the error it failed with. */
+  async objectLookupBatch(
+    baseUrl: string,
+    lookups: ObjectLookupBatchRequest['lookups'],
+    timeoutMs: number,
+    reqId?: string,
+  ): Promise<Array<FileRecord[] | PeerError>> {
+    const route = INTERNAL_ROUTES.objectLookupBatch;
+    const answer = await this.call(baseUrl, route, route.path(), { body: { lookups }, timeoutMs, reqId });
+    if (answer.results.length !== lookups.length)
+      throw this.malformed(
+        baseUrl,
+        route,
+        200,
+        `${answer.results.length} results for ${lookups.length} lookups`,
+      );
+    return answer.results.map((r, i) => {
+      if (!('versions' in r)) return this.refused(baseUrl, 'lookup', r.error);
+      const { bucket, key } = lookups[i]!;
+      if (r.versions.some((v) => foreignVersion(v, bucket, key, undefined)))
+        throw this.malformed(baseUrl, route, 200, 'a file that is not one of the key asked for');
+      return r.versions;
+    });
   }
 
   async listUploads(
@@ -523,6 +538,12 @@ export class PeerClient {
     return checked.value;
   }
 
+  /** One item of a batch that the peer refused on its own, the rest of the batch answered. */
+  private refused(baseUrl: string, what: string, error: ErrorBody['error']): PeerError {
+    const message = `peer refused the ${what}: ${error.message.slice(0, 300)}`;
+    return new PeerError(baseUrl, 'status', message, statusOfCode(error.code), error.code);
+  }
+
   private malformed(baseUrl: string, route: { name: string }, status: number, what: string): PeerError {
     return new PeerError(
       baseUrl,
@@ -541,6 +562,13 @@ const CONTROL_ROUTES: ReadonlySet<string> = new Set([
   'registrySync',
   'registryMerge',
 ]);
+
+/** Whether a record a peer answered for a key (or an upload) is not one of its live files. */
+function foreignVersion(v: FileRecord, bucket: string, key: string, upload: string | undefined): boolean {
+  return (
+    v.state !== 'live' || v.object?.bucket !== bucket || v.object.key !== key || v.object.upload !== upload
+  );
+}
 
 /** A peer's error answer: its code and message when the body is the protocol's error body. */
 function refusal(baseUrl: string, status: number, text: string): PeerError {

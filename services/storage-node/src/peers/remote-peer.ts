@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import {
   MAX_BATCH_COMMITS,
+  MAX_BATCH_LOOKUPS,
   type CatchUpAnswer,
   type CommitBatchRequest,
   type CommitRequest,
@@ -39,6 +40,15 @@ export class RemotePeer implements Peer {
       timeoutError: () => new PeerError(this.url, 'timeout', 'the commit was not answered in time'),
     },
   );
+
+  /** False once the peer answered that it does not know batched key lookups (an older version). */
+  private batchesLookups = true;
+  /** Key lookups to this peer, batched like commits: under load, many reads' lookups in one request. */
+  private readonly lookups = new BatchQueue<QueuedLookup, FileRecord[]>((items) => this.sendLookups(items), {
+    maxBatch: MAX_BATCH_LOOKUPS,
+    deadlineMs: LOOKUP_TIMEOUT_MS,
+    timeoutError: () => new PeerError(this.url, 'timeout', 'the key lookup was not answered in time'),
+  });
 
   constructor(
     readonly id: string,
@@ -96,14 +106,10 @@ export class RemotePeer implements Peer {
     key: string,
     opts: { upload?: string | undefined; timeoutMs?: number; reqId?: string } = {},
   ): Promise<FileRecord[]> {
-    return this.client.objectVersions(
-      this.url,
-      bucket,
-      key,
-      opts.upload,
-      opts.timeoutMs ?? 5_000,
-      opts.reqId,
-    );
+    const timeoutMs = Math.min(opts.timeoutMs ?? LOOKUP_TIMEOUT_MS, LOOKUP_TIMEOUT_MS);
+    if (opts.upload !== undefined || !this.batchesLookups)
+      return this.client.objectVersions(this.url, bucket, key, opts.upload, timeoutMs, opts.reqId);
+    return this.lookups.add({ bucket, key, reqId: opts.reqId }, timeoutMs);
   }
 
   listUploads(
@@ -183,19 +189,52 @@ export class RemotePeer implements Peer {
 
   private async sendCommits(items: QueuedCommit[]): Promise<Array<'stored' | 'already-stored' | Error>> {
     const commits = items.map((i) => i.commit);
-    try {
-      return await this.client.commitBatch(this.url, commits, items[0]?.reqId);
-    } catch (err) {
-      if (!(err instanceof PeerError && err.status === 404 && err.code === 'not_found')) throw err;
-    }
+    const answers = await batchOrNothing(this.client.commitBatch(this.url, commits, items[0]?.reqId));
+    if (answers) return answers;
     this.batchesCommits = false;
-    const one = ({ commit: { id, ...request }, reqId }: QueuedCommit) =>
-      this.client
-        .commitUpload(this.url, id, request, reqId)
-        // An Error, whatever was thrown: BatchQueue takes anything else as the commit's result.
-        .catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
-    return Promise.all(items.map(one));
+    return eachAlone(items, ({ commit: { id, ...request }, reqId }) =>
+      this.client.commitUpload(this.url, id, request, reqId),
+    );
   }
+
+  private async sendLookups(items: QueuedLookup[]): Promise<Array<FileRecord[] | Error>> {
+    const lookups = items.map(({ bucket, key }) => ({ bucket, key }));
+    const batch = this.client.objectLookupBatch(this.url, lookups, LOOKUP_TIMEOUT_MS, items[0]?.reqId);
+    const answers = await batchOrNothing(batch);
+    if (answers) return answers;
+    this.batchesLookups = false;
+    return eachAlone(items, ({ bucket, key, reqId }) =>
+      this.client.objectVersions(this.url, bucket, key, undefined, LOOKUP_TIMEOUT_MS, reqId),
+    );
+  }
+}
+
+/** How long a peer may take to say which versions of keys it holds. */
+const LOOKUP_TIMEOUT_MS = 5_000;
+
+/** A batch's answers, or undefined when the peer is of an older version that has no such route. */
+async function batchOrNothing<R>(batch: Promise<R[]>): Promise<R[] | undefined> {
+  try {
+    return await batch;
+  } catch (err) {
+    if (err instanceof PeerError && err.status === 404 && err.code === 'not_found') return undefined;
+    throw err;
+  }
+}
+
+/** Sends each item on its own; an Error, whatever was thrown, since BatchQueue takes anything else as a result. */
+function eachAlone<I, R>(items: I[], send: (item: I) => Promise<R>): Promise<Array<R | Error>> {
+  return Promise.all(
+    items.map((item) =>
+      send(item).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))),
+    ),
+  );
+}
+
+interface QueuedLookup {
+  bucket: string;
+  key: string;
+  reqId: string | undefined;
 }
 
 interface QueuedCommit {
