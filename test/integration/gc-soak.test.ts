@@ -6,9 +6,9 @@ import { download, sha256, upload } from '../helpers/client';
  * How long the soak runs: three cycles of burst and idle by default, which keeps the whole suite
  * within its 15 minutes; SHOAL_SOAK_MS=600000 soaks for ten minutes.
  */
-const SOAK_MS = Number(process.env.SHOAL_SOAK_MS ?? 81_000);
+const SOAK_MS = Number(process.env.SHOAL_SOAK_MS ?? 66_000);
 /** Each cycle is a burst of requests, then silence long enough for V8's memory reducer to run. */
-const BURST_MS = 15_000;
+const BURST_MS = 10_000;
 const IDLE_MS = 12_000;
 
 /**
