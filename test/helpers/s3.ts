@@ -1,4 +1,13 @@
 import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { checksumsOf } from '../../shared/blocks';
+import { objectFileId } from '../../shared/ids';
+import type { FileMeta } from '../../shared/protocol';
+import type { Peer } from '../../services/storage-node/src/peers/peer';
+import { keyPartition } from '../../services/storage-node/src/placement/placement';
 import type { TestCluster } from './cluster';
 
 /** An S3 access key as `POST /admin/s3/keys` (and `shoal key create --json`) gives it. */
@@ -38,4 +47,46 @@ export async function s3Failure(call: Promise<unknown>): Promise<string> {
 export async function s3Bytes(client: S3Client, Bucket: string, Key: string): Promise<Buffer> {
   const res = await client.send(new GetObjectCommand({ Bucket, Key }));
   return Buffer.from(await res.Body!.transformToByteArray());
+}
+
+/** The id a bucket's objects are filed under, read from the SQLite of a node holding `key`. */
+export function bucketIdOf(dataDir: string, key: string): string {
+  const db = new Database(join(dataDir, 'metadata.sqlite'), { readonly: true });
+  try {
+    const row = db
+      .prepare<[Buffer], { obj_bucket: string }>('SELECT obj_bucket FROM files WHERE obj_key = ? LIMIT 1')
+      .get(Buffer.from(key, 'utf8'));
+    if (!row) throw new Error(`no object row for ${key} in ${dataDir}`);
+    return row.obj_bucket;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Fault injection: stores one file of an S3 key straight on each of `peers` through the internal
+ * API, as replicas receive one from a coordinator. Nothing of S3 runs: no reclaim, no check of
+ * the tag.
+ */
+export async function storeKeyFile(
+  peers: Peer[],
+  tag: { bucket: string; key: string; upload?: string },
+  data: Buffer,
+  file: { at: number; contentType: string; attrs: object },
+): Promise<FileMeta> {
+  const meta: FileMeta = {
+    id: objectFileId(keyPartition(tag.bucket, tag.key), file.at),
+    name: tag.key,
+    size: data.length,
+    sha256: createHash('sha256').update(data).digest('hex'),
+    contentType: file.contentType,
+    createdAt: new Date(file.at).toISOString(),
+    object: { ...tag, attrs: JSON.stringify(file.attrs) },
+  };
+  const checksums = checksumsOf(data).toString('base64');
+  for (const peer of peers) {
+    const prepared = await peer.receive(meta.id, Readable.from([data]));
+    await peer.commit(meta.id, { token: prepared.token, meta, heldFor: null, checksums });
+  }
+  return meta;
 }

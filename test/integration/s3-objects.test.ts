@@ -24,8 +24,21 @@ import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'undici';
-import { TestCluster } from '../helpers/cluster';
-import { makeS3Key, s3Bytes as bytesOf, s3Client, s3Failure, type S3Key } from '../helpers/s3';
+import { objectVersionTime } from '../../shared/ids';
+import { PeerClient } from '../../services/storage-node/src/peers/peer-client';
+import { RemotePeer } from '../../services/storage-node/src/peers/remote-peer';
+import { UPLOAD_RECORD_TYPE } from '../../services/storage-node/src/s3/listing';
+import { PART_TYPE } from '../../services/storage-node/src/s3/multipart';
+import { SECRET, TestCluster } from '../helpers/cluster';
+import {
+  bucketIdOf,
+  makeS3Key,
+  s3Bytes as bytesOf,
+  s3Client,
+  s3Failure,
+  storeKeyFile,
+  type S3Key,
+} from '../helpers/s3';
 
 /**
  * S3 objects through the AWS SDK for JavaScript v3 at its default settings (CRC32 checksums sent
@@ -376,6 +389,37 @@ describe('S3 objects through the AWS SDK', () => {
     expect((left.Uploads ?? []).map((u) => u.UploadId)).not.toContain(UploadId);
   });
 
+  it('keeps an object whole when its upload is completed twice at once (a client retrying)', async () => {
+    const keys = ['twice-a', 'twice-b', 'twice-c'];
+    const bodies = keys.map(() => randomBytes(100_000));
+    await Promise.all(
+      keys.map(async (key, k) => {
+        const { UploadId } = await c(0).send(
+          new CreateMultipartUploadCommand({ Bucket: 'objects', Key: key }),
+        );
+        const { ETag } = await c(0).send(
+          new UploadPartCommand({ Bucket: 'objects', Key: key, UploadId, PartNumber: 1, Body: bodies[k] }),
+        );
+        const complete = (i: number) =>
+          c(i).send(
+            new CompleteMultipartUploadCommand({
+              Bucket: 'objects',
+              Key: key,
+              UploadId,
+              MultipartUpload: { Parts: [{ PartNumber: 1, ETag }] },
+            }),
+          );
+        const answers = await Promise.allSettled([complete(1), complete(2)]);
+        expect(answers.some((a) => a.status === 'fulfilled')).toBe(true);
+      }),
+    );
+    // The older of the two completed versions is reclaimed in the background, its part (the
+    // newer one's too) left alone.
+    await new Promise((r) => setTimeout(r, 1_500));
+    for (const [k, key] of keys.entries())
+      for (let i = 0; i < 3; i++) expect((await bytesOf(c(i), 'objects', key)).equals(bodies[k]!)).toBe(true);
+  });
+
   it("refuses a multipart completion that does not fit S3's rules, and forgets an aborted upload", async () => {
     const key = 'refused-multipart';
     const { UploadId } = await c(0).send(new CreateMultipartUploadCommand({ Bucket: 'objects', Key: key }));
@@ -517,9 +561,10 @@ describe('S3 objects through the AWS SDK', () => {
   });
 });
 
-describe('abandoned multipart uploads', () => {
+describe('abandoned multipart uploads, and what crashes leave', () => {
   let cluster: TestCluster;
   let key: S3Key;
+  const client = new PeerClient({ nodeId: 'fault-injection', secret: SECRET });
 
   beforeAll(async () => {
     cluster = await TestCluster.start({
@@ -532,6 +577,7 @@ describe('abandoned multipart uploads', () => {
   });
 
   afterAll(async () => {
+    await client.close();
     await cluster?.stopAll();
   });
 
@@ -569,5 +615,63 @@ describe('abandoned multipart uploads', () => {
     ).toBe('404 NoSuchUpload');
     // The bucket holds nothing now, and can go.
     await c(2).send(new DeleteBucketCommand({ Bucket: 'uploads' }));
+  });
+
+  it('removes what a crash left: replaced versions, and the parts of an upload whose record went', async () => {
+    const c = (i: number) => s3Client(cluster, i, key);
+    await c(0).send(new CreateBucketCommand({ Bucket: 'leftovers' }));
+    const current = randomBytes(1_000);
+    await c(0).send(new PutObjectCommand({ Bucket: 'leftovers', Key: 'kept', Body: current }));
+    const bucket = bucketIdOf(cluster.node(0).dataDir, 'kept');
+    const peers = cluster.nodes.map((n, i) => new RemotePeer(n.id, cluster.url(i), client));
+    const [stored] = await peers[0]!.objectVersions(bucket, 'kept');
+
+    // A version older than the current one, on every home, as if the reclaim after the current
+    // one's answer had died with its coordinator.
+    const replaced = randomBytes(2_000);
+    const left = await storeKeyFile(peers, { bucket, key: 'kept' }, replaced, {
+      at: objectVersionTime(stored!.id) - 60_000,
+      contentType: 'application/octet-stream',
+      attrs: { etag: md5(replaced), type: 'application/octet-stream' },
+    });
+    // An upload whose record was deleted but not its part: an abort that died half-way.
+    const { UploadId } = await c(1).send(
+      new CreateMultipartUploadCommand({ Bucket: 'leftovers', Key: 'parts' }),
+    );
+    await c(2).send(
+      new UploadPartCommand({
+        Bucket: 'leftovers',
+        Key: 'parts',
+        UploadId,
+        PartNumber: 1,
+        Body: randomBytes(MiB),
+      }),
+    );
+    const files = await peers[0]!.objectVersions(bucket, 'parts', { upload: UploadId });
+    const record = files.find((f) => f.contentType === UPLOAD_RECORD_TYPE)!;
+    const part = files.find((f) => f.contentType === PART_TYPE)!;
+    for (const peer of peers) await peer.delete(record.id, new Date().toISOString());
+    // And a completed multipart object, whose parts have no record either but must stay.
+    const whole = randomBytes(5 * MiB + 1);
+    await new Upload({ client: c(2), params: { Bucket: 'leftovers', Key: 'whole', Body: whole } }).done();
+
+    expect((await bytesOf(c(1), 'leftovers', 'kept')).equals(current)).toBe(true);
+    const holders = async (id: string): Promise<number> =>
+      (await Promise.all(peers.map((p) => p.record(id)))).filter((r) => r?.state === 'live').length;
+    expect(await holders(left.id)).toBe(3);
+    expect(await holders(part.id)).toBe(3);
+
+    const deadline = Date.now() + 20_000;
+    while ((await holders(left.id)) + (await holders(part.id)) > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 250));
+    expect({ replaced: await holders(left.id), part: await holders(part.id) }).toEqual({
+      replaced: 0,
+      part: 0,
+    });
+    expect(await holders(stored!.id)).toBe(3);
+    for (let i = 0; i < 3; i++) {
+      expect((await bytesOf(c(i), 'leftovers', 'kept')).equals(current)).toBe(true);
+      expect((await bytesOf(c(i), 'leftovers', 'whole')).equals(whole)).toBe(true);
+    }
   });
 });

@@ -18,6 +18,7 @@ import { S3Keys } from './s3/keys';
 import { UPLOAD_RECORD_TYPE } from './s3/listing';
 import { S3Multipart } from './s3/multipart';
 import { S3Objects } from './s3/objects';
+import { S3Sweep } from './s3/sweep';
 import { s3RequestListener } from './s3/server';
 import { clientErrorHandler } from './http/error-handler';
 import type { Lifecycle, NodeContext } from './http/context';
@@ -278,9 +279,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
     log,
   );
   registrySyncing.start();
-  const uploadSweeping = s3
+  const s3Sweeping = s3
     ? new BackgroundWorker(
-        uploadSweeper(s3.multipart, metadata, config.s3UploadExpiryMs),
+        s3Sweeper(s3, metadata, config.s3UploadExpiryMs, log),
         {
           firstMs: Math.min(config.s3UploadExpiryMs, 60_000),
           idleMs: Math.min(Math.max(config.s3UploadExpiryMs / 4, 1_000), 10 * 60_000),
@@ -288,7 +289,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         log,
       )
     : undefined;
-  uploadSweeping?.start();
+  s3Sweeping?.start();
   dataDirMonitor.start();
   started = true;
   // The start-up check walks every blob and row: in the background, so that a node holding a
@@ -314,7 +315,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         dataDirMonitor.stop(),
         catchingUp.stop(),
         registrySyncing.stop(),
-        uploadSweeping?.stop(),
+        s3Sweeping?.stop(),
       ]);
       ctx.apiKeys.stop();
       secrets.stop();
@@ -394,23 +395,29 @@ function s3Parts(ctx: NodeContext): S3Parts {
   );
   return {
     objects,
-    multipart: new S3Multipart(
-      objects,
-      ctx.reader,
-      ctx.membership,
-      ctx.nodes,
-      ctx.config.writeQuorum,
-      ctx.log,
-    ),
+    multipart: new S3Multipart(objects, ctx.reader, ctx.nodes, ctx.config.writeQuorum, ctx.log),
   };
 }
 
-/** Removes abandoned multipart uploads (--s3-upload-expiry-ms), checking a few times per expiry period. */
-function uploadSweeper(multipart: S3Multipart, metadata: MetadataStore, expiryMs: number): Worker {
+/**
+ * S3's clean-up, a few times per expiry period: the multipart uploads older than
+ * --s3-upload-expiry-ms are aborted, then what crashes left (S3Sweep) is removed. The files
+ * left over are taken as such once as old as the expiry, replaced versions at most 10 minutes
+ * after their successor.
+ */
+function s3Sweeper(s3: S3Parts, metadata: MetadataStore, expiryMs: number, log: Logger): Worker {
+  const leftovers = new S3Sweep(
+    s3.objects,
+    s3.multipart,
+    (after, limit) => metadata.allObjectRows(after, limit),
+    { graceMs: Math.min(expiryMs, 10 * 60_000), partAgeMs: expiryMs },
+    log,
+  );
   return {
-    name: 's3-upload-sweep',
+    name: 's3-sweep',
     async work() {
-      await multipart.sweep(expiryMs, (before) => metadata.uploadsBefore(UPLOAD_RECORD_TYPE, before));
+      await s3.multipart.sweep(expiryMs, (before) => metadata.uploadsBefore(UPLOAD_RECORD_TYPE, before));
+      await leftovers.pass();
       return 'idle';
     },
   };

@@ -7,8 +7,6 @@ import type { Logger } from '../../../../shared/logging';
 import { decideRead } from '../../../../shared/read-decision';
 import type { FileRecord } from '../../../../shared/protocol';
 import type { FileReader } from '../files/download';
-import { keyPartition } from '../placement/placement';
-import type { Membership } from '../membership/membership';
 import type { Nodes } from '../replication/nodes';
 import { callQuorum } from '../replication/quorum';
 import { S3Error } from './errors';
@@ -69,7 +67,6 @@ export class S3Multipart {
   constructor(
     private readonly objects: S3Objects,
     private readonly reader: FileReader,
-    private readonly membership: Membership,
     private readonly nodes: Nodes,
     private readonly writeQuorum: number,
     private readonly log: Logger,
@@ -211,6 +208,7 @@ export class S3Multipart {
     const used = new Set(manifest.parts.map((p) => p.id));
     this.objects.reclaim(
       state.files.filter((f) => !used.has(f.id)),
+      [],
       reqId,
     );
     this.objects.reclaimOlderThan(bucket, key, meta.id, reqId);
@@ -223,15 +221,38 @@ export class S3Multipart {
    */
   async abort(bucket: string, key: string, upload: string, reqId: string): Promise<void> {
     const state = await this.state(bucket, key, upload, reqId);
-    const completed = (await this.objects.versions(bucket, key, reqId)).find(
-      (v) => isManifest(v) && attrsOf(v).upload === upload,
-    );
-    const used = new Set<string>();
-    if (completed) for (const p of (await this.objects.manifestOf(completed, reqId)).parts) used.add(p.id);
     await this.objects.deleteFile(state.record.id, reqId);
-    await Promise.all(
-      state.files.filter((f) => !used.has(f.id)).map((f) => this.objects.deleteFile(f.id, reqId)),
-    );
+    await this.dropUnlisted(bucket, key, upload, state.files, reqId);
+  }
+
+  /**
+   * Removes the parts a crash left of an upload that has no record any more (an abort or a
+   * completion that died part-way, or a part stored in a race with either); the parts a completed
+   * version lists stay. Nothing is removed while the record is there: the upload is either in
+   * progress or, once expired, the sweep's to abort. Returns how many files were removed.
+   */
+  async removeOrphans(bucket: string, key: string, upload: string, reqId: string): Promise<number> {
+    const files = await this.objects.versions(bucket, key, reqId, upload);
+    if (files.some((f) => f.contentType === UPLOAD_RECORD_TYPE)) return 0;
+    return this.dropUnlisted(bucket, key, upload, files, reqId);
+  }
+
+  /** Deletes those of an upload's `files` that no completed version of the key lists. */
+  private async dropUnlisted(
+    bucket: string,
+    key: string,
+    upload: string,
+    files: FileRecord[],
+    reqId: string,
+  ): Promise<number> {
+    const used = new Set<string>();
+    for (const version of await this.objects.versions(bucket, key, reqId)) {
+      if (!isManifest(version) || attrsOf(version).upload !== upload) continue;
+      for (const part of (await this.objects.manifestOf(version, reqId)).parts) used.add(part.id);
+    }
+    const unlisted = files.filter((f) => !used.has(f.id));
+    await Promise.all(unlisted.map((f) => this.objects.deleteFile(f.id, reqId)));
+    return unlisted.length;
   }
 
   /** A page of the bucket's uploads in (key, upload id) order, after a point, every live member asked. */
@@ -278,16 +299,10 @@ export class S3Multipart {
    */
   async sweep(maxAgeMs: number, records: (before: string) => FileRecord[]): Promise<number> {
     const before = new Date(Date.now() - maxAgeMs).toISOString();
-    const self = this.nodes.self.id;
-    const liveIds = new Set(this.nodes.live().map((p) => p.id));
     let aborted = 0;
     for (const file of records(before)) {
       const { bucket, key, upload } = file.object!;
-      const first = this.membership
-        .placement()
-        .orderFor(keyPartition(bucket, key))
-        .find((id) => liveIds.has(id));
-      if (first !== self || upload === undefined) continue;
+      if (upload === undefined || !this.objects.sweeps(bucket, key)) continue;
       try {
         await this.abort(bucket, key, upload, `sweep-${upload}`);
         aborted++;

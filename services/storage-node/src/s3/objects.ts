@@ -192,7 +192,7 @@ export class S3Objects {
     // A clock behind the newest version's must not make a marker that loses to it.
     const at = Math.max(Date.now(), objectVersionTime(newest.id) + 1);
     await this.write({ bucket, key }, Readable.from([]), DELETE_MARKER_TYPE, () => ({}), reqId, at);
-    this.reclaim(versions, reqId);
+    this.reclaim(versions, [], reqId);
   }
 
   /**
@@ -281,6 +281,7 @@ export class S3Objects {
       (versions) =>
         this.reclaim(
           versions.filter((v) => v.id < id),
+          versions.filter((v) => v.id >= id),
           reqId,
         ),
       (err: unknown) =>
@@ -292,12 +293,16 @@ export class S3Objects {
   }
 
   /**
-   * Deletes replaced versions in the background. A multipart object's parts go first, then the
-   * version that lists them, so a failure part-way leaves the list for a later attempt.
+   * Deletes replaced versions (or an upload's unused files) in the background. A multipart
+   * object's parts go first, then the version that lists them, so a failure part-way leaves the
+   * list for a later attempt. The parts of an upload that one of `kept` lists stay: two
+   * completions of one upload (a client's retry while the first was still at work) make two
+   * versions that list the same parts, and the older one's going must not take the newer's bytes.
    */
-  reclaim(versions: FileRecord[], reqId: string): void {
+  reclaim(versions: FileRecord[], kept: FileRecord[], reqId: string): void {
+    const keptUploads = uploadsListed(kept);
     for (const version of versions) {
-      this.reclaimOne(version, reqId).catch((err: unknown) => {
+      this.reclaimOne(version, keptUploads, reqId).catch((err: unknown) => {
         this.log.warn(
           { fileId: version.id, reqId, err: errorText(err) },
           'could not reclaim a replaced version',
@@ -306,8 +311,31 @@ export class S3Objects {
     }
   }
 
-  private async reclaimOne(version: FileRecord, reqId: string): Promise<void> {
-    if (isManifest(version)) {
+  /**
+   * What a crash left of a key's replaced versions (the reclaim after an answer never ran, or
+   * died part-way): every version older than the current one, once the current one is older than
+   * `graceMs` (by then it is on every home of the key). Returns how many versions were removed.
+   */
+  async reclaimLeftovers(bucket: string, key: string, graceMs: number, reqId: string): Promise<number> {
+    const [newest, ...older] = await this.versions(bucket, key, reqId);
+    if (!newest || Date.now() - objectVersionTime(newest.id) < graceMs) return 0;
+    const keptUploads = uploadsListed([newest]);
+    for (const version of older) await this.reclaimOne(version, keptUploads, reqId);
+    return older.length;
+  }
+
+  /** Whether this node is the first live member of the key's placement: the one that sweeps it. */
+  sweeps(bucket: string, key: string): boolean {
+    const live = new Set(this.nodes.live().map((p) => p.id));
+    const first = this.membership
+      .placement()
+      .orderFor(keyPartition(bucket, key))
+      .find((id) => live.has(id));
+    return first === this.nodes.self.id;
+  }
+
+  private async reclaimOne(version: FileRecord, keptUploads: Set<string>, reqId: string): Promise<void> {
+    if (isManifest(version) && !keptUploads.has(attrsOf(version).upload ?? '')) {
       const manifest = await this.manifestOf(version, reqId);
       for (const part of manifest.parts) await this.deleteFile(part.id, reqId);
     }
@@ -351,6 +379,11 @@ export const MANIFEST_TYPE = 'application/x-shoal-multipart-object';
 
 export function isManifest(record: FileRecord): boolean {
   return record.contentType === MANIFEST_TYPE;
+}
+
+/** The multipart uploads whose parts the manifest versions among `versions` list. */
+function uploadsListed(versions: FileRecord[]): Set<string> {
+  return new Set(versions.flatMap((v) => (isManifest(v) ? [attrsOf(v).upload ?? ''] : [])));
 }
 
 export function attrsOf(record: FileRecord): ObjectAttrs {

@@ -250,6 +250,12 @@ export class MetadataStore {
         `SELECT * FROM files WHERE obj_bucket = ? AND (obj_key, id) > (?, ?) AND obj_upload IS NULL
          ORDER BY obj_key, id LIMIT ?`,
       ),
+      // Every object row of every bucket (versions, upload records and parts) after the cursor,
+      // in index order: the S3 sweep's walk.
+      allObjectRows: this.db.prepare<[string, Buffer, string, number], Row>(
+        `SELECT * FROM files WHERE obj_bucket IS NOT NULL AND (obj_bucket, obj_key, id) > (?, ?, ?)
+         ORDER BY obj_bucket, obj_key, id LIMIT ?`,
+      ),
       uploadRows: this.db.prepare<[string, Buffer, string, string, number], Row>(
         `SELECT * FROM files WHERE obj_bucket = ? AND obj_upload IS NOT NULL AND (obj_key, obj_upload) > (?, ?)
            AND content_type = ?
@@ -554,6 +560,19 @@ export class MetadataStore {
       ? this.stmts.objectRows.all(bucket, after.key, after.id, end, limit)
       : this.stmts.objectRowsToEnd.all(bucket, after.key, after.id, limit);
     return rows.map((row) => ({ key: row.obj_key!, record: toRecord(row) }));
+  }
+
+  /**
+   * Up to `limit` object rows of any bucket after the (bucket, key, id) cursor, in that order:
+   * each key's versions and upload files together, oldest first.
+   */
+  allObjectRows(
+    after: { bucket: string; key: Buffer; id: string },
+    limit: number,
+  ): Array<{ key: Buffer; record: FileRecord }> {
+    return this.stmts.allObjectRows
+      .all(after.bucket, after.key, after.id, limit)
+      .map((row) => ({ key: row.obj_key!, record: toRecord(row) }));
   }
 
   /**
