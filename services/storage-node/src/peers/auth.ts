@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { constantTimeEqual, hmacHex, sha256Hex } from '../../../../shared/hashing';
+import { constantTimeEqual, hmacHex, randomHex32, sha256Hex } from '../../../../shared/hashing';
 import { NODE_ID_PATTERN } from '../../../../shared/ids';
 
 /**
@@ -45,7 +44,7 @@ export function signRequest(
   secret: string,
   request: RequestToSign,
   now: number = Date.now(),
-  nonce: string = randomBytes(16).toString('hex'),
+  nonce: string = randomHex32(),
 ): string {
   const t = String(now);
   const b = bodyDigest(request.body);

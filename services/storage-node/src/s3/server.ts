@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomHex32 } from '../../../../shared/hashing';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from '../../../../shared/logging';
 import { ShoalError, errorText, type ErrorCode } from '../../../../shared/errors';
@@ -71,7 +71,7 @@ export interface S3Request {
 
 export function s3RequestListener(deps: S3Deps): RequestListener {
   return (req, res) => {
-    const id = randomBytes(8).toString('hex').toUpperCase();
+    const id = randomHex32().slice(0, 16).toUpperCase();
     res.setHeader('x-amz-request-id', id);
     res.setHeader('Server', 'Shoal');
     if (deps.stopping()) res.setHeader('Connection', 'close');

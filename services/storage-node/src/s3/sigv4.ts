@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { constantTimeEqual, sha256Hex } from '../../../../shared/hashing';
 import { S3Error } from './errors';
 
@@ -38,7 +38,7 @@ export type Payload =
 
 /** What signs the chunks of an aws-chunked body: they chain from the request's own signature. */
 export interface SigningChain {
-  key: Buffer;
+  key: KeyObject;
   amzDate: string;
   scope: string;
   seedSignature: string;
@@ -408,21 +408,22 @@ export function stringToSign(amzDate: string, scope: string, canonicalHash: stri
   return `${SIGV4_ALGORITHM}\n${amzDate}\n${scope}\n${canonicalHash}`;
 }
 
-const keyCache = new Map<string, Buffer>();
+const keyCache = new Map<string, KeyObject>();
 const KEY_CACHE_MAX = 1024;
 
 /** The day's signing key for a secret: four HMACs, kept since every request of the day reuses it. */
-export function signingKey(secret: string, date: string, region: string, service: string): Buffer {
+export function signingKey(secret: string, date: string, region: string, service: string): KeyObject {
   const cacheKey = `${date}\0${region}\0${service}\0${secret}`;
   const cached = keyCache.get(cacheKey);
   if (cached) return cached;
-  const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), 'aws4_request');
+  // A KeyObject: createHmac prepares a Buffer key again on every call (secretKey in shared/hashing).
+  const key = createSecretKey(hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), 'aws4_request'));
   if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
   keyCache.set(cacheKey, key);
   return key;
 }
 
-export function hmac(key: string | Buffer, data: string): Buffer {
+export function hmac(key: string | Buffer | KeyObject, data: string): Buffer {
   return createHmac('sha256', key).update(data, 'utf8').digest();
 }
 

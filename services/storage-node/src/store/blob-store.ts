@@ -1,11 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError, isNoSpaceError } from '../../../../shared/errors';
-import { sha256Hex } from '../../../../shared/hashing';
+import { randomHex32, sha256Hex } from '../../../../shared/hashing';
 import { assertValidId, isValidId } from '../../../../shared/ids';
 import { BlockChecksummer, checksumsOf } from '../../../../shared/blocks';
 import { HashingCounter, Sink, Throttle } from '../../../../shared/streams';
@@ -120,7 +119,7 @@ export class BlobStore {
    * too when asked: a copy that must prove its bytes alone). Nothing is visible until commit().
    */
   async receive(source: Readable, { sha256 = false }: { sha256?: boolean } = {}): Promise<PreparedUpload> {
-    const token = randomBytes(16).toString('hex');
+    const token = randomHex32();
     const path = join(this.tmpDir, token);
     const hasher = sha256 ? new HashingCounter() : undefined;
     const blocks = new BlockChecksummer();
