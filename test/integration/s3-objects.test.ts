@@ -9,6 +9,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListBucketsCommand,
   ListMultipartUploadsCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
@@ -673,5 +674,41 @@ describe('abandoned multipart uploads, and what crashes leave', () => {
       expect((await bytesOf(c(i), 'leftovers', 'kept')).equals(current)).toBe(true);
       expect((await bytesOf(c(i), 'leftovers', 'whole')).equals(whole)).toBe(true);
     }
+  });
+
+  it('removes the objects of a deleted bucket that a race with its deletion left', async () => {
+    const c = (i: number) => s3Client(cluster, i, key);
+    await c(0).send(new CreateBucketCommand({ Bucket: 'short-lived' }));
+    await c(0).send(new PutObjectCommand({ Bucket: 'short-lived', Key: 'x', Body: 'x' }));
+    const bucket = bucketIdOf(cluster.node(0).dataDir, 'x');
+    await c(1).send(new DeleteObjectCommand({ Bucket: 'short-lived', Key: 'x' }));
+    const peers = cluster.nodes.map((n, i) => new RemotePeer(n.id, cluster.url(i), client));
+    const [marker] = await peers[0]!.objectVersions(bucket, 'x');
+    await c(2).send(new DeleteBucketCommand({ Bucket: 'short-lived' }));
+    // A PutObject that began before the deletion and ended after it.
+    const late = Buffer.from('written as the bucket went');
+    const raced = await storeKeyFile(peers, { bucket, key: 'late' }, late, {
+      at: Date.now(),
+      contentType: 'text/plain',
+      attrs: { etag: md5(late), type: 'text/plain' },
+    });
+    const holders = async (id: string): Promise<number> =>
+      (await Promise.all(peers.map((p) => p.record(id)))).filter((r) => r?.state === 'live').length;
+    expect(await holders(raced.id)).toBe(3);
+    expect(await holders(marker!.id)).toBe(3);
+
+    const deadline = Date.now() + 20_000;
+    while ((await holders(raced.id)) + (await holders(marker!.id)) > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 250));
+    expect({ raced: await holders(raced.id), marker: await holders(marker!.id) }).toEqual({
+      raced: 0,
+      marker: 0,
+    });
+    // The mark the deletion left is no bucket: not listed, and the name can be made again, empty.
+    const listed = await c(0).send(new ListBucketsCommand({}));
+    expect((listed.Buckets ?? []).map((b) => b.Name)).not.toContain('short-lived');
+    expect((listed.Buckets ?? []).some((b) => b.Name?.startsWith('#'))).toBe(false);
+    await c(1).send(new CreateBucketCommand({ Bucket: 'short-lived' }));
+    expect((await c(2).send(new ListObjectsV2Command({ Bucket: 'short-lived' }))).KeyCount).toBe(0);
   });
 });

@@ -281,7 +281,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   registrySyncing.start();
   const s3Sweeping = s3
     ? new BackgroundWorker(
-        s3Sweeper(s3, metadata, config.s3UploadExpiryMs, log),
+        s3Sweeper(s3, ctx.s3Buckets, metadata, config.s3UploadExpiryMs, log),
         {
           firstMs: Math.min(config.s3UploadExpiryMs, 60_000),
           idleMs: Math.min(Math.max(config.s3UploadExpiryMs / 4, 1_000), 10 * 60_000),
@@ -401,15 +401,22 @@ function s3Parts(ctx: NodeContext): S3Parts {
 
 /**
  * S3's clean-up, a few times per expiry period: the multipart uploads older than
- * --s3-upload-expiry-ms are aborted, then what crashes left (S3Sweep) is removed. The files
+ * --s3-upload-expiry-ms are aborted, then what crashes and races left (S3Sweep) is removed. The files
  * left over are taken as such once as old as the expiry, replaced versions at most 10 minutes
  * after their successor.
  */
-function s3Sweeper(s3: S3Parts, metadata: MetadataStore, expiryMs: number, log: Logger): Worker {
+function s3Sweeper(
+  s3: S3Parts,
+  buckets: S3Buckets,
+  metadata: MetadataStore,
+  expiryMs: number,
+  log: Logger,
+): Worker {
   const leftovers = new S3Sweep(
     s3.objects,
     s3.multipart,
     (after, limit) => metadata.allObjectRows(after, limit),
+    (id) => buckets.isDeleted(id),
     { graceMs: Math.min(expiryMs, 10 * 60_000), partAgeMs: expiryMs },
     log,
   );

@@ -15,6 +15,8 @@ import { S3Error } from './errors';
  */
 
 const KIND = 'bucket';
+/** The registry name that marks a bucket id as deleted; '#' is in no bucket name. */
+const DELETED_ID = '#deleted:';
 
 /** A bucket as one key may use it (S3Buckets.access). */
 export interface BucketAccess extends Grant {
@@ -100,8 +102,23 @@ export class S3Buckets {
     return 'created';
   }
 
+  /**
+   * Deletes a bucket. Its id stays known as deleted, under a name no bucket can have, so that an
+   * object written in a race with the deletion can be told from one of a bucket this node has not
+   * heard of yet, and swept (s3/sweep.ts). The mark is shaped as a bucket nobody owns: a node of
+   * the version before takes it for a bucket it shows to no key.
+   */
   async remove(bucket: string): Promise<void> {
+    const record = this.record(bucket);
     await this.sync.spread(this.registry.put(KIND, bucket, null));
+    if (!record) return;
+    const mark: BucketRecord = { owner: '', createdAt: new Date().toISOString(), grants: {} };
+    await this.sync.spread(this.registry.put(KIND, `${DELETED_ID}${record.id ?? bucket}`, asJson(mark)));
+  }
+
+  /** Whether objects filed under this bucket id belong to a deleted bucket. */
+  isDeleted(id: string): boolean {
+    return this.registry.get(KIND, `${DELETED_ID}${id}`) !== undefined;
   }
 
   /**

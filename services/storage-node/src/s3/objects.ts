@@ -324,6 +324,22 @@ export class S3Objects {
     return older.length;
   }
 
+  /**
+   * Removes every file of a key: its versions (a multipart one's parts with it) and the files of
+   * `uploads`. For a key of a deleted bucket. Returns how many versions and upload files went.
+   */
+  async removeKey(bucket: string, key: string, uploads: string[], reqId: string): Promise<number> {
+    const versions = await this.versions(bucket, key, reqId);
+    for (const version of versions) await this.reclaimOne(version, new Set(), reqId);
+    let removed = versions.length;
+    for (const upload of uploads) {
+      const files = await this.versions(bucket, key, reqId, upload);
+      for (const file of files) await this.deleteFile(file.id, reqId);
+      removed += files.length;
+    }
+    return removed;
+  }
+
   /** Whether this node is the first live member of the key's placement: the one that sweeps it. */
   sweeps(bucket: string, key: string): boolean {
     const live = new Set(this.nodes.live().map((p) => p.id));

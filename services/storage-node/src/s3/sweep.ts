@@ -13,7 +13,9 @@ import { attrsOf, isManifest, type S3Objects } from './objects';
  * - versions older than a key's current one: the reclaim that follows an answer runs after it, so
  *   a coordinator that dies in between leaves them;
  * - parts of an upload whose record is gone: an abort deletes the record first (so no part can be
- *   added after it), then the parts; a completion deletes the record, then the parts it left out.
+ *   added after it), then the parts; a completion deletes the record, then the parts it left out;
+ * - objects of a deleted bucket: DeleteBucket refuses a bucket with objects in it, but a PutObject
+ *   that began before the deletion may end after it.
  *
  * Each pass walks the node's object rows in index order, a page at a time, and picks the keys that
  * look like either; only those whose first live home this node is, so one member acts on a key.
@@ -25,10 +27,12 @@ import { attrsOf, isManifest, type S3Objects } from './objects';
  */
 
 export interface SweepCounts {
-  /** Keys walked, and what was removed. */
+  /** Keys acted on, and what was removed. */
   keys: number;
   versions: number;
   parts: number;
+  /** Files of deleted buckets' keys. */
+  orphaned: number;
 }
 
 /** A row of the walk: its key's bytes (the cursor) and its record. */
@@ -56,19 +60,25 @@ export class S3Sweep {
     private readonly multipart: S3Multipart,
     /** The node's object rows after a (bucket, key bytes, id) cursor, in that order (MetadataStore.allObjectRows). */
     private readonly rows: (after: { bucket: string; key: Buffer; id: string }, limit: number) => ObjectRow[],
+    /** Whether a bucket id is that of a deleted bucket (S3Buckets.isDeleted). */
+    private readonly deletedBucket: (id: string) => boolean,
     private readonly options: S3SweepOptions,
     private readonly log: Logger,
   ) {}
 
   /** One walk over the node's object rows, acting on what it found; never throws. */
   async pass(): Promise<SweepCounts> {
-    const counts: SweepCounts = { keys: 0, versions: 0, parts: 0 };
+    const counts: SweepCounts = { keys: 0, versions: 0, parts: 0, orphaned: 0 };
     const found = this.find();
     for await (const group of found) {
       counts.keys++;
       const { bucket, key } = group;
       const reqId = `sweep-${group.last}`;
       try {
+        if (group.uploads) {
+          counts.orphaned += await this.objects.removeKey(bucket, key, group.uploads, reqId);
+          continue;
+        }
         if (group.replaced)
           counts.versions += await this.objects.reclaimLeftovers(bucket, key, this.options.graceMs, reqId);
         for (const upload of group.orphans)
@@ -77,7 +87,8 @@ export class S3Sweep {
         this.log.warn({ bucket, key, err: errorText(err) }, 'could not sweep what a crash left of a key');
       }
     }
-    if (counts.versions + counts.parts > 0) this.log.info({ ...counts }, 'S3 sweep removed left-over files');
+    if (counts.versions + counts.parts + counts.orphaned > 0)
+      this.log.info({ ...counts }, 'S3 sweep removed left-over files');
     return counts;
   }
 
@@ -114,6 +125,12 @@ export class S3Sweep {
 
   /** What a key's rows here suggest was left over, if anything, and if this node sweeps the key. */
   private suspect(group: Group): Suspect | undefined {
+    const key = group.keyBytes.toString('utf8');
+    if (this.deletedBucket(group.bucket)) {
+      if (!this.objects.sweeps(group.bucket, key)) return undefined;
+      const uploads = new Set(group.rows.flatMap((r) => r.object!.upload ?? []));
+      return { ...this.named(group, key), replaced: false, orphans: [], uploads: [...uploads] };
+    }
     const versions = group.rows.filter((r) => r.object!.upload === undefined);
     const replaced = versions.length > 1;
     const listed = new Set(versions.filter(isManifest).map((v) => attrsOf(v).upload));
@@ -131,9 +148,12 @@ export class S3Sweep {
       .filter(([upload, seen]) => seen.oldPart && !seen.record && !listed.has(upload))
       .map(([upload]) => upload);
     if (!replaced && orphans.length === 0) return undefined;
-    const key = group.keyBytes.toString('utf8');
     if (!this.objects.sweeps(group.bucket, key)) return undefined;
-    return { bucket: group.bucket, key, replaced, orphans, last: group.rows[group.rows.length - 1]!.id };
+    return { ...this.named(group, key), replaced, orphans };
+  }
+
+  private named(group: Group, key: string): { bucket: string; key: string; last: string } {
+    return { bucket: group.bucket, key, last: group.rows[group.rows.length - 1]!.id };
   }
 }
 
@@ -150,6 +170,8 @@ interface Suspect {
   replaced: boolean;
   /** Uploads with old parts here, and neither their record nor a version that lists them. */
   orphans: string[];
+  /** Set for a key of a deleted bucket: everything of it goes, these uploads' files too. */
+  uploads?: string[];
   /** The id of the key's last row, to name the sweep's requests in the logs. */
   last: string;
 }
