@@ -708,6 +708,15 @@ describe('abandoned multipart uploads, and what crashes leave', () => {
     const listed = await c(0).send(new ListBucketsCommand({}));
     expect((listed.Buckets ?? []).map((b) => b.Name)).not.toContain('short-lived');
     expect((listed.Buckets ?? []).some((b) => b.Name?.startsWith('#'))).toBe(false);
+    const grant = await fetch(
+      `${cluster.url(0)}/admin/s3/buckets/${encodeURIComponent(`#deleted:${bucket}`)}/grants`,
+      {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ accessKeyId: key.accessKeyId, read: true, write: true }),
+      },
+    );
+    expect(grant.status).toBe(404);
     await c(1).send(new CreateBucketCommand({ Bucket: 'short-lived' }));
     expect((await c(2).send(new ListObjectsV2Command({ Bucket: 'short-lived' }))).KeyCount).toBe(0);
   });

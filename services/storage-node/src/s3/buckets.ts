@@ -71,8 +71,9 @@ export class S3Buckets {
 
   /** The buckets a key owns or was granted anything in, by name. */
   visibleTo(accessKeyId: string): BucketInfo[] {
-    return this.registry.list(KIND).flatMap(({ name, value }) => {
-      const record = value as unknown as BucketRecord;
+    return this.registry.list(KIND).flatMap(({ name }) => {
+      const record = this.record(name);
+      if (!record) return [];
       const grant = record.grants[accessKeyId];
       return record.owner === accessKeyId || grant?.read || grant?.write
         ? [{ name, createdAt: record.createdAt }]
@@ -136,6 +137,8 @@ export class S3Buckets {
   }
 
   private record(bucket: string): BucketRecord | undefined {
+    // A deleted bucket's mark is no bucket, whatever name a request gives.
+    if (bucket.startsWith(DELETED_ID)) return undefined;
     return this.registry.get(KIND, bucket) as unknown as BucketRecord | undefined;
   }
 }
