@@ -17,6 +17,7 @@ import {
   PutObjectCommand,
   UploadPartCommand,
   UploadPartCopyCommand,
+  type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -25,6 +26,7 @@ import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'undici';
+import { createChecksum } from '../../shared/checksums';
 import { objectVersionTime } from '../../shared/ids';
 import { PeerClient } from '../../services/storage-node/src/peers/peer-client';
 import { RemotePeer } from '../../services/storage-node/src/peers/remote-peer';
@@ -388,6 +390,83 @@ describe('S3 objects through the AWS SDK', () => {
     expect(head).toMatchObject({ ContentType: 'application/x-parts', ContentLength: whole.length });
     const left = await c(2).send(new ListMultipartUploadsCommand({ Bucket: 'objects' }));
     expect((left.Uploads ?? []).map((u) => u.UploadId)).not.toContain(UploadId);
+  });
+
+  it('keeps the FULL_OBJECT CRC of a multipart object, combined from its parts, and checks the one sent', async () => {
+    const part1 = randomBytes(5 * MiB);
+    const part2 = randomBytes(1_000);
+    const whole = Buffer.concat([part1, part2]);
+    for (const [algorithm, field] of [
+      ['crc32', 'ChecksumCRC32'],
+      ['crc64nvme', 'ChecksumCRC64NVME'],
+    ] as const) {
+      const Key = `full-object-${algorithm}`;
+      const sum = createChecksum(algorithm);
+      sum.update(whole);
+      const expected = sum.digest().toString('base64');
+      const { UploadId, ChecksumType } = await c(0).send(
+        new CreateMultipartUploadCommand({
+          Bucket: 'objects',
+          Key,
+          ChecksumAlgorithm: algorithm.toUpperCase() as 'CRC32' | 'CRC64NVME',
+          ChecksumType: 'FULL_OBJECT',
+        }),
+      );
+      expect(ChecksumType).toBe('FULL_OBJECT');
+      const parts: CompletedPart[] = [];
+      for (const [i, Body] of [part1, part2].entries()) {
+        const sent = await c(i + 1).send(
+          new UploadPartCommand({
+            Bucket: 'objects',
+            Key,
+            UploadId,
+            PartNumber: i + 1,
+            Body,
+            ChecksumAlgorithm: algorithm.toUpperCase() as 'CRC32' | 'CRC64NVME',
+          }),
+        );
+        parts.push({ PartNumber: i + 1, ETag: sent.ETag, [field]: sent[field] });
+      }
+      const complete = (claim: string, size = whole.length) =>
+        c(2).send(
+          new CompleteMultipartUploadCommand({
+            Bucket: 'objects',
+            Key,
+            UploadId,
+            ChecksumType: 'FULL_OBJECT',
+            [field]: claim,
+            MpuObjectSize: size,
+            MultipartUpload: { Parts: parts },
+          }),
+        );
+      // A CRC or a size that is not the object's: refused, and nothing is there.
+      const wrong = Buffer.from(expected, 'base64');
+      wrong.writeUInt8(wrong[0]! ^ 1, 0);
+      expect(await s3Failure(complete(wrong.toString('base64')))).toBe('400 BadDigest');
+      expect(await s3Failure(complete(expected, whole.length + 1))).toBe('400 InvalidRequest');
+      expect(await s3Failure(c(0).send(new HeadObjectCommand({ Bucket: 'objects', Key })))).toBe(
+        '404 NotFound',
+      );
+      const done = await complete(expected);
+      expect({ sum: done[field], type: done.ChecksumType }).toEqual({ sum: expected, type: 'FULL_OBJECT' });
+      const head = await c(1).send(
+        new HeadObjectCommand({ Bucket: 'objects', Key, ChecksumMode: 'ENABLED' }),
+      );
+      expect({ sum: head[field], type: head.ChecksumType }).toEqual({ sum: expected, type: 'FULL_OBJECT' });
+      expect((await bytesOf(c(0), 'objects', Key)).equals(whole)).toBe(true);
+    }
+    // S3's rules for the type: no FULL_OBJECT for the SHAs, no COMPOSITE for CRC-64/NVME.
+    const create = (ChecksumAlgorithm: 'SHA256' | 'CRC64NVME', ChecksumType: 'FULL_OBJECT' | 'COMPOSITE') =>
+      c(0).send(
+        new CreateMultipartUploadCommand({
+          Bucket: 'objects',
+          Key: 'refused',
+          ChecksumAlgorithm,
+          ChecksumType,
+        }),
+      );
+    expect(await s3Failure(create('SHA256', 'FULL_OBJECT'))).toBe('400 InvalidRequest');
+    expect(await s3Failure(create('CRC64NVME', 'COMPOSITE'))).toBe('400 InvalidRequest');
   });
 
   it('keeps an object whole when its upload is completed twice at once (a client retrying)', async () => {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { AwsCrc32c } from '@aws-crypto/crc32c';
 import { Crc64Nvme } from '@aws-sdk/crc64-nvme';
@@ -8,6 +8,7 @@ import {
   algorithmOfHeader,
   checksumAlgorithmOf,
   checksumHeader,
+  combineCrcs,
   createChecksum,
 } from '../../shared/checksums';
 
@@ -172,5 +173,32 @@ describe('checksums', () => {
       '',
     ])
       expect(checksumAlgorithmOf(other)).toBeUndefined();
+  });
+});
+
+describe('combineCrcs', () => {
+  const whole = (algorithm: ChecksumAlgorithm, data: Buffer): Buffer => {
+    const sum = createChecksum(algorithm);
+    sum.update(data);
+    return sum.digest();
+  };
+
+  it.each(['crc32', 'crc32c', 'crc64nvme'] as const)(
+    '%s: the CRC of the parts together, from their CRCs and lengths alone',
+    (algorithm) => {
+      for (const sizes of [[0], [1], [5, 0, 3], [1, 1, 1, 1], [4096, 70_000, 1, 12_345], [0, 0]]) {
+        const parts = sizes.map((n) => randomBytes(n));
+        const combined = combineCrcs(
+          algorithm,
+          parts.map((p) => ({ crc: whole(algorithm, p), size: p.length })),
+        );
+        expect(combined.toString('hex')).toBe(whole(algorithm, Buffer.concat(parts)).toString('hex'));
+      }
+      expect(combineCrcs(algorithm, []).equals(whole(algorithm, Buffer.alloc(0)))).toBe(true);
+    },
+  );
+
+  it('refuses the SHAs, which do not combine', () => {
+    expect(() => combineCrcs('sha256', [{ crc: Buffer.alloc(32), size: 1 }])).toThrow('do not combine');
   });
 });

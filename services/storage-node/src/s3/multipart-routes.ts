@@ -1,8 +1,14 @@
-import { checksumAlgorithmOf, checksumHeader } from '../../../../shared/checksums';
+import {
+  COMBINABLE,
+  checksumAlgorithmOf,
+  checksumHeader,
+  type ChecksumAlgorithm,
+} from '../../../../shared/checksums';
 import { ShoalError } from '../../../../shared/errors';
 import type { BucketAccess } from './buckets';
 import { S3Error } from './errors';
 import { MAX_PARTS } from './multipart';
+import type { ChecksumType } from './objects';
 import {
   copySourceRead,
   releasing,
@@ -38,15 +44,17 @@ export async function createUpload(
   const algorithm = named === undefined ? undefined : checksumAlgorithmOf(String(named));
   if (named !== undefined && !algorithm)
     throw new S3Error('InvalidRequest', `Checksum algorithm ${String(named)} is not supported.`);
+  const typeNamed = r.req.headers['x-amz-checksum-type'];
+  const checksumType = checksumTypeOf(algorithm, typeNamed === undefined ? undefined : String(typeNamed));
   const upload = await deps.multipart.create(
     bucket.id,
     key,
-    { ...storedAttrs(r), ...(algorithm ? { algorithm } : {}) },
+    { ...storedAttrs(r), ...(algorithm ? { algorithm, checksumType } : {}) },
     r.id,
   );
   if (algorithm) {
     r.res.setHeader('x-amz-checksum-algorithm', algorithm.toUpperCase());
-    r.res.setHeader('x-amz-checksum-type', 'COMPOSITE');
+    r.res.setHeader('x-amz-checksum-type', checksumType!);
   }
   sendXml(
     r.res,
@@ -77,6 +85,35 @@ function uploadIdOf(r: S3Request): string {
       'The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
     );
   return id;
+}
+
+/**
+ * How an upload's checksum will cover the object, by S3's rules: FULL_OBJECT only for the CRCs
+ * (they combine), COMPOSITE not for CRC-64/NVME, and CRC-64/NVME FULL_OBJECT when not said.
+ */
+function checksumTypeOf(
+  algorithm: ChecksumAlgorithm | undefined,
+  named: string | undefined,
+): ChecksumType | undefined {
+  if (!algorithm) {
+    if (named !== undefined)
+      throw new S3Error('InvalidRequest', 'x-amz-checksum-type needs an x-amz-checksum-algorithm');
+    return undefined;
+  }
+  const type = named?.toUpperCase() ?? (algorithm === 'crc64nvme' ? 'FULL_OBJECT' : 'COMPOSITE');
+  if (type !== 'COMPOSITE' && type !== 'FULL_OBJECT')
+    throw new S3Error('InvalidRequest', 'x-amz-checksum-type is COMPOSITE or FULL_OBJECT');
+  if (type === 'FULL_OBJECT' && !COMBINABLE.has(algorithm))
+    throw new S3Error(
+      'InvalidRequest',
+      `The FULL_OBJECT checksum type cannot be used with the ${algorithm} checksum algorithm.`,
+    );
+  if (type === 'COMPOSITE' && algorithm === 'crc64nvme')
+    throw new S3Error(
+      'InvalidRequest',
+      'The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm.',
+    );
+  return type;
 }
 
 export async function uploadPart(
@@ -201,7 +238,9 @@ export async function completeUpload(
 ): Promise<void> {
   if (!bucket.write) throw new S3Error('AccessDenied', 'Access Denied');
   const upload = uploadIdOf(r);
-  const xml = (await readSmallBody(r.req, r.auth, MAX_COMPLETE_BODY)).toString('utf8');
+  const xml = (await readSmallBody(r.req, r.auth, MAX_COMPLETE_BODY, { checksumsOfObject: true })).toString(
+    'utf8',
+  );
   if (!/<CompleteMultipartUpload[\s>]/.test(xml))
     throw new S3Error(
       'MalformedXML',
@@ -216,12 +255,23 @@ export async function completeUpload(
     requested.push({ part: Number(number), etag: unescapeXml(etag).trim() });
   }
   if (requested.length > MAX_PARTS) throw new S3Error('MalformedXML', `At most ${MAX_PARTS} parts`);
-  const done = await deps.multipart.complete(bucket.id, key, upload, requested, r.id);
+  const claimed = (algorithm: ChecksumAlgorithm): string | undefined => {
+    const value = r.req.headers[checksumHeader(algorithm)];
+    return value === undefined ? undefined : String(value).trim();
+  };
+  const sizeNamed = r.req.headers['x-amz-mp-object-size'];
+  const size = sizeNamed === undefined ? undefined : Number(sizeNamed);
+  if (size !== undefined && !Number.isSafeInteger(size))
+    throw new S3Error('InvalidArgument', 'x-amz-mp-object-size is a whole number of bytes');
+  const done = await deps.multipart.complete(bucket.id, key, upload, requested, r.id, {
+    checksum: claimed,
+    size,
+  });
   if (done.checksum) {
     const algorithm = checksumAlgorithmOf(done.checksum.algorithm);
     if (algorithm) {
       r.res.setHeader(checksumHeader(algorithm), done.checksum.value);
-      r.res.setHeader('x-amz-checksum-type', 'COMPOSITE');
+      r.res.setHeader('x-amz-checksum-type', done.checksumType);
     }
   }
   sendXml(
@@ -233,7 +283,10 @@ export async function completeUpload(
       element('Key', key),
       element('ETag', `"${done.etag}"`),
       ...(done.checksum
-        ? [element(`Checksum${done.checksum.algorithm.toUpperCase()}`, done.checksum.value)]
+        ? [
+            element(`Checksum${done.checksum.algorithm.toUpperCase()}`, done.checksum.value),
+            element('ChecksumType', done.checksumType),
+          ]
         : []),
     ]),
   );

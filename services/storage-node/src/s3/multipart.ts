@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { errorText } from '../../../../shared/errors';
-import { checksumAlgorithmOf, createChecksum, type ChecksumAlgorithm } from '../../../../shared/checksums';
+import {
+  checksumAlgorithmOf,
+  combineCrcs,
+  createChecksum,
+  type ChecksumAlgorithm,
+} from '../../../../shared/checksums';
 import { newFileId } from '../../../../shared/ids';
 import type { Logger } from '../../../../shared/logging';
 import { decideRead } from '../../../../shared/read-decision';
@@ -15,6 +20,7 @@ import {
   MANIFEST_TYPE,
   attrsOf,
   isManifest,
+  type ChecksumType,
   type Manifest,
   type ObjectAttrs,
   type S3Objects,
@@ -37,8 +43,9 @@ export const MIN_PART_SIZE = 5 * 1024 * 1024;
 
 /** What an upload's record keeps: what the object will be stored with. */
 export interface UploadAttrs extends Omit<ObjectAttrs, 'etag' | 'checksum' | 'size' | 'parts' | 'upload'> {
-  /** The checksum algorithm the upload was created with, if any. */
+  /** The checksum algorithm the upload was created with, if any, and how it covers the object. */
   algorithm?: string;
+  checksumType?: ChecksumType;
 }
 
 /** What a part's file keeps. */
@@ -137,7 +144,12 @@ export class S3Multipart {
     upload: string,
     requested: Array<{ part: number; etag: string }>,
     reqId: string,
-  ): Promise<{ etag: string; checksum?: { algorithm: string; value: string }; createdAt: string }> {
+    /** What the client's request says of the object, checked: its checksum in an algorithm, its size. */
+    claimed: {
+      checksum?: (algorithm: ChecksumAlgorithm) => string | undefined;
+      size?: number | undefined;
+    } = {},
+  ): Promise<CompletedUpload> {
     let state: UploadState;
     try {
       state = await this.state(bucket, key, upload, reqId);
@@ -151,6 +163,7 @@ export class S3Multipart {
       return {
         etag: attrs.etag,
         ...(attrs.checksum ? { checksum: attrs.checksum } : {}),
+        checksumType: attrs.checksumType ?? 'COMPOSITE',
         createdAt: done.createdAt,
       };
     }
@@ -181,12 +194,16 @@ export class S3Multipart {
     });
     const md5s = Buffer.concat(chosen.map((p) => Buffer.from(p.attrs.etag, 'hex')));
     const etag = `${createHash('md5').update(md5s).digest('hex')}-${chosen.length}`;
-    const checksum = compositeChecksum(
-      state.attrs.algorithm,
-      chosen.map((p) => p.attrs),
-    );
+    const checksumType = state.attrs.checksumType ?? 'COMPOSITE';
+    const checksum = objectChecksum(state.attrs.algorithm, checksumType, chosen);
+    checkClaim(checksum, checksumType, claimed.checksum ?? (() => undefined));
     const manifest: Manifest = { parts: chosen.map((p) => ({ id: p.record.id, size: p.record.size })) };
     const size = chosen.reduce((n, p) => n + p.record.size, 0);
+    if (claimed.size !== undefined && claimed.size !== size)
+      throw new S3Error(
+        'InvalidRequest',
+        `The object is ${size} bytes, not the ${claimed.size} that x-amz-mp-object-size says.`,
+      );
     const { algorithm: _algorithm, ...stored } = state.attrs;
     const attrs: ObjectAttrs = {
       ...stored,
@@ -195,6 +212,7 @@ export class S3Multipart {
       parts: chosen.length,
       upload,
       ...(checksum ? { checksum } : {}),
+      checksumType,
     };
     const { meta } = await this.objects.write(
       { bucket, key },
@@ -212,7 +230,7 @@ export class S3Multipart {
       reqId,
     );
     this.objects.reclaimOlderThan(bucket, key, meta.id, reqId);
-    return { etag, ...(checksum ? { checksum } : {}), createdAt: meta.createdAt };
+    return { etag, ...(checksum ? { checksum } : {}), checksumType, createdAt: meta.createdAt };
   }
 
   /**
@@ -360,13 +378,48 @@ function compareUploads(a: { key: string; upload: string }, b: { key: string; up
  * S3's checksum of a multipart object made of parts that each carry one: the checksum of their
  * checksums' bytes, then `-N`. Undefined when the upload named no algorithm or a part lacks it.
  */
-function compositeChecksum(
+/**
+ * A multipart object's checksum, from its parts' (each computed as the part streamed in, in the
+ * upload's algorithm): COMPOSITE, the checksum of the parts' checksums with `-N` after it, or
+ * FULL_OBJECT, the CRC of all the bytes, combined from the parts' CRCs and sizes.
+ */
+function objectChecksum(
   named: string | undefined,
-  parts: PartAttrs[],
+  type: ChecksumType,
+  parts: Array<{ record: FileRecord; attrs: PartAttrs }>,
 ): { algorithm: string; value: string } | undefined {
   const algorithm: ChecksumAlgorithm | undefined = named ? checksumAlgorithmOf(named) : undefined;
-  if (!algorithm || parts.some((p) => p.checksum?.algorithm !== algorithm)) return undefined;
+  if (!algorithm || parts.some((p) => p.attrs.checksum?.algorithm !== algorithm)) return undefined;
+  const sums = parts.map((p) => Buffer.from(p.attrs.checksum!.value, 'base64'));
+  if (type === 'FULL_OBJECT') {
+    const crcs = sums.map((crc, i) => ({ crc, size: parts[i]!.record.size }));
+    return { algorithm, value: combineCrcs(algorithm, crcs).toString('base64') };
+  }
   const sum = createChecksum(algorithm);
-  for (const p of parts) sum.update(Buffer.from(p.checksum!.value, 'base64'));
+  for (const s of sums) sum.update(s);
   return { algorithm, value: `${sum.digest().toString('base64')}-${parts.length}` };
+}
+
+/** A checksum the client sent with its completion must be the object's (a COMPOSITE one with or without its `-N`). */
+function checkClaim(
+  checksum: { algorithm: string; value: string } | undefined,
+  type: ChecksumType,
+  claimed: (algorithm: ChecksumAlgorithm) => string | undefined,
+): void {
+  const algorithm = checksum && checksumAlgorithmOf(checksum.algorithm);
+  const claim = algorithm && claimed(algorithm);
+  if (!checksum || !claim) return;
+  const bare = (value: string) => (type === 'COMPOSITE' ? value.replace(/-\d+$/, '') : value);
+  if (bare(claim) !== bare(checksum.value))
+    throw new S3Error(
+      'BadDigest',
+      `The ${algorithm!.toUpperCase()} you specified did not match the calculated checksum.`,
+    );
+}
+
+export interface CompletedUpload {
+  etag: string;
+  checksum?: { algorithm: string; value: string };
+  checksumType: ChecksumType;
+  createdAt: string;
 }

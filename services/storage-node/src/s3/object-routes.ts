@@ -453,7 +453,10 @@ function setChecksumHeaders(r: S3Request, attrs: ObjectAttrs): void {
   const algorithm = checksum ? checksumAlgorithmOf(checksum.algorithm) : undefined;
   if (!checksum || !algorithm) return;
   r.res.setHeader(checksumHeader(algorithm), checksum.value);
-  r.res.setHeader('x-amz-checksum-type', attrs.parts === undefined ? 'FULL_OBJECT' : 'COMPOSITE');
+  r.res.setHeader(
+    'x-amz-checksum-type',
+    attrs.parts === undefined ? 'FULL_OBJECT' : (attrs.checksumType ?? 'COMPOSITE'),
+  );
 }
 
 function checksumXmlName(algorithm: string): string {

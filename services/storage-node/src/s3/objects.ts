@@ -49,13 +49,18 @@ export interface ObjectAttrs {
   headers?: Record<string, string>;
   /** User metadata (x-amz-meta-*), names lower-case without the prefix. */
   meta?: Record<string, string>;
-  /** The object's checksum: algorithm and base64 value (`-N` after it for a multipart object's). */
+  /** The object's checksum: algorithm and base64 value (`-N` after a multipart object's COMPOSITE one). */
   checksum?: { algorithm: string; value: string };
+  /** A multipart object's checksum type (COMPOSITE when unset); a single-part object's is FULL_OBJECT. */
+  checksumType?: ChecksumType;
   /** A multipart object (its version file holds the manifest): its size, part count and upload. */
   size?: number;
   parts?: number;
   upload?: string;
 }
+
+/** How a multipart object's checksum covers it: a checksum of the parts' checksums, or of the bytes. */
+export type ChecksumType = 'COMPOSITE' | 'FULL_OBJECT';
 
 export interface StoredObject {
   record: FileRecord;

@@ -39,11 +39,16 @@ export class RequestBody {
       fallback?: ChecksumAlgorithm;
       /** Whether a body must state its length (an object's must; a bucket configuration's need not). */
       lengthRequired?: boolean;
+      /**
+       * The x-amz-checksum-* headers are the object's, not the body's: CompleteMultipartUpload's,
+       * which its caller checks against the object it makes.
+       */
+      checksumsOfObject?: boolean;
     } = {},
   ) {
     const fallback = options.fallback;
     const headers = req.headers;
-    const declared = declaredChecksum(req);
+    const declared = options.checksumsOfObject ? undefined : declaredChecksum(req);
     this.declared = declared;
     this.hasher = new ObjectHasher(declared?.algorithm ?? fallback);
     const decodedLength = numberHeader(headers['x-amz-decoded-content-length']);
@@ -194,10 +199,11 @@ export async function readSmallBody(
   req: IncomingMessage,
   auth: VerifiedRequest,
   limit: number,
+  options: { checksumsOfObject?: boolean } = {},
 ): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new S3Error('MaxMessageLengthExceeded', 'Your request was too big');
-  const body = new RequestBody(req, auth);
+  const body = new RequestBody(req, auth, options);
   const chunks: Buffer[] = [];
   let size = 0;
   const sink = new PassThrough();
