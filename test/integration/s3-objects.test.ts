@@ -392,6 +392,35 @@ describe('S3 objects through the AWS SDK', () => {
     expect((left.Uploads ?? []).map((u) => u.UploadId)).not.toContain(UploadId);
   });
 
+  it("reads one part of an object by its number, as the SDKs' part-wise downloads do", async () => {
+    // 'assembled' is the object of the test above: 5 MiB, 5 MiB and 1000 bytes.
+    const whole = await bytesOf(c(0), 'objects', 'assembled');
+    const second = await c(1).send(
+      new GetObjectCommand({ Bucket: 'objects', Key: 'assembled', PartNumber: 2 }),
+    );
+    expect({ range: second.ContentRange, parts: second.PartsCount, length: second.ContentLength }).toEqual({
+      range: `bytes ${5 * MiB}-${10 * MiB - 1}/${whole.length}`,
+      parts: 3,
+      length: 5 * MiB,
+    });
+    const bytes = Buffer.from(await second.Body!.transformToByteArray());
+    expect(bytes.equals(whole.subarray(5 * MiB, 10 * MiB))).toBe(true);
+    const third = await c(2).send(
+      new HeadObjectCommand({ Bucket: 'objects', Key: 'assembled', PartNumber: 3 }),
+    );
+    expect({ length: third.ContentLength, parts: third.PartsCount }).toEqual({ length: 1000, parts: 3 });
+    const get = (Key: string, PartNumber: number, Range?: string) =>
+      c(0).send(new GetObjectCommand({ Bucket: 'objects', Key, PartNumber, ...(Range ? { Range } : {}) }));
+    expect(await s3Failure(get('assembled', 4))).toBe('416 InvalidPartNumber');
+    expect(await s3Failure(get('assembled', 1, 'bytes=0-9'))).toBe('400 InvalidRequest');
+    expect(await s3Failure(get('assembled', 10_001))).toBe('400 InvalidArgument');
+    // A single-part object is its own part 1.
+    const one = await get('part-source', 1);
+    expect(one.ContentLength).toBe(6 * MiB);
+    await one.Body!.transformToByteArray();
+    expect(await s3Failure(get('part-source', 2))).toBe('416 InvalidPartNumber');
+  });
+
   it('keeps the FULL_OBJECT CRC of a multipart object, combined from its parts, and checks the one sent', async () => {
     const part1 = randomBytes(5 * MiB);
     const part2 = randomBytes(1_000);

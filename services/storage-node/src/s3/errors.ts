@@ -32,6 +32,7 @@ export type S3ErrorCode =
   | 'InsufficientStorage'
   | 'InvalidPart'
   | 'InvalidPartOrder'
+  | 'InvalidPartNumber'
   | 'InvalidRange'
   | 'KeyTooLongError'
   | 'MetadataTooLarge'
@@ -71,6 +72,7 @@ const STATUS: Record<S3ErrorCode, number> = {
   InsufficientStorage: 507,
   InvalidPart: 400,
   InvalidPartOrder: 400,
+  InvalidPartNumber: 416,
   InvalidRange: 416,
   KeyTooLongError: 400,
   MetadataTooLarge: 400,

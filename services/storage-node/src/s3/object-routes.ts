@@ -8,7 +8,7 @@ import type { FileReader } from '../files/download';
 import type { BucketAccess } from './buckets';
 import { S3Error } from './errors';
 import { compareKeys } from './listing';
-import type { S3Multipart } from './multipart';
+import { MAX_PARTS, type S3Multipart } from './multipart';
 import { isManifest, type ObjectAttrs, type S3Objects, type StoredObject } from './objects';
 import { ObjectHasher, RequestBody, readSmallBody } from './request-body';
 import type { S3Request } from './server';
@@ -328,12 +328,8 @@ export async function getObject(
   const version = r.query.get('versionId');
   if (version !== undefined && version !== 'null')
     throw new S3Error('NotImplemented', "Shoal's S3 API does not implement object versions.");
-  if (r.query.has('partNumber'))
-    throw new S3Error(
-      'NotImplemented',
-      "Shoal's S3 API does not implement reading one part of an object yet.",
-    );
   const headers = r.req.headers;
+  const part = partAsked(r);
   // A version replaced between the lookup and the read is gone: look again, for the newer one.
   for (let attempt = 0; ; attempt++) {
     const current = await deps.objects.current(bucket.id, key, r.id);
@@ -356,7 +352,7 @@ export async function getObject(
     try {
       read = await openObject(deps, current, {
         method: head ? 'HEAD' : 'GET',
-        range: headers.range,
+        range: part === undefined ? headers.range : await partRange(deps, current, part, r.id),
         reqId: r.id,
       });
     } catch (err) {
@@ -386,7 +382,8 @@ export async function getObject(
       setChecksumHeaders(r, current.attrs);
     res.setHeader('Content-Length', String(read.end - read.start + 1));
     if (read.status === 206) res.setHeader('Content-Range', `bytes ${read.start}-${read.end}/${size}`);
-    if (current.attrs.parts !== undefined) res.setHeader('x-amz-mp-parts-count', String(current.attrs.parts));
+    if (part !== undefined && current.attrs.parts !== undefined)
+      res.setHeader('x-amz-mp-parts-count', String(current.attrs.parts));
     if (!read.body) {
       res.end();
       return;
@@ -394,6 +391,40 @@ export async function getObject(
     await sendBody(res, read.body);
     return;
   }
+}
+
+/** `?partNumber=N` on a GET or HEAD: which part to read, checked as S3 checks it. */
+function partAsked(r: S3Request): number | undefined {
+  const text = r.query.get('partNumber');
+  if (text === undefined) return undefined;
+  const part = /^\d{1,5}$/.test(text) ? Number(text) : 0;
+  if (part < 1 || part > MAX_PARTS)
+    throw new S3Error(
+      'InvalidArgument',
+      `Part number must be an integer between 1 and ${MAX_PARTS}, inclusive`,
+    );
+  if (r.req.headers.range !== undefined)
+    throw new S3Error('InvalidRequest', 'Cannot specify both Range header and partNumber query parameter');
+  return part;
+}
+
+/**
+ * The byte range of one part of an object, as a Range header: a multipart object's from its part
+ * list, and a single-part object is its own part 1 (Garage's rule; S3 reads it whole too).
+ */
+async function partRange(
+  deps: ObjectDeps,
+  object: StoredObject,
+  part: number,
+  reqId: string,
+): Promise<string> {
+  const sizes = isManifest(object.record)
+    ? (await deps.objects.manifestOf(object.record, reqId)).parts.map((p) => p.size)
+    : [object.record.size];
+  if (part > sizes.length)
+    throw new S3Error('InvalidPartNumber', 'The requested partnumber is not satisfiable');
+  const start = sizes.slice(0, part - 1).reduce((n, size) => n + size, 0);
+  return `bytes=${start}-${start + sizes[part - 1]! - 1}`;
 }
 
 interface Conditions {
