@@ -15,6 +15,7 @@ import {
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
+  type PutObjectCommandInput,
   UploadPartCommand,
   UploadPartCopyCommand,
   type CompletedPart,
@@ -638,6 +639,43 @@ describe('S3 objects through the AWS SDK', () => {
     expect(await got.body.text()).toBe('by host');
     // The same object, path style, through another node.
     expect((await bytesOf(c(2), 'objects', 'virtual/hosted.txt')).toString()).toBe('by host');
+  });
+
+  it('refuses writes that ask for what it does not do (tags, encryption, locks, sharing), and keeps nothing', async () => {
+    const put = (Key: string, extra: Partial<PutObjectCommandInput>) =>
+      s3Failure(c(0).send(new PutObjectCommand({ Bucket: 'objects', Key, Body: 'x', ...extra })));
+    expect(await put('tagged', { Tagging: 'team=a' })).toBe('501 NotImplemented');
+    expect(await put('encrypted', { ServerSideEncryption: 'AES256' })).toBe('501 NotImplemented');
+    expect(
+      await put('locked', {
+        ObjectLockMode: 'COMPLIANCE',
+        ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000),
+      }),
+    ).toBe('501 NotImplemented');
+    expect(await put('shared', { ACL: 'public-read' })).toBe('501 NotImplemented');
+    expect(await put('cold', { StorageClass: 'GLACIER' })).toBe('400 InvalidStorageClass');
+    expect(
+      await s3Failure(
+        c(1).send(
+          new CreateMultipartUploadCommand({
+            Bucket: 'objects',
+            Key: 'encrypted',
+            ServerSideEncryption: 'AES256',
+          }),
+        ),
+      ),
+    ).toBe('501 NotImplemented');
+    expect(
+      await s3Failure(
+        c(2).send(new CreateBucketCommand({ Bucket: 'locked-bucket', ObjectLockEnabledForBucket: true })),
+      ),
+    ).toBe('501 NotImplemented');
+    for (const Key of ['tagged', 'encrypted', 'locked', 'shared', 'cold'])
+      expect(await s3Failure(c(1).send(new HeadObjectCommand({ Bucket: 'objects', Key })))).toBe(
+        '404 NotFound',
+      );
+    // What Shoal does anyway is taken: a private ACL, the STANDARD class.
+    expect(await put('plain', { ACL: 'private', StorageClass: 'STANDARD' })).toBe('ok');
   });
 
   it('refuses bodies that do not match what their request declared, and keeps nothing of them', async () => {

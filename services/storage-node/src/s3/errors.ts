@@ -34,6 +34,7 @@ export type S3ErrorCode =
   | 'InvalidPartOrder'
   | 'InvalidPartNumber'
   | 'InvalidRange'
+  | 'InvalidStorageClass'
   | 'KeyTooLongError'
   | 'MetadataTooLarge'
   | 'NoSuchKey'
@@ -74,6 +75,7 @@ const STATUS: Record<S3ErrorCode, number> = {
   InvalidPartOrder: 400,
   InvalidPartNumber: 416,
   InvalidRange: 416,
+  InvalidStorageClass: 400,
   KeyTooLongError: 400,
   MetadataTooLarge: 400,
   NoSuchKey: 404,

@@ -11,6 +11,7 @@ import { MAX_PARTS } from './multipart';
 import type { ChecksumType } from './objects';
 import {
   copySourceRead,
+  refuseUnsupportedWrite,
   releasing,
   type ObjectDeps,
   sendXml,
@@ -40,6 +41,7 @@ export async function createUpload(
   key: string,
 ): Promise<void> {
   if (!bucket.write) throw new S3Error('AccessDenied', 'Access Denied');
+  refuseUnsupportedWrite(r);
   const named = r.req.headers['x-amz-checksum-algorithm'];
   const algorithm = named === undefined ? undefined : checksumAlgorithmOf(String(named));
   if (named !== undefined && !algorithm)

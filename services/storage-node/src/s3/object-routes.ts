@@ -60,6 +60,7 @@ export async function putObject(
   const headers = r.req.headers;
   if (headers['if-match'] !== undefined || headers['if-none-match'] !== undefined)
     throw new S3Error('NotImplemented', "Shoal's S3 API does not implement conditional writes yet.");
+  refuseUnsupportedWrite(r);
   const stored = storedAttrs(r);
   const put = await uploadedBody(r, 'crc64nvme', (body, finish) =>
     deps.objects.put(
@@ -125,8 +126,7 @@ export async function copyObject(
   const directive = String(headers['x-amz-metadata-directive'] ?? 'COPY').toUpperCase();
   if (directive !== 'COPY' && directive !== 'REPLACE')
     throw new S3Error('InvalidArgument', 'Unknown metadata directive.');
-  if (headers['x-amz-tagging-directive'] !== undefined || headers['x-amz-tagging'] !== undefined)
-    throw new S3Error('NotImplemented', "Shoal's S3 API does not implement object tagging.");
+  refuseUnsupportedWrite(r);
   const named = headers['x-amz-checksum-algorithm'];
   let algorithm: ChecksumAlgorithm = 'crc64nvme';
   const source = await copySourceRead(
@@ -274,6 +274,49 @@ function parseCopySource(value: string): { bucket: string; key: string } {
       'Copy Source must mention the source bucket and key: sourcebucket/sourcekey',
     );
   return { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) };
+}
+
+/** Headers of a write that ask for what Shoal does not do, and what that is. */
+const UNSUPPORTED_WRITE_HEADERS: ReadonlyArray<[string, string]> = [
+  ['x-amz-tagging', 'object tagging'],
+  ['x-amz-tagging-directive', 'object tagging'],
+  ['x-amz-server-side-encryption', 'server-side encryption'],
+  ['x-amz-server-side-encryption-customer-algorithm', 'server-side encryption'],
+  ['x-amz-server-side-encryption-aws-kms-key-id', 'server-side encryption'],
+  ['x-amz-copy-source-server-side-encryption-customer-algorithm', 'server-side encryption'],
+  ['x-amz-object-lock-mode', 'object lock'],
+  ['x-amz-object-lock-retain-until-date', 'object lock'],
+  ['x-amz-object-lock-legal-hold', 'object lock'],
+  ['x-amz-bucket-object-lock-enabled', 'object lock'],
+  ['x-amz-website-redirect-location', 'website redirects'],
+];
+
+/** The canned ACLs that share nothing: every object is private to its bucket's keys anyway. */
+const PRIVATE_ACLS = new Set(['private', 'bucket-owner-full-control']);
+
+/**
+ * Refuses a write (PutObject, CopyObject, CreateMultipartUpload, CreateBucket) that asks for what
+ * Shoal does not do: tags, encryption, a lock, a redirect, an ACL that shares. S3 would keep or
+ * enforce them; a success that quietly dropped them would be a wrong one. The STANDARD storage
+ * class, and an ACL that shares nothing, are what Shoal does anyway.
+ */
+export function refuseUnsupportedWrite(r: S3Request): void {
+  const headers = r.req.headers;
+  for (const [name, what] of UNSUPPORTED_WRITE_HEADERS)
+    if (
+      headers[name] !== undefined &&
+      !(name === 'x-amz-bucket-object-lock-enabled' && headers[name] === 'false')
+    )
+      throw new S3Error('NotImplemented', `Shoal's S3 API does not implement ${what}.`);
+  const acl = headers['x-amz-acl'];
+  if (
+    Object.keys(headers).some((name) => name.startsWith('x-amz-grant-')) ||
+    (acl !== undefined && !PRIVATE_ACLS.has(String(acl)))
+  )
+    throw new S3Error('NotImplemented', "Shoal's S3 API does not implement ACLs that share objects.");
+  const storageClass = headers['x-amz-storage-class'];
+  if (storageClass !== undefined && String(storageClass) !== 'STANDARD')
+    throw new S3Error('InvalidStorageClass', 'Shoal keeps every object in the STANDARD storage class.');
 }
 
 /** Content-Type, the stored headers and the user metadata of a PUT (or a REPLACE copy). */

@@ -14,6 +14,7 @@ import {
   getObject,
   listObjects,
   putObject,
+  refuseUnsupportedWrite,
   sendXml,
 } from './object-routes';
 import type { S3Multipart } from './multipart';
@@ -245,6 +246,7 @@ async function bucketOperation(deps: S3Deps, r: S3Request, bucket: string): Prom
 }
 
 async function createBucket(deps: S3Deps, r: S3Request, bucket: string): Promise<void> {
+  refuseUnsupportedWrite(r);
   const body = (await readSmallBody(r.req, r.auth, MAX_SMALL_BODY)).toString('utf8');
   if (body.trim() !== '') {
     if (!/<CreateBucketConfiguration[\s>]/.test(body))
