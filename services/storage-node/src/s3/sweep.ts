@@ -54,7 +54,17 @@ export interface S3SweepOptions {
 const PAGE_SIZE = 500;
 const MAX_KEYS_PER_PASS = 1_000;
 
+type Cursor = { bucket: string; key: Buffer; id: string };
+const START: Cursor = { bucket: '', key: Buffer.alloc(0), id: '' };
+
 export class S3Sweep {
+  /**
+   * Where the next pass starts: after the last key a pass acted on when it stopped at maxKeys, so
+   * keys that stay suspect (a peer down, a replacement still within the grace) never keep the
+   * walk from the rest; back at the start once a walk reaches the end.
+   */
+  private resume: Cursor = START;
+
   constructor(
     private readonly objects: S3Objects,
     private readonly multipart: S3Multipart,
@@ -96,7 +106,8 @@ export class S3Sweep {
   private async *find(): AsyncGenerator<Suspect> {
     const pageSize = this.options.pageSize ?? PAGE_SIZE;
     const maxKeys = this.options.maxKeys ?? MAX_KEYS_PER_PASS;
-    let cursor: { bucket: string; key: Buffer; id: string } = { bucket: '', key: Buffer.alloc(0), id: '' };
+    let cursor = this.resume;
+    this.resume = START;
     let group: Group | undefined;
     let yielded = 0;
     for (;;) {
@@ -107,7 +118,10 @@ export class S3Sweep {
           const suspect = group && this.suspect(group);
           if (suspect) {
             yield suspect;
-            if (++yielded >= maxKeys) return;
+            if (++yielded >= maxKeys) {
+              this.resume = { bucket: group!.bucket, key: group!.keyBytes, id: suspect.last };
+              return;
+            }
           }
           group = { bucket, keyBytes: key, rows: [] };
         }
