@@ -712,6 +712,8 @@ describe('abandoned multipart uploads, and what crashes leave', () => {
   let cluster: TestCluster;
   let key: S3Key;
   const client = new PeerClient({ nodeId: 'fault-injection', secret: SECRET });
+  /** Every node through the internal API: to place files as a crash leaves them, and to see who holds one. */
+  let peers: RemotePeer[];
 
   beforeAll(async () => {
     cluster = await TestCluster.start({
@@ -721,7 +723,12 @@ describe('abandoned multipart uploads, and what crashes leave', () => {
       args: ['--s3-upload-expiry-ms', '3000'],
     });
     key = await makeS3Key(cluster, ADMIN, 'forgetful');
+    peers = cluster.nodes.map((n, i) => new RemotePeer(n.id, cluster.url(i), client));
   });
+
+  /** How many nodes hold a live copy of a file. */
+  const holders = async (id: string): Promise<number> =>
+    (await Promise.all(peers.map((p) => p.record(id)))).filter((r) => r?.state === 'live').length;
 
   afterAll(async () => {
     await client.close();
@@ -770,7 +777,6 @@ describe('abandoned multipart uploads, and what crashes leave', () => {
     const current = randomBytes(1_000);
     await c(0).send(new PutObjectCommand({ Bucket: 'leftovers', Key: 'kept', Body: current }));
     const bucket = bucketIdOf(cluster.node(0).dataDir, 'kept');
-    const peers = cluster.nodes.map((n, i) => new RemotePeer(n.id, cluster.url(i), client));
     const [stored] = await peers[0]!.objectVersions(bucket, 'kept');
 
     // A version older than the current one, on every home, as if the reclaim after the current
@@ -803,8 +809,6 @@ describe('abandoned multipart uploads, and what crashes leave', () => {
     await new Upload({ client: c(2), params: { Bucket: 'leftovers', Key: 'whole', Body: whole } }).done();
 
     expect((await bytesOf(c(1), 'leftovers', 'kept')).equals(current)).toBe(true);
-    const holders = async (id: string): Promise<number> =>
-      (await Promise.all(peers.map((p) => p.record(id)))).filter((r) => r?.state === 'live').length;
     expect(await holders(left.id)).toBe(3);
     expect(await holders(part.id)).toBe(3);
 
@@ -828,7 +832,6 @@ describe('abandoned multipart uploads, and what crashes leave', () => {
     await c(0).send(new PutObjectCommand({ Bucket: 'short-lived', Key: 'x', Body: 'x' }));
     const bucket = bucketIdOf(cluster.node(0).dataDir, 'x');
     await c(1).send(new DeleteObjectCommand({ Bucket: 'short-lived', Key: 'x' }));
-    const peers = cluster.nodes.map((n, i) => new RemotePeer(n.id, cluster.url(i), client));
     const [marker] = await peers[0]!.objectVersions(bucket, 'x');
     await c(2).send(new DeleteBucketCommand({ Bucket: 'short-lived' }));
     // A PutObject that began before the deletion and ended after it.
@@ -838,8 +841,6 @@ describe('abandoned multipart uploads, and what crashes leave', () => {
       contentType: 'text/plain',
       attrs: { etag: md5(late), type: 'text/plain' },
     });
-    const holders = async (id: string): Promise<number> =>
-      (await Promise.all(peers.map((p) => p.record(id)))).filter((r) => r?.state === 'live').length;
     expect(await holders(raced.id)).toBe(3);
     expect(await holders(marker!.id)).toBe(3);
 
