@@ -389,6 +389,11 @@ export const ErrorBodySchema = z.object({
 });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 
+/** A batch's answer: for each item, in order, its own answer or the error it alone failed with. */
+function oneAnswerEach<A extends z.ZodType>(answer: A, max: number) {
+  return z.object({ results: z.array(z.union([answer, ErrorBodySchema])).max(max) });
+}
+
 /** The most commits one batch carries. */
 export const MAX_BATCH_COMMITS = 256;
 
@@ -405,9 +410,7 @@ export const CommitBatchRequestSchema = z.object({
 });
 export type CommitBatchRequest = z.infer<typeof CommitBatchRequestSchema>;
 /** One answer per commit, in order: its result, or the error it alone failed with. */
-export const CommitBatchAnswerSchema = z.object({
-  results: z.array(z.union([CommitAnswerSchema, ErrorBodySchema])).max(MAX_BATCH_COMMITS),
-});
+export const CommitBatchAnswerSchema = oneAnswerEach(CommitAnswerSchema, MAX_BATCH_COMMITS);
 export type CommitBatchAnswer = z.infer<typeof CommitBatchAnswerSchema>;
 
 /** The most key lookups one batch carries. */
@@ -425,9 +428,7 @@ export const ObjectLookupBatchRequestSchema = z.object({
 });
 export type ObjectLookupBatchRequest = z.infer<typeof ObjectLookupBatchRequestSchema>;
 /** One answer per lookup, in order: the key's versions, or the error it alone failed with. */
-export const ObjectLookupBatchAnswerSchema = z.object({
-  results: z.array(z.union([ObjectVersionsAnswerSchema, ErrorBodySchema])).max(MAX_BATCH_LOOKUPS),
-});
+export const ObjectLookupBatchAnswerSchema = oneAnswerEach(ObjectVersionsAnswerSchema, MAX_BATCH_LOOKUPS);
 
 /**
  * The x-shoal-meta header on a peer's copy: the record of the file served, so the reader can

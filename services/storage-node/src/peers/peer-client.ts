@@ -184,14 +184,8 @@ export class PeerClient {
       reqId,
       timeoutMs: COMMIT_TIMEOUT_MS,
     });
-    if (answer.results.length !== commits.length)
-      throw this.malformed(
-        baseUrl,
-        route,
-        200,
-        `${answer.results.length} results for ${commits.length} commits`,
-      );
-    return answer.results.map((r) => ('result' in r ? r.result : this.refused(baseUrl, 'commit', r.error)));
+    const results = this.oneEach(baseUrl, route, answer.results, commits.length);
+    return results.map((r) => ('result' in r ? r.result : this.refused(baseUrl, 'commit', r.error)));
   }
 
   async abortUpload(baseUrl: string, token: string, reqId?: string): Promise<void> {
@@ -341,14 +335,7 @@ export class PeerClient {
   ): Promise<Array<FileRecord[] | PeerError>> {
     const route = INTERNAL_ROUTES.objectLookupBatch;
     const answer = await this.call(baseUrl, route, route.path(), { body: { lookups }, timeoutMs, reqId });
-    if (answer.results.length !== lookups.length)
-      throw this.malformed(
-        baseUrl,
-        route,
-        200,
-        `${answer.results.length} results for ${lookups.length} lookups`,
-      );
-    return answer.results.map((r, i) => {
+    return this.oneEach(baseUrl, route, answer.results, lookups.length).map((r, i) => {
       if (!('versions' in r)) return this.refused(baseUrl, 'lookup', r.error);
       const { bucket, key } = lookups[i]!;
       if (r.versions.some((v) => foreignVersion(v, bucket, key, undefined)))
@@ -536,6 +523,13 @@ export class PeerClient {
     const checked = check(route.answer, value);
     if (!checked.ok) throw this.malformed(baseUrl, route, res.statusCode, checked.reason);
     return checked.value;
+  }
+
+  /** A batch's answers, one per item sent, in order; anything else is a malformed answer. */
+  private oneEach<R>(baseUrl: string, route: { name: string }, results: R[], sent: number): R[] {
+    if (results.length !== sent)
+      throw this.malformed(baseUrl, route, 200, `${results.length} results for ${sent} items`);
+    return results;
   }
 
   /** One item of a batch that the peer refused on its own, the rest of the batch answered. */
