@@ -110,6 +110,57 @@ export function discard(stream: Readable | Writable | undefined): void {
   stream.destroy();
 }
 
+/**
+ * Reads `source` whole when it ends within `limit` bytes, and answers its bytes. A longer stream
+ * is put back as it was (the bytes read so far unshifted, the stream paused) and the answer is
+ * undefined: whoever reads it next gets it from its first byte, as if it had not been touched.
+ *
+ * A small upload is then one Buffer, checksummed in one call and sent with a Content-Length,
+ * instead of a chain of stream stages that cost more CPU than the bytes they carry.
+ */
+export function readIfSmall(source: Readable, limit: number): Promise<Buffer | undefined> {
+  if (source.destroyed || source.readableEnded) {
+    return Promise.reject(source.errored ?? new Error('the stream was already ended or destroyed'));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let held = 0;
+    const whole = (): Buffer => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, held));
+    const stop = (): void => {
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', onError);
+      source.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      held += chunk.length;
+      if (held <= limit) return;
+      // Paused inside its own 'data' event, the stream emits nothing more until it is resumed.
+      source.pause();
+      stop();
+      source.unshift(whole());
+      resolve(undefined);
+    };
+    const onEnd = (): void => {
+      stop();
+      resolve(whole());
+    };
+    const onError = (err: Error): void => {
+      stop();
+      reject(err);
+    };
+    const onClose = (): void => {
+      stop();
+      reject(new Error('the stream closed before its end'));
+    };
+    source.on('data', onData);
+    source.once('end', onEnd);
+    source.once('error', onError);
+    source.once('close', onClose);
+  });
+}
+
 /** Bytes of a file coming from one place (a node id in `from`, for logs). */
 export interface ByteSource {
   from: string;

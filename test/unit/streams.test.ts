@@ -7,6 +7,7 @@ import {
   HashingCounter,
   ResumingReadable,
   fanOut,
+  readIfSmall,
   type ByteSource,
 } from '../../shared/streams';
 
@@ -58,6 +59,43 @@ describe('ByteLimiter', () => {
     const limiter = new ByteLimiter(10 * 1024, () => new Error('too big'));
     await expect(pipeline(source, limiter, collector())).rejects.toThrow('too big');
     expect(produced).toBeLessThan(100);
+  });
+});
+
+describe('readIfSmall', () => {
+  it('answers the bytes of a stream that ends within the limit', async () => {
+    const parts = chunks(3, 1000);
+    const whole = await readIfSmall(Readable.from(parts), 3000);
+    expect(whole?.equals(Buffer.concat(parts))).toBe(true);
+    expect((await readIfSmall(Readable.from([]), 10))?.length).toBe(0);
+  });
+
+  it('puts a longer stream back whole, for the next reader to have from its first byte', async () => {
+    const parts = chunks(20, 1000);
+    const source = new PassThrough();
+    const writing = (async () => {
+      for (const part of parts) {
+        if (!source.write(part)) await new Promise((resolve) => source.once('drain', resolve));
+      }
+      source.end();
+    })();
+    expect(await readIfSmall(source, 2500)).toBeUndefined();
+    const out = collector();
+    await pipeline(source, out);
+    await writing;
+    expect(Buffer.concat(out.data).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('fails with the error of a stream that fails before its end, or closes early', async () => {
+    const failing = new PassThrough();
+    failing.write(Buffer.alloc(10));
+    setImmediate(() => failing.destroy(new Error('client went away')));
+    await expect(readIfSmall(failing, 100)).rejects.toThrow('client went away');
+
+    const cut = new PassThrough();
+    setImmediate(() => cut.destroy());
+    await expect(readIfSmall(cut, 100)).rejects.toThrow('closed before its end');
+    await expect(readIfSmall(cut, 100)).rejects.toThrow();
   });
 });
 

@@ -145,7 +145,7 @@ export class PeerClient {
   async prepareUpload(
     baseUrl: string,
     fileId: string,
-    body: Readable,
+    body: Readable | Buffer,
     reqId?: string,
     signal?: AbortSignal,
   ): Promise<PreparedUpload> {
@@ -450,7 +450,7 @@ export class PeerClient {
     opts: {
       method: Dispatcher.HttpMethod;
       headers: Record<string, string>;
-      body?: string | Readable;
+      body?: string | Readable | Buffer;
       timeoutMs?: number;
       headersTimeoutMs?: number;
       signal?: AbortSignal;
@@ -482,7 +482,8 @@ export class PeerClient {
     path: string,
     opts: {
       body?: RouteBody<S>;
-      stream?: Readable;
+      /** Bytes, streamed or whole (a Buffer goes with its Content-Length). */
+      stream?: Readable | Buffer;
       timeoutMs?: number;
       headersTimeoutMs?: number;
       reqId?: string;
@@ -491,7 +492,7 @@ export class PeerClient {
   ): Promise<CheckedAnswer<S>> {
     const json = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const headers = this.headers(route.method, path, opts.reqId, opts.stream ? STREAMED_BODY : json);
-    let body: string | Readable | undefined = opts.stream;
+    let body: string | Readable | Buffer | undefined = opts.stream;
     if (json !== undefined) {
       headers['content-type'] = 'application/json';
       body = json;

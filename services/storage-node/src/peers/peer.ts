@@ -47,10 +47,13 @@ export interface Peer {
   ping(timeoutMs: number): Promise<boolean>;
   status(timeoutMs: number): Promise<NodeStatus>;
 
-  /** Streams `body` into an fsync'd temp copy; nothing is visible until commit(). */
+  /**
+   * Takes `body` as a pending copy (a small one in memory, a larger one in an fsync'd temp file);
+   * nothing is visible until commit().
+   */
   receive(
     fileId: string,
-    body: Readable,
+    body: Readable | Buffer,
     opts?: { reqId?: string; signal?: AbortSignal },
   ): Promise<PreparedUpload>;
   /** Makes a received copy visible ('already-stored' when the same bytes were there). */

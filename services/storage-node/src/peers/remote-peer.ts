@@ -66,7 +66,7 @@ export class RemotePeer implements Peer {
 
   receive(
     fileId: string,
-    body: Readable,
+    body: Readable | Buffer,
     opts: { reqId?: string; signal?: AbortSignal } = {},
   ): Promise<PreparedUpload> {
     return this.client.prepareUpload(this.url, fileId, body, opts.reqId, opts.signal);

@@ -70,7 +70,7 @@ export class LocalNode implements Peer {
     return this.options.status();
   }
 
-  async receive(_fileId: string, body: Readable): Promise<PreparedUpload> {
+  async receive(_fileId: string, body: Readable | Buffer): Promise<PreparedUpload> {
     this.assertTakesCopies();
     return this.blobs.receive(body);
   }

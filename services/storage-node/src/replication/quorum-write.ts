@@ -2,16 +2,21 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError, errorText } from '../../../../shared/errors';
 import type { Logger } from '../../../../shared/logging';
-import type { FileMeta } from '../../../../shared/protocol';
-import { BlockChecksummer } from '../../../../shared/blocks';
-import { ByteLimiter, HashingCounter, fanOut } from '../../../../shared/streams';
+import type { FileMeta, PreparedUpload } from '../../../../shared/protocol';
+import { BlockChecksummer, checksumsOf } from '../../../../shared/blocks';
+import { sha256Hex } from '../../../../shared/hashing';
+import { ByteLimiter, HashingCounter, fanOut, readIfSmall } from '../../../../shared/streams';
 import type { Membership } from '../membership/membership';
 import type { Peer } from '../peers/peer';
 import type { Nodes } from './nodes';
-import { callQuorum, requireQuorum } from './quorum';
+import { INLINE_MAX_BYTES } from '../store/blob-store';
+import { callQuorum, requireQuorum, type QuorumResult } from './quorum';
 
 /** A replica that takes no bytes for this long while W others keep up is dropped from the upload. */
 export const REPLICA_STALL_MS = 5_000;
+
+/** Uploads up to this size are read whole before they go out: the size replicas keep inline. */
+const WHOLE_UPLOAD_MAX_BYTES = INLINE_MAX_BYTES;
 
 export interface QuorumWriterOptions {
   replicas: number;
@@ -45,7 +50,10 @@ export interface PreparedWrite {
  *     block checksums (computed here once), to every chosen replica at the same time (fan-out at
  *     the pace of the slowest healthy one). Each replica keeps an fsync'd temp file with its own
  *     block checksums (it does not hash the whole file again). A replica that fails mid-stream is
- *     dropped; if fewer than W remain, the upload fails at once.
+ *     dropped; if fewer than W remain, the upload fails at once. An upload that ends within
+ *     WHOLE_UPLOAD_MAX_BYTES is read whole first and goes to each replica as one Buffer with its
+ *     Content-Length, hashed in one call: most uploads are small, and a chain of stream stages
+ *     per replica cost more CPU than their bytes (docs/benchmarks.md).
  *  2. commit: each replica checks that its block checksums are ours, so its bytes are the
  *     client's, and makes its copy visible. The upload is acknowledged only once W commits
  *     succeeded; below that, the copies that did commit are deleted again, so nothing stays
@@ -79,14 +87,23 @@ export class QuorumWriter {
       );
     }
 
-    const limiter = new ByteLimiter(
-      this.options.maxFileSize,
-      () =>
-        new ShoalError(
-          'payload_too_large',
-          `the file is larger than the limit of ${this.options.maxFileSize} bytes`,
-        ),
-    );
+    const tooLarge = (): ShoalError =>
+      new ShoalError(
+        'payload_too_large',
+        `the file is larger than the limit of ${this.options.maxFileSize} bytes`,
+      );
+    let whole: Buffer | undefined;
+    try {
+      whole = await readIfSmall(source, WHOLE_UPLOAD_MAX_BYTES);
+    } catch (err) {
+      throw streamFailure(err);
+    }
+    if (whole) {
+      if (whole.length > this.options.maxFileSize) throw tooLarge();
+      return this.prepareWhole(fileId, whole, chosen, reqId);
+    }
+
+    const limiter = new ByteLimiter(this.options.maxFileSize, tooLarge);
     const hasher = new HashingCounter();
     const blocks = new BlockChecksummer();
     const sinks = chosen.map(() => new PassThrough({ highWaterMark: 1024 * 1024 }));
@@ -125,7 +142,51 @@ export class QuorumWriter {
     });
     await Promise.all([feed, fan]);
     const received = await receives;
+    const copies = await this.keepWhole(
+      fileId,
+      received,
+      streamError === undefined ? hasher.bytes : -1,
+      reqId,
+    );
+    if (streamError !== undefined) {
+      await this.abort({ fileId, sha256: '', size: 0, checksums: '', copies }, reqId);
+      throw streamFailure(streamError);
+    }
+    return this.prepared(fileId, hasher.sha256, hasher.bytes, blocks.checksums(), copies, reqId);
+  }
 
+  /**
+   * A small upload, read whole: one Buffer, hashed in one call each, sent to every replica at once
+   * with its Content-Length (a replica that hangs gets the same grace as in a streamed upload).
+   */
+  private async prepareWhole(
+    fileId: string,
+    data: Buffer,
+    chosen: ChosenTarget[],
+    reqId: string,
+  ): Promise<PreparedWrite> {
+    const received = await callQuorum(
+      chosen,
+      ({ target }, signal) => target.receive(fileId, data, { reqId, signal }),
+      {
+        quorum: this.options.writeQuorum,
+        graceAfterQuorumMs: REPLICA_STALL_MS,
+      },
+    );
+    const copies = await this.keepWhole(fileId, received, data.length, reqId);
+    return this.prepared(fileId, sha256Hex(data), data.length, checksumsOf(data), copies, reqId);
+  }
+
+  /**
+   * The copies that replicas received whole (`size` bytes; -1: the upload failed, keep none).
+   * The others are aborted, and failures logged.
+   */
+  private async keepWhole(
+    fileId: string,
+    received: QuorumResult<ChosenTarget, PreparedUpload>,
+    size: number,
+    reqId: string,
+  ): Promise<PreparedCopy[]> {
     const copies: PreparedCopy[] = [];
     const discard: Array<Promise<void>> = [];
     for (const { target, error } of received.failed) {
@@ -136,36 +197,40 @@ export class QuorumWriter {
     }
     for (const { target: chosenTarget, value: prepared } of received.succeeded) {
       const { target, heldFor } = chosenTarget;
-      if (streamError === undefined && prepared.size === hasher.bytes) {
+      if (size >= 0 && prepared.size === size) {
         copies.push({ target, heldFor, token: prepared.token });
-      } else {
-        if (streamError === undefined) {
-          this.log.error(
-            { fileId, peer: target.id, reqId },
-            'replica received different bytes; dropping its copy',
-          );
-        }
-        discard.push(target.abort(prepared.token, reqId).catch(() => undefined));
+        continue;
       }
+      if (size >= 0) {
+        this.log.error(
+          { fileId, peer: target.id, reqId },
+          'replica received different bytes; dropping its copy',
+        );
+      }
+      discard.push(target.abort(prepared.token, reqId).catch(() => undefined));
     }
     await Promise.all(discard);
+    return copies;
+  }
 
-    if (streamError !== undefined) {
-      await this.abort({ fileId, sha256: '', size: 0, checksums: '', copies }, reqId);
-      if (streamError instanceof ShoalError) throw streamError;
-      throw new ShoalError('quorum_unavailable', `the upload stream failed: ${errorText(streamError)}`, {
-        cause: streamError,
-      });
-    }
+  /** The prepared write, once W replicas hold the bytes; below that, the copies are aborted (503). */
+  private async prepared(
+    fileId: string,
+    sha256: string,
+    size: number,
+    checksums: Buffer,
+    copies: PreparedCopy[],
+    reqId: string,
+  ): Promise<PreparedWrite> {
+    const { writeQuorum } = this.options;
     if (copies.length < writeQuorum) {
-      await this.abort({ fileId, sha256: hasher.sha256, size: hasher.bytes, checksums: '', copies }, reqId);
+      await this.abort({ fileId, sha256, size, checksums: '', copies }, reqId);
       throw new ShoalError(
         'quorum_unavailable',
         `only ${copies.length} replica(s) stored the bytes, ${writeQuorum} are needed; nothing was stored`,
       );
     }
-    const checksums = blocks.checksums().toString('base64');
-    return { fileId, sha256: hasher.sha256, size: hasher.bytes, checksums, copies };
+    return { fileId, sha256, size, checksums: checksums.toString('base64'), copies };
   }
 
   /** Makes prepared copies visible. Returns the ids of the nodes that now hold the file. */
@@ -254,4 +319,10 @@ export class QuorumWriter {
       ),
     );
   }
+}
+
+/** What a client hears when the upload's own stream failed: its contract error, or a 503 saying why. */
+function streamFailure(err: unknown): ShoalError {
+  if (err instanceof ShoalError) return err;
+  return new ShoalError('quorum_unavailable', `the upload stream failed: ${errorText(err)}`, { cause: err });
 }

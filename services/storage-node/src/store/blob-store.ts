@@ -1,13 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ShoalError, isNoSpaceError } from '../../../../shared/errors';
 import { randomHex32, sha256Hex } from '../../../../shared/hashing';
 import { assertValidId, isValidId } from '../../../../shared/ids';
 import { BlockChecksummer, checksumsOf } from '../../../../shared/blocks';
-import { HashingCounter, Sink, Throttle } from '../../../../shared/streams';
+import { HashingCounter, Sink, Throttle, readIfSmall } from '../../../../shared/streams';
 import type { FileMeta, FileRecord, PreparedUpload } from '../../../../shared/protocol';
 import { partitionOf } from '../placement/placement';
 import { fsyncDir } from './durable-file';
@@ -118,12 +118,25 @@ export class BlobStore {
    * file fsync'd as it closes; either way computing its block checksums on the way (and its sha256
    * too when asked: a copy that must prove its bytes alone). Nothing is visible until commit().
    */
-  async receive(source: Readable, { sha256 = false }: { sha256?: boolean } = {}): Promise<PreparedUpload> {
+  async receive(
+    body: Readable | Buffer,
+    { sha256 = false }: { sha256?: boolean } = {},
+  ): Promise<PreparedUpload> {
+    const room = this.pendingInlineBytes < PENDING_INLINE_MAX_BYTES ? INLINE_MAX_BYTES : 0;
+    // A small copy is held as one Buffer, without a chain of stream stages: most copies are small.
+    if (!sha256 && room > 0) {
+      const whole = Buffer.isBuffer(body)
+        ? body.length <= room
+          ? body
+          : undefined
+        : await readIfSmall(body, room);
+      if (whole) return this.hold({ inline: whole, checksums: checksumsOf(whole), size: whole.length });
+    }
+    const source = Buffer.isBuffer(body) ? Readable.from([body]) : body;
     const token = randomHex32();
     const path = join(this.tmpDir, token);
     const hasher = sha256 ? new HashingCounter() : undefined;
     const blocks = new BlockChecksummer();
-    const room = this.pendingInlineBytes < PENDING_INLINE_MAX_BYTES ? INLINE_MAX_BYTES : 0;
     const sink = new SpillingSink(path, room);
     try {
       if (hasher) await pipeline(source, hasher, blocks, sink);
@@ -134,17 +147,27 @@ export class BlobStore {
         throw new ShoalError('insufficient_storage', 'no space left on this node', { cause: err });
       throw err;
     }
-    const inline = sink.inline;
-    this.pendingInlineBytes += inline?.length ?? 0;
+    return this.hold(
+      { sha256: hasher?.sha256, size: blocks.bytes, checksums: blocks.checksums(), inline: sink.inline },
+      token,
+    );
+  }
+
+  /** Keeps a received copy until its commit or abort. */
+  private hold(
+    upload: Omit<PendingUpload, 'path' | 'preparedAt' | 'sha256'> & { sha256?: string },
+    token: string = randomHex32(),
+  ): PreparedUpload {
+    this.pendingInlineBytes += upload.inline?.length ?? 0;
     this.pending.set(token, {
-      sha256: hasher?.sha256,
-      size: blocks.bytes,
-      checksums: blocks.checksums(),
-      inline,
-      path,
+      sha256: upload.sha256,
+      size: upload.size,
+      checksums: upload.checksums,
+      inline: upload.inline,
+      path: join(this.tmpDir, token),
       preparedAt: Date.now(),
     });
-    return { token, size: blocks.bytes };
+    return { token, size: upload.size };
   }
 
   /**
