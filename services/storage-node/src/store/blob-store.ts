@@ -189,10 +189,8 @@ export class BlobStore {
       if (!matches) {
         throw new ShoalError('checksum_mismatch', `the bytes received are not those of file ${meta.id}`);
       }
-      const existing = this.metadata.get(meta.id);
-      if (existing?.state === 'deleted') throw new ShoalError('conflict', 'the file was deleted');
-      if (existing?.state === 'live') return 'already-stored';
       const partition = partitionOf(meta.id);
+      // The row's insert looks for an earlier row of the id itself, in its transaction.
       if (upload.inline) {
         const result = await this.metadata.putLiveGrouped({
           meta,
@@ -205,6 +203,9 @@ export class BlobStore {
         await this.metadata.durable();
         return result;
       }
+      const existing = this.metadata.get(meta.id);
+      if (existing?.state === 'deleted') throw new ShoalError('conflict', 'the file was deleted');
+      if (existing?.state === 'live') return 'already-stored';
       const finalPath = this.blobPath(meta.id);
       this.committing.add(meta.id);
       await rename(upload.path, finalPath);
