@@ -1,10 +1,14 @@
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
+  GetBucketCorsCommand,
+  GetBucketEncryptionCommand,
   GetBucketLocationCommand,
   GetBucketVersioningCommand,
+  GetObjectTaggingCommand,
   HeadBucketCommand,
   ListBucketsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   PutObjectTaggingCommand,
   S3Client,
@@ -167,7 +171,14 @@ describe('S3 buckets through the AWS SDK', () => {
   it('answers 501 NotImplemented, never a wrong success, for what it does not do', async () => {
     await client(0, alice).send(new CreateBucketCommand({ Bucket: 'not-everything' }));
     expect(
-      await failure(client(1, alice).send(new GetBucketVersioningCommand({ Bucket: 'not-everything' }))),
+      await failure(
+        client(1, alice).send(
+          new PutBucketVersioningCommand({
+            Bucket: 'not-everything',
+            VersioningConfiguration: { Status: 'Enabled' },
+          }),
+        ),
+      ),
     ).toBe('501 NotImplemented');
     await client(1, alice).send(
       new PutObjectCommand({ Bucket: 'not-everything', Key: 'a.txt', Body: 'hello' }),
@@ -188,5 +199,31 @@ describe('S3 buckets through the AWS SDK', () => {
         client(1, alice).send(new PutObjectCommand({ Bucket: 'no-such-bucket', Key: 'a.txt', Body: 'x' })),
       ),
     ).toBe('404 NoSuchBucket');
+  });
+
+  it('reads back what it does not keep as S3 reads back what was never set', async () => {
+    await client(0, alice).send(new CreateBucketCommand({ Bucket: 'never-set' }));
+    await client(1, alice).send(new PutObjectCommand({ Bucket: 'never-set', Key: 'a.txt', Body: 'hello' }));
+    // Versioning never enabled: no Status. No CORS rules, no encryption: S3's 404s.
+    const versioning = await client(2, alice).send(new GetBucketVersioningCommand({ Bucket: 'never-set' }));
+    expect(versioning.Status).toBeUndefined();
+    expect(await failure(client(0, alice).send(new GetBucketCorsCommand({ Bucket: 'never-set' })))).toBe(
+      '404 NoSuchCORSConfiguration',
+    );
+    expect(
+      await failure(client(1, alice).send(new GetBucketEncryptionCommand({ Bucket: 'never-set' }))),
+    ).toBe('404 ServerSideEncryptionConfigurationNotFoundError');
+    // An object's tags: none, for an object that exists; NoSuchKey for one that does not.
+    const tags = await client(2, alice).send(
+      new GetObjectTaggingCommand({ Bucket: 'never-set', Key: 'a.txt' }),
+    );
+    expect(tags.TagSet ?? []).toEqual([]);
+    expect(
+      await failure(client(0, alice).send(new GetObjectTaggingCommand({ Bucket: 'never-set', Key: 'nope' }))),
+    ).toBe('404 NoSuchKey');
+    // Another key's bucket stays another key's.
+    expect(await failure(client(0, bob).send(new GetBucketVersioningCommand({ Bucket: 'never-set' })))).toBe(
+      '403 AccessDenied',
+    );
   });
 });

@@ -115,6 +115,14 @@ describeClients('S3 clients: the aws CLI and rclone', () => {
       expect(await aws(1, 's3', 'sync', '--no-progress', up, `s3://${bucket}/tree/`)).toBe('');
       await aws(1, 's3', 'cp', '--no-progress', `s3://${bucket}/tree/big.bin`, join(work, `${bucket}-big`));
       expect(readFileSync(join(work, `${bucket}-big`)).equals(readFileSync(join(up, 'big.bin')))).toBe(true);
+      // A server-side move of an object of multipart size: the CLI reads its tags first
+      // (GetObjectTagging), then copies it part by part (UploadPartCopy) and deletes it.
+      const moved = `s3://${bucket}/moved/big.bin`;
+      await aws(2, 's3', 'mv', '--no-progress', `s3://${bucket}/tree/big.bin`, moved);
+      await aws(0, 's3', 'cp', '--no-progress', moved, join(work, `${bucket}-moved`));
+      const movedBytes = readFileSync(join(work, `${bucket}-moved`));
+      expect(movedBytes.equals(readFileSync(join(up, 'big.bin')))).toBe(true);
+      expect(await aws(1, 's3', 'ls', '--recursive', `s3://${bucket}/tree/`)).not.toContain('big.bin');
       await aws(2, 's3', 'rm', `s3://${bucket}/tree/a.txt`);
       expect(await aws(0, 's3', 'ls', '--recursive', `s3://${bucket}/`)).not.toContain('tree/a.txt');
     });

@@ -40,7 +40,17 @@ export type S3ErrorCode =
   | 'NoSuchKey'
   | 'NoSuchUpload'
   | 'PreconditionFailed'
-  | 'SlowDown';
+  | 'SlowDown'
+  // A bucket configuration read back that was never set (server.ts): S3's own codes, all 404.
+  | 'NoSuchCORSConfiguration'
+  | 'NoSuchLifecycleConfiguration'
+  | 'NoSuchBucketPolicy'
+  | 'ServerSideEncryptionConfigurationNotFoundError'
+  | 'NoSuchTagSet'
+  | 'NoSuchWebsiteConfiguration'
+  | 'ReplicationConfigurationNotFoundError'
+  | 'ObjectLockConfigurationNotFoundError'
+  | 'NoSuchPublicAccessBlockConfiguration';
 
 const STATUS: Record<S3ErrorCode, number> = {
   AccessDenied: 403,
@@ -82,6 +92,15 @@ const STATUS: Record<S3ErrorCode, number> = {
   NoSuchUpload: 404,
   PreconditionFailed: 412,
   SlowDown: 503,
+  NoSuchCORSConfiguration: 404,
+  NoSuchLifecycleConfiguration: 404,
+  NoSuchBucketPolicy: 404,
+  ServerSideEncryptionConfigurationNotFoundError: 404,
+  NoSuchTagSet: 404,
+  NoSuchWebsiteConfiguration: 404,
+  ReplicationConfigurationNotFoundError: 404,
+  ObjectLockConfigurationNotFoundError: 404,
+  NoSuchPublicAccessBlockConfiguration: 404,
 };
 
 export class S3Error extends Error {

@@ -554,6 +554,36 @@ export async function deleteObject(
   r.res.end();
 }
 
+/**
+ * GetObjectTagging and DeleteObjectTagging of the current version. Shoal keeps no tags (a write
+ * that carries some is refused with 501), so every object's tag set is empty, and removing it
+ * removes nothing: both are true answers. The aws CLI reads the tags of an object of multipart
+ * size before it copies it to another bucket or key (`aws s3 cp s3://a/k s3://b/k`), and that
+ * copy failed on a 501 here. Setting tags (PutObjectTagging) stays 501.
+ */
+export async function objectTagging(
+  deps: ObjectDeps,
+  r: S3Request,
+  bucket: BucketAccess,
+  key: string,
+): Promise<void> {
+  const method = r.req.method;
+  if (method !== 'GET' && method !== 'DELETE')
+    throw new S3Error('NotImplemented', "Shoal's S3 API does not implement object tagging.");
+  if (method === 'GET' ? !bucket.read : !bucket.write) throw new S3Error('AccessDenied', 'Access Denied');
+  const version = r.query.get('versionId');
+  if (version !== undefined && version !== 'null')
+    throw new S3Error('NotImplemented', "Shoal's S3 API does not implement object versions.");
+  if (!(await deps.objects.current(bucket.id, key, r.id)))
+    throw new S3Error('NoSuchKey', 'The specified key does not exist.');
+  if (method === 'GET') {
+    sendXml(r.res, 200, document('Tagging', [element('TagSet', [])]));
+    return;
+  }
+  r.res.statusCode = 204;
+  r.res.end();
+}
+
 export async function deleteObjects(deps: ObjectDeps, r: S3Request, bucket: BucketAccess): Promise<void> {
   if (!bucket.write) throw new S3Error('AccessDenied', 'Access Denied');
   const xml = (await readSmallBody(r.req, r.auth, MAX_DELETE_BODY)).toString('utf8');

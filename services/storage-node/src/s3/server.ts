@@ -13,6 +13,7 @@ import {
   deleteObjects,
   getObject,
   listObjects,
+  objectTagging,
   putObject,
   refuseUnsupportedWrite,
   sendXml,
@@ -100,16 +101,7 @@ async function handle(deps: S3Deps, req: IncomingMessage, res: ServerResponse, i
 }
 
 /** Sub-resources of an object that S3 has and Shoal does not. */
-const OBJECT_SUBRESOURCES = [
-  'acl',
-  'tagging',
-  'retention',
-  'legal-hold',
-  'torrent',
-  'restore',
-  'select',
-  'attributes',
-];
+const OBJECT_SUBRESOURCES = ['acl', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'attributes'];
 
 async function objectOperation(deps: S3Deps, r: S3Request, name: string, key: string): Promise<void> {
   // The bucket is checked first, as S3 does: NoSuchBucket and AccessDenied mean what they say.
@@ -117,6 +109,7 @@ async function objectOperation(deps: S3Deps, r: S3Request, name: string, key: st
   checkKey(key);
   const unsupported = OBJECT_SUBRESOURCES.find((s) => r.query.has(s));
   if (unsupported) throw notImplemented(`the ?${unsupported} sub-resource`);
+  if (r.query.has('tagging')) return objectTagging(deps, r, bucket, key);
   const method = r.req.method;
   const sourceBucket = (source: string) => deps.buckets.access(source, r.auth.accessKeyId);
   const copy = r.req.headers['x-amz-copy-source'] !== undefined;
@@ -198,6 +191,15 @@ async function bucketOperation(deps: S3Deps, r: S3Request, bucket: string): Prom
     sendXml(r.res, 200, document('LocationConstraint', [escapeXml(region)]));
     return;
   }
+  if (method === 'GET' && subresources.length === 1) {
+    const unset = UNSET_BUCKET_CONFIGURATIONS[subresources[0]!];
+    if (unset) {
+      deps.buckets.access(bucket, r.auth.accessKeyId);
+      if (unset.status === 200) sendXml(r.res, 200, document(unset.root, unset.children ?? []));
+      else throw new S3Error(unset.code, unset.message);
+      return;
+    }
+  }
   const listing = [
     'list-type',
     'prefix',
@@ -244,6 +246,61 @@ async function bucketOperation(deps: S3Deps, r: S3Request, bucket: string): Prom
     subresources.length > 0 ? `the ?${subresources.join('&')} sub-resource` : `${method} on a bucket`;
   throw notImplemented(what);
 }
+
+/**
+ * A bucket's configurations Shoal does not have, read back as S3 reads back one never set: the
+ * answer is true (no bucket here has versioning, CORS rules, a lifecycle, a policy, encryption,
+ * tags, a website, replication, object lock or an access block), and tools that look before they
+ * act (the aws CLI, SDK helpers, Terraform, backup tools checking versioning) get on with it.
+ * Setting any of them stays 501.
+ */
+const UNSET_BUCKET_CONFIGURATIONS: Record<
+  string,
+  { status: 200; root: string; children?: string[] } | { status: 404; code: S3ErrorCode; message: string }
+> = {
+  versioning: { status: 200, root: 'VersioningConfiguration' },
+  accelerate: { status: 200, root: 'AccelerateConfiguration' },
+  logging: { status: 200, root: 'BucketLoggingStatus' },
+  notification: { status: 200, root: 'NotificationConfiguration' },
+  requestPayment: {
+    status: 200,
+    root: 'RequestPaymentConfiguration',
+    children: [element('Payer', 'BucketOwner')],
+  },
+  cors: { status: 404, code: 'NoSuchCORSConfiguration', message: 'The CORS configuration does not exist' },
+  lifecycle: {
+    status: 404,
+    code: 'NoSuchLifecycleConfiguration',
+    message: 'The lifecycle configuration does not exist',
+  },
+  policy: { status: 404, code: 'NoSuchBucketPolicy', message: 'The bucket policy does not exist' },
+  encryption: {
+    status: 404,
+    code: 'ServerSideEncryptionConfigurationNotFoundError',
+    message: 'The server side encryption configuration was not found',
+  },
+  tagging: { status: 404, code: 'NoSuchTagSet', message: 'The TagSet does not exist' },
+  website: {
+    status: 404,
+    code: 'NoSuchWebsiteConfiguration',
+    message: 'The specified bucket does not have a website configuration',
+  },
+  replication: {
+    status: 404,
+    code: 'ReplicationConfigurationNotFoundError',
+    message: 'The replication configuration was not found',
+  },
+  'object-lock': {
+    status: 404,
+    code: 'ObjectLockConfigurationNotFoundError',
+    message: 'Object Lock configuration does not exist for this bucket',
+  },
+  publicAccessBlock: {
+    status: 404,
+    code: 'NoSuchPublicAccessBlockConfiguration',
+    message: 'The public access block configuration was not found',
+  },
+};
 
 async function createBucket(deps: S3Deps, r: S3Request, bucket: string): Promise<void> {
   refuseUnsupportedWrite(r);
