@@ -12,6 +12,7 @@ import {
   ListBucketsCommand,
   ListMultipartUploadsCommand,
   ListObjectsCommand,
+  ListObjectVersionsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
@@ -285,6 +286,44 @@ describe('S3 objects through the AWS SDK', () => {
       new ListObjectsV2Command({ Bucket: 'listing', Prefix: 'x', EncodingType: 'url' }),
     );
     expect((encoded.Contents ?? []).map((o) => o.Key)).toEqual(['x%20y']);
+  });
+
+  it("lists an unversioned bucket's versions as S3 does: one each, null, the latest", async () => {
+    await c(0).send(new CreateBucketCommand({ Bucket: 'versions' }));
+    for (const key of ['a/1', 'a/2', 'b/1', 'b/c/2', 'c', 'x y', 'gone'])
+      await c(2).send(new PutObjectCommand({ Bucket: 'versions', Key: key, Body: key }));
+    // One key overwritten, one deleted.
+    await c(0).send(new PutObjectCommand({ Bucket: 'versions', Key: 'c', Body: 'again' }));
+    await c(2).send(new DeleteObjectCommand({ Bucket: 'versions', Key: 'gone' }));
+    const all = await c(1).send(new ListObjectVersionsCommand({ Bucket: 'versions' }));
+    expect((all.Versions ?? []).map((v) => [v.Key, v.VersionId, v.IsLatest])).toEqual(
+      ['a/1', 'a/2', 'b/1', 'b/c/2', 'c', 'x y'].map((key) => [key, 'null', true]),
+    );
+    expect(all.Versions?.find((v) => v.Key === 'c')?.Size).toBe(5);
+    expect(all.DeleteMarkers ?? []).toEqual([]);
+    const rolled = await c(2).send(
+      new ListObjectVersionsCommand({ Bucket: 'versions', Prefix: 'b/', Delimiter: '/' }),
+    );
+    expect((rolled.Versions ?? []).map((v) => v.Key)).toEqual(['b/1']);
+    expect((rolled.CommonPrefixes ?? []).map((p) => p.Prefix)).toEqual(['b/c/']);
+    const paged: string[] = [];
+    let marker: { KeyMarker?: string; VersionIdMarker?: string } = {};
+    for (;;) {
+      const page = await c(paged.length % 3).send(
+        new ListObjectVersionsCommand({ Bucket: 'versions', MaxKeys: 2, ...marker }),
+      );
+      paged.push(...(page.Versions ?? []).map((v) => v.Key!));
+      if (!page.IsTruncated) break;
+      marker = { KeyMarker: page.NextKeyMarker, VersionIdMarker: page.NextVersionIdMarker };
+    }
+    expect(paged).toEqual(['a/1', 'a/2', 'b/1', 'b/c/2', 'c', 'x y']);
+    expect(
+      await s3Failure(
+        c(0).send(
+          new ListObjectVersionsCommand({ Bucket: 'versions', KeyMarker: 'a/1', VersionIdMarker: 'v2' }),
+        ),
+      ),
+    ).toBe('400 InvalidArgument');
   });
 
   it('copies objects, keeping or replacing their metadata', async () => {

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { Readable, pipeline } from 'node:stream';
 import { ShoalError } from '../../../../shared/errors';
 import { checksumAlgorithmOf, checksumHeader, type ChecksumAlgorithm } from '../../../../shared/checksums';
-import { MAX_OBJECT_KEY_BYTES } from '../../../../shared/protocol';
+import { MAX_OBJECT_KEY_BYTES, type FileRecord } from '../../../../shared/protocol';
 import { sendBody } from '../http/file-response';
 import type { FileReader } from '../files/download';
 import type { BucketAccess } from './buckets';
@@ -640,19 +640,7 @@ export async function listObjects(
   const q = r.query;
   const v2 = q.get('list-type') === '2';
   if (q.has('list-type') && !v2) throw new S3Error('InvalidArgument', 'Invalid list-type: only 2 is known');
-  const encodingType = q.get('encoding-type');
-  if (encodingType !== undefined && encodingType !== 'url')
-    throw new S3Error('InvalidArgument', 'Invalid Encoding Method specified in Request');
-  const encode = (text: string): string => (encodingType === 'url' ? uriEncode(text, false) : text);
-  const maxKeysText = q.get('max-keys');
-  let maxKeys = 1000;
-  if (maxKeysText !== undefined) {
-    if (!/^\d{1,9}$/.test(maxKeysText))
-      throw new S3Error('InvalidArgument', 'Provided max-keys not an integer or within integer range');
-    maxKeys = Math.min(Number(maxKeysText), 1000);
-  }
-  const prefix = q.get('prefix') ?? '';
-  const delimiter = q.get('delimiter') || undefined;
+  const { encodingType, encode, maxKeys, prefix, delimiter } = listingParams(q);
   let after: string | undefined;
   const token = v2 ? q.get('continuation-token') : undefined;
   if (token !== undefined) {
@@ -673,22 +661,9 @@ export async function listObjects(
       prefixes.push(element('CommonPrefixes', [element('Prefix', encode(entry.key))]));
       continue;
     }
-    const record = entry.record!;
-    const attrs = JSON.parse(record.object?.attrs ?? '{}') as ObjectAttrs;
-    const owner =
-      !v2 || q.get('fetch-owner') === 'true'
-        ? [element('Owner', [element('ID', bucket.owner), element('DisplayName', bucket.owner)])]
-        : [];
+    const withOwner = !v2 || q.get('fetch-owner') === 'true';
     contents.push(
-      element('Contents', [
-        element('Key', encode(entry.key)),
-        element('LastModified', record.createdAt),
-        element('ETag', `"${attrs.etag}"`),
-        ...(attrs.checksum ? [element('ChecksumAlgorithm', checksumXmlName(attrs.checksum.algorithm))] : []),
-        element('Size', objectSize({ record, attrs })),
-        ...owner,
-        element('StorageClass', 'STANDARD'),
-      ]),
+      element('Contents', listedObject(entry.key, entry.record!, encode, withOwner && bucket.owner)),
     );
   }
   const last = page.entries[page.entries.length - 1]?.key;
@@ -712,14 +687,122 @@ export async function listObjects(
             ? [element('NextMarker', encode(maxKey(page.next, last)!))]
             : []),
         ]),
-    element('MaxKeys', maxKeys),
-    ...(delimiter !== undefined ? [element('Delimiter', encode(delimiter))] : []),
-    element('IsTruncated', page.truncated),
-    ...contents,
-    ...prefixes,
-    ...(encodingType ? [element('EncodingType', encodingType)] : []),
+    ...listingTail({ encodingType, encode, maxKeys, delimiter }, page.truncated, [...contents, ...prefixes]),
   ];
   sendXml(r.res, 200, document('ListBucketResult', children));
+}
+
+/**
+ * ListObjectVersions. No bucket here has versioning, and S3 lists such a bucket's objects as one
+ * version each, `null`, the latest: that is this answer, from the same listing as ListObjects (a
+ * replaced version is not one a client can read or ask for, and a deleted key has none). Scripts
+ * that empty a bucket, and tools that look for old versions, ask it first.
+ */
+export async function listObjectVersions(
+  deps: ObjectDeps,
+  r: S3Request,
+  bucket: BucketAccess,
+  name: string,
+): Promise<void> {
+  if (!bucket.read) throw new S3Error('AccessDenied', 'Access Denied');
+  const q = r.query;
+  const { encodingType, encode, maxKeys, prefix, delimiter } = listingParams(q);
+  const keyMarker = q.get('key-marker') ?? '';
+  const versionMarker = q.get('version-id-marker') ?? '';
+  if (versionMarker !== '' && versionMarker !== 'null')
+    throw new S3Error('InvalidArgument', 'Invalid version id specified');
+  if (versionMarker !== '' && keyMarker === '')
+    throw new S3Error('InvalidArgument', 'A version-id marker cannot be specified without a key marker.');
+  const page =
+    maxKeys === 0
+      ? { entries: [], truncated: false, next: undefined }
+      : await deps.objects.list(
+          { bucket: bucket.id, prefix, delimiter, after: keyMarker || undefined, limit: maxKeys },
+          r.id,
+        );
+  const versions: string[] = [];
+  const prefixes: string[] = [];
+  for (const entry of page.entries) {
+    if (entry.prefix) {
+      prefixes.push(element('CommonPrefixes', [element('Prefix', encode(entry.key))]));
+      continue;
+    }
+    const [key, ...rest] = listedObject(entry.key, entry.record!, encode, bucket.owner);
+    versions.push(
+      element('Version', [key!, element('VersionId', 'null'), element('IsLatest', true), ...rest]),
+    );
+  }
+  const last = maxKey(page.next, page.entries[page.entries.length - 1]?.key);
+  const children = [
+    element('Name', name),
+    element('Prefix', encode(prefix)),
+    element('KeyMarker', encode(keyMarker)),
+    element('VersionIdMarker', versionMarker),
+    ...(page.truncated && last !== undefined
+      ? [element('NextKeyMarker', encode(last)), element('NextVersionIdMarker', 'null')]
+      : []),
+    ...listingTail({ encodingType, encode, maxKeys, delimiter }, page.truncated, [...versions, ...prefixes]),
+  ];
+  sendXml(r.res, 200, document('ListVersionsResult', children));
+}
+
+interface ListingParams {
+  encodingType: string | undefined;
+  encode: (text: string) => string;
+  maxKeys: number;
+  delimiter: string | undefined;
+}
+
+/** encoding-type, max-keys, prefix and delimiter, as every object listing takes them. */
+function listingParams(q: Map<string, string>): ListingParams & { prefix: string } {
+  const encodingType = q.get('encoding-type');
+  if (encodingType !== undefined && encodingType !== 'url')
+    throw new S3Error('InvalidArgument', 'Invalid Encoding Method specified in Request');
+  const encode = (text: string): string => (encodingType === 'url' ? uriEncode(text, false) : text);
+  const maxKeysText = q.get('max-keys');
+  let maxKeys = 1000;
+  if (maxKeysText !== undefined) {
+    if (!/^\d{1,9}$/.test(maxKeysText))
+      throw new S3Error('InvalidArgument', 'Provided max-keys not an integer or within integer range');
+    maxKeys = Math.min(Number(maxKeysText), 1000);
+  }
+  return {
+    encodingType,
+    encode,
+    maxKeys,
+    prefix: q.get('prefix') ?? '',
+    delimiter: q.get('delimiter') || undefined,
+  };
+}
+
+/** The end of an object listing's answer: its limits, whether there is more, the entries. */
+function listingTail(p: ListingParams, truncated: boolean, entries: string[]): string[] {
+  return [
+    element('MaxKeys', p.maxKeys),
+    ...(p.delimiter !== undefined ? [element('Delimiter', p.encode(p.delimiter))] : []),
+    element('IsTruncated', truncated),
+    ...entries,
+    ...(p.encodingType ? [element('EncodingType', p.encodingType)] : []),
+  ];
+}
+
+/** An object's elements in a listing, Key first; its owner when `owner` names one. */
+function listedObject(
+  key: string,
+  record: FileRecord,
+  encode: (text: string) => string,
+  owner: string | false,
+): string[] {
+  const attrs = JSON.parse(record.object?.attrs ?? '{}') as ObjectAttrs;
+  return [
+    element('Key', encode(key)),
+    element('LastModified', record.createdAt),
+    element('ETag', `"${attrs.etag}"`),
+    ...(attrs.checksum ? [element('ChecksumAlgorithm', checksumXmlName(attrs.checksum.algorithm))] : []),
+    element('Size', objectSize({ record, attrs })),
+    ...(owner === false ? [] : [element('Owner', [element('ID', owner), element('DisplayName', owner)])]),
+    element('StorageClass', 'STANDARD'),
+  ];
 }
 
 function maxKey(a: string | undefined, b: string | undefined): string | undefined {

@@ -13,6 +13,7 @@ import {
   deleteObjects,
   getObject,
   listObjects,
+  listObjectVersions,
   objectTagging,
   putObject,
   refuseUnsupportedWrite,
@@ -213,6 +214,21 @@ async function bucketOperation(deps: S3Deps, r: S3Request, bucket: string): Prom
   ];
   if (method === 'GET' && subresources.every((s) => listing.includes(s)))
     return listObjects(deps, r, deps.buckets.access(bucket, r.auth.accessKeyId), bucket);
+  const versionListing = [
+    'versions',
+    'prefix',
+    'delimiter',
+    'key-marker',
+    'version-id-marker',
+    'max-keys',
+    'encoding-type',
+  ];
+  if (
+    method === 'GET' &&
+    subresources.includes('versions') &&
+    subresources.every((s) => versionListing.includes(s))
+  )
+    return listObjectVersions(deps, r, deps.buckets.access(bucket, r.auth.accessKeyId), bucket);
   const uploadListing = [
     'uploads',
     'prefix',
