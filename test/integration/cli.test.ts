@@ -12,8 +12,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { CLI, freePort, TestCluster } from '../helpers/cluster';
+import { delimiter, dirname, join } from 'node:path';
+import { CLI, freePort, repoRoot, TestCluster } from '../helpers/cluster';
 
 /**
  * The client half of the `shoal` bin, run as a user runs it: the built bin as a child process
@@ -32,13 +32,29 @@ interface Run {
   err: string;
 }
 
-/** Runs the bin with a clean environment (no SHOAL_URL/SHOAL_API_KEY from the caller). */
-function shoal(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Run> {
+/** The file package.json names as the `shoal` bin: what `npx shoal` runs, by its #! line. */
+const PACKAGE_BIN = join(
+  repoRoot(),
+  (JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { bin: { shoal: string } }).bin
+    .shoal,
+);
+
+/**
+ * Runs the bin with a clean environment (no SHOAL_URL/SHOAL_API_KEY from the caller): through
+ * node, or `asInstalled`, the package's bin file itself, as `npx shoal` starts it.
+ */
+function shoal(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; asInstalled?: boolean } = {},
+): Promise<Run> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env))
     if (v !== undefined && !k.startsWith('SHOAL_')) env[k] = v;
+  // `#!/usr/bin/env node` finds the node this test runs on first.
+  env.PATH = `${dirname(process.execPath)}${delimiter}${env.PATH ?? ''}`;
+  const [command, argv] = options.asInstalled ? [PACKAGE_BIN, args] : [process.execPath, [BIN, ...args]];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(command, argv, {
       cwd: options.cwd,
       env: { ...env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -214,6 +230,13 @@ describe('shoal client commands', () => {
     const view = JSON.parse(json.out) as { self: string; nodes: Array<{ state: string }> };
     expect(view.self).toBe(cluster.node(1).id);
     expect(view.nodes.filter((n) => n.state === 'alive')).toHaveLength(3);
+  });
+
+  it('runs as npx runs it: the package bin, built executable, started by its #! line', async () => {
+    const status = await shoal(['status', '--json', ...to], { asInstalled: true });
+    expect(status.err).toBe('');
+    expect(status.code).toBe(0);
+    expect((JSON.parse(status.out) as { nodes: unknown[] }).nodes).toHaveLength(3);
   });
 
   it('SHOAL_URL picks the node when --to is absent', async () => {
