@@ -126,10 +126,12 @@ export function readIfSmall(source: Readable, limit: number): Promise<Buffer | u
     const chunks: Buffer[] = [];
     let held = 0;
     const whole = (): Buffer => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, held));
+    // The 'error' listener stays for the stream's life (a no-op once settled): whoever takes the
+    // stream next attaches its own only after this promise resumes it, and an error emitted in
+    // between (a destroy on the next tick) with no listener at all would end the process.
     const stop = (): void => {
       source.off('data', onData);
       source.off('end', onEnd);
-      source.off('error', onError);
       source.off('close', onClose);
     };
     const onData = (chunk: Buffer): void => {
@@ -156,7 +158,7 @@ export function readIfSmall(source: Readable, limit: number): Promise<Buffer | u
     };
     source.on('data', onData);
     source.once('end', onEnd);
-    source.once('error', onError);
+    source.on('error', onError);
     source.once('close', onClose);
   });
 }

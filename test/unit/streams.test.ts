@@ -86,6 +86,17 @@ describe('readIfSmall', () => {
     expect(Buffer.concat(out.data).equals(Buffer.concat(parts))).toBe(true);
   });
 
+  it('leaves no moment without an error listener before the next reader takes the stream', async () => {
+    const source = new PassThrough();
+    source.write(Buffer.alloc(200));
+    const answer = readIfSmall(source, 100);
+    // Destroyed before whoever awaits the answer can attach a listener of its own.
+    source.destroy(new Error('client went away'));
+    expect(await answer).toBeUndefined();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(source.destroyed).toBe(true);
+  });
+
   it('fails with the error of a stream that fails before its end, or closes early', async () => {
     const failing = new PassThrough();
     failing.write(Buffer.alloc(10));
