@@ -142,7 +142,7 @@ export class QuorumWriter {
     });
     await Promise.all([feed, fan]);
     const received = await receives;
-    const copies = await this.keepWhole(
+    const copies = await this.keepReceived(
       fileId,
       received,
       streamError === undefined ? hasher.bytes : -1,
@@ -173,7 +173,7 @@ export class QuorumWriter {
         graceAfterQuorumMs: REPLICA_STALL_MS,
       },
     );
-    const copies = await this.keepWhole(fileId, received, data.length, reqId);
+    const copies = await this.keepReceived(fileId, received, data.length, reqId);
     return this.prepared(fileId, sha256Hex(data), data.length, checksumsOf(data), copies, reqId);
   }
 
@@ -181,7 +181,7 @@ export class QuorumWriter {
    * The copies that replicas received whole (`size` bytes; -1: the upload failed, keep none).
    * The others are aborted, and failures logged.
    */
-  private async keepWhole(
+  private async keepReceived(
     fileId: string,
     received: QuorumResult<ChosenTarget, PreparedUpload>,
     size: number,

@@ -124,14 +124,10 @@ export class BlobStore {
   ): Promise<PreparedUpload> {
     const room = this.pendingInlineBytes < PENDING_INLINE_MAX_BYTES ? INLINE_MAX_BYTES : 0;
     // A small copy is held as one Buffer, without a chain of stream stages: most copies are small.
-    if (!sha256 && room > 0) {
-      const whole = Buffer.isBuffer(body)
-        ? body.length <= room
-          ? body
-          : undefined
-        : await readIfSmall(body, room);
-      if (whole) return this.hold({ inline: whole, checksums: checksumsOf(whole), size: whole.length });
-    }
+    const whole =
+      sha256 || room === 0 ? undefined : Buffer.isBuffer(body) ? body : await readIfSmall(body, room);
+    if (whole && whole.length <= room)
+      return this.hold({ inline: whole, checksums: checksumsOf(whole), size: whole.length });
     const source = Buffer.isBuffer(body) ? Readable.from([body]) : body;
     const token = randomHex32();
     const path = join(this.tmpDir, token);
